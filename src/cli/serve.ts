@@ -1,0 +1,117 @@
+// `sessionpool serve`: parse flags once, start the server, stop it on SIGTERM/SIGINT.
+
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { type ServerOptions, startServer } from "../server.ts";
+
+export const SERVE_HELP = `Usage: sessionpool serve [options]
+
+Start the sessionpool server: the ARM-compatible management API and the session pools' data plane.
+
+Options:
+  --host ADDR            address to listen on (default 127.0.0.1)
+  --port N               port (default 8080; 0 picks a free one)
+  --data-dir DIR         where the store, keys and admin token live (default ./.sessionpool)
+  --public-url URL       base URL put into poolManagementEndpoint (default from host, port and scheme)
+  --tls-cert FILE        PEM certificate (chain) to serve HTTPS with
+  --tls-key FILE         PEM private key for --tls-cert
+  --tls-self-signed      generate a private CA and a certificate into the data dir; prints the CA path
+  --insecure-http        allow plain HTTP on a non-loopback address
+  --max-sessions-cap N   largest maxConcurrentSessions a pool may ask for (default 600)
+  --list-page-size N     pools per page of a list before nextLink (default 100)
+  --log-level LEVEL      fatal, error, warn, info, debug, trace (default info)
+  --no-runtime           serve the management API only (no Docker engine needed)
+  -h, --help             show this help
+
+Environment:
+  SESSIONPOOL_ADMIN_TOKEN  the admin credential; otherwise one is generated into <data-dir>/admin-token (0600)
+  DOCKER_HOST              the Docker engine to use (default unix:///var/run/docker.sock)
+`;
+
+export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "8080" },
+      "data-dir": { type: "string", default: "./.sessionpool" },
+      "public-url": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-self-signed": { type: "boolean", default: false },
+      "insecure-http": { type: "boolean", default: false },
+      "max-sessions-cap": { type: "string" },
+      "list-page-size": { type: "string" },
+      "log-level": { type: "string", default: "info" },
+      "no-runtime": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return 0;
+  }
+  const port = intFlag("--port", values.port, 0, 65535);
+  if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together.");
+  }
+  if (values["tls-self-signed"] && values["tls-cert"]) {
+    throw new UsageError("choose either --tls-self-signed or --tls-cert/--tls-key.");
+  }
+  const dataDir = resolve(values["data-dir"]);
+  const options: ServerOptions = {
+    host: values.host,
+    port,
+    dataDir,
+    logLevel: values["log-level"],
+    insecureHttp: values["insecure-http"],
+    ...(values["public-url"] ? { publicUrl: values["public-url"] } : {}),
+    ...(env["SESSIONPOOL_ADMIN_TOKEN"] ? { adminToken: env["SESSIONPOOL_ADMIN_TOKEN"] } : {}),
+    ...(values["tls-self-signed"]
+      ? { tls: "self-signed" as const }
+      : values["tls-cert"] && values["tls-key"]
+        ? { tls: { certPath: values["tls-cert"], keyPath: values["tls-key"] } }
+        : {}),
+    ...(values["max-sessions-cap"]
+      ? { maxSessionsCap: intFlag("--max-sessions-cap", values["max-sessions-cap"], 1, 100000) }
+      : {}),
+    ...(values["list-page-size"]
+      ? { listPageSize: intFlag("--list-page-size", values["list-page-size"], 1, 1000) }
+      : {}),
+  };
+  if (!values["no-runtime"]) {
+    const { dockerRuntime } = await import("../runtime-wiring.ts");
+    options.runtime = dockerRuntime({ ...(env["DOCKER_HOST"] ? { dockerHost: env["DOCKER_HOST"] } : {}) });
+  }
+  const server = await startServer(options);
+  if (server.caPath) process.stdout.write(`TLS CA certificate: ${server.caPath}\n`);
+  if (server.adminTokenPath) process.stdout.write(`Admin token file: ${server.adminTokenPath}\n`);
+  process.stdout.write(`sessionpool listening on ${server.url}\n`);
+
+  await new Promise<void>((resolveStop) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        process.stderr.write(`received ${signal} again; exiting now\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      process.stderr.write(`received ${signal}; shutting down\n`);
+      void server.close().finally(resolveStop);
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+  return 0;
+}
+
+export class UsageError extends Error {}
+
+function intFlag(name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`${name} must be a whole number from ${min} to ${max} (got '${text}').`);
+  return n;
+}

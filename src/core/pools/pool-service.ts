@@ -1,0 +1,412 @@
+// Session pools as ARM resources: create/update/patch/delete with long-running operations, persisted so they
+// survive restarts. Provisioning itself is the PoolRuntime's job (image present, ready sessions warm); this
+// service records what was asked, runs one provisioning per pool at a time (a newer generation supersedes an
+// older one) and settles the operations waiting on it.
+import type { Logger } from "pino";
+import type { Principal } from "../../auth/principal.ts";
+import type { SecretBox } from "../../auth/secret-box.ts";
+import { isSessionPoolError } from "../../errors.ts";
+import type { Store, StoredOperation, StoredPool } from "../../store/store.ts";
+import { ConflictError, PoolNotFoundError, PreconditionFailedError } from "../errors.ts";
+import { type PoolDoc, type PoolRef, poolKey, poolResourceId, type SystemData } from "./pool-doc.ts";
+import {
+  type PoolChange,
+  type PoolRules,
+  parsePoolBody,
+  poolFromPatch,
+  poolFromPut,
+  type SecretInput,
+} from "./pool-spec.ts";
+import { validatePoolName } from "./pool-validation.ts";
+
+/** What actually runs a pool. Resolves when the pool is ready; rejects with the reason it cannot be. */
+export interface PoolRuntime {
+  provision(pool: StoredPool, signal: AbortSignal): Promise<void>;
+  /** Destroys everything the pool runs; idempotent. */
+  teardown(poolKey: string, signal: AbortSignal): Promise<void>;
+}
+
+export const NOOP_RUNTIME: PoolRuntime = {
+  provision: async () => {},
+  teardown: async () => {},
+};
+
+export interface PoolServiceDeps {
+  store: Store;
+  secretBox: SecretBox;
+  runtime: PoolRuntime;
+  rules: PoolRules;
+  now: () => Date;
+  logger: Logger;
+}
+
+interface ProvisionRun {
+  generation: number;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export interface WriteResult {
+  pool: StoredPool;
+  operation: StoredOperation;
+  created: boolean;
+}
+
+export class PoolService {
+  readonly #d: PoolServiceDeps;
+  readonly #runs = new Map<string, ProvisionRun>();
+  #closed = false;
+
+  constructor(deps: PoolServiceDeps) {
+    this.#d = deps;
+  }
+
+  get(ref: PoolRef): StoredPool {
+    const pool = this.#d.store.getPool(poolKey(ref));
+    if (!pool) throw new PoolNotFoundError(ref.resourceGroup, ref.name);
+    return pool;
+  }
+
+  list(
+    filter: { subscriptionId: string; resourceGroup?: string },
+    afterKey: string | undefined,
+    limit: number,
+  ) {
+    const page = this.#d.store.listPools(filter, { ...(afterKey ? { afterKey } : {}), limit: limit + 1 });
+    const items = page.slice(0, limit);
+    const last = items.at(-1);
+    return { items, nextAfterKey: page.length > limit && last ? last.key : undefined };
+  }
+
+  put(
+    ref: PoolRef,
+    body: unknown,
+    ctx: { principal: Principal; apiVersion: string; ifMatch?: string; ifNoneMatch?: string },
+  ): WriteResult {
+    validatePoolName(ref.name);
+    const input = parsePoolBody(body);
+    const key = poolKey(ref);
+    const existing = this.#d.store.getPool(key);
+    checkPreconditions(existing, ctx.ifMatch, ctx.ifNoneMatch);
+    if (existing && (existing.doc as unknown as PoolDoc).properties.provisioningState === "Deleting") {
+      throw new ConflictError(
+        "PoolBeingDeleted",
+        `The session pool '${ref.name}' is being deleted; retry when the deletion finishes.`,
+      );
+    }
+    const existingDoc = existing?.doc as PoolDoc | undefined;
+    const change = poolFromPut(input, {
+      name: ref.name,
+      rules: this.#d.rules,
+      systemData: this.#systemData(ctx.principal, existingDoc?.systemData),
+      ...(existingDoc ? { existing: existingDoc } : {}),
+      secretNames: this.#secretNames(key),
+    });
+    return this.#write(ref, existing, change, existing ? "update" : "create", ctx.apiVersion);
+  }
+
+  patch(
+    ref: PoolRef,
+    body: unknown,
+    ctx: { principal: Principal; apiVersion: string; ifMatch?: string },
+  ): WriteResult {
+    const key = poolKey(ref);
+    const existing = this.#d.store.getPool(key);
+    if (!existing) throw new PoolNotFoundError(ref.resourceGroup, ref.name);
+    checkPreconditions(existing, ctx.ifMatch, undefined);
+    const existingDoc = existing.doc as unknown as PoolDoc;
+    if (existingDoc.properties.provisioningState === "Deleting") {
+      throw new ConflictError("PoolBeingDeleted", `The session pool '${ref.name}' is being deleted.`);
+    }
+    const change = poolFromPatch(body, {
+      name: ref.name,
+      rules: this.#d.rules,
+      systemData: this.#systemData(ctx.principal, existingDoc.systemData),
+      existing: existingDoc,
+      secretNames: this.#secretNames(key),
+    });
+    return this.#write(ref, existing, change, "update", ctx.apiVersion);
+  }
+
+  /** Starts deleting; undefined when there is nothing to delete (ARM answers 204). */
+  delete(ref: PoolRef, ctx: { apiVersion: string; ifMatch?: string }): StoredOperation | undefined {
+    const key = poolKey(ref);
+    const existing = this.#d.store.getPool(key);
+    if (!existing) return undefined;
+    checkPreconditions(existing, ctx.ifMatch, undefined);
+    const doc = existing.doc as unknown as PoolDoc;
+    const now = this.#d.now().toISOString();
+    const running = this.#d.store
+      .listOperations({ poolKey: key, status: "InProgress" })
+      .find((o) => o.kind === "delete");
+    if (running) return running;
+    const op = this.#newOperation(existing, "delete", ctx.apiVersion);
+    this.#d.store.transaction(() => {
+      for (const o of this.#d.store.listOperations({ poolKey: key, status: "InProgress" })) {
+        this.#d.store.putOperation({
+          ...o,
+          status: "Canceled",
+          endTime: now,
+          error: { code: "Canceled", message: "The session pool was deleted." },
+        });
+      }
+      doc.properties.provisioningState = "Deleting";
+      this.#d.store.putPool({ ...existing, doc: doc as unknown as Record<string, unknown>, updatedAt: now });
+      this.#d.store.putOperation(op);
+    });
+    this.#runs.get(key)?.controller.abort();
+    void this.#runDelete(existing, op);
+    return op;
+  }
+
+  getOperation(id: string): StoredOperation | undefined {
+    return this.#d.store.getOperation(id);
+  }
+
+  /** Sealed secret values, opened, for a sandbox being created. Never logged, never returned by the API. */
+  secretValues(key: string): Map<string, string> {
+    return new Map(this.#d.store.getSecrets(key).map((s) => [s.name, this.#d.secretBox.open(s.sealed)]));
+  }
+
+  /** Resumes what a restart interrupted: provisioning of pools in progress, deletions under way. */
+  resume(): void {
+    for (const pool of this.#d.store.allPools()) {
+      const state = (pool.doc as unknown as PoolDoc).properties.provisioningState;
+      const pending = this.#d.store.listOperations({ poolKey: pool.key, status: "InProgress" });
+      const deleting = pending.find((o) => o.kind === "delete");
+      if (state === "Deleting" || deleting) {
+        void this.#runDelete(
+          pool,
+          deleting ?? this.#persist(this.#newOperation(pool, "delete", "2025-07-01")),
+        );
+      } else if (state === "InProgress" || pending.length > 0) {
+        this.#startProvision(pool);
+      } else {
+        // Keep ready sessions warm for pools that were fine before the restart.
+        this.#startProvision(pool, { quiet: true });
+      }
+    }
+    // Operations whose pool vanished (deleted while the server was down mid-write) cannot finish.
+    for (const op of this.#d.store.listOperations({ status: "InProgress" })) {
+      if (!this.#d.store.getPool(op.poolKey)) {
+        const now = this.#d.now().toISOString();
+        const done = op.kind === "delete";
+        this.#d.store.putOperation({
+          ...op,
+          status: done ? "Succeeded" : "Canceled",
+          endTime: now,
+          error: done ? undefined : { code: "Canceled", message: "The session pool no longer exists." },
+        });
+      }
+    }
+  }
+
+  /** Re-provision a pool whose runtime state drifted (e.g. after the engine came back). */
+  reprovision(key: string): void {
+    const pool = this.#d.store.getPool(key);
+    if (pool && (pool.doc as unknown as PoolDoc).properties.provisioningState !== "Deleting")
+      this.#startProvision(pool, { quiet: true });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const runs = [...this.#runs.values()];
+    for (const run of runs) run.controller.abort();
+    await Promise.allSettled(runs.map((r) => r.done));
+  }
+
+  #write(
+    ref: PoolRef,
+    existing: StoredPool | undefined,
+    change: PoolChange,
+    kind: "create" | "update",
+    apiVersion: string,
+  ): WriteResult {
+    const key = poolKey(ref);
+    const now = this.#d.now().toISOString();
+    change.doc.properties.provisioningState = "InProgress";
+    delete change.doc.properties.provisioningError;
+    const pool: StoredPool = {
+      key,
+      subscriptionId: existing?.subscriptionId ?? ref.subscriptionId,
+      resourceGroup: existing?.resourceGroup ?? ref.resourceGroup,
+      name: ref.name,
+      doc: change.doc as unknown as Record<string, unknown>,
+      etag: crypto.randomUUID(),
+      generation: (existing?.generation ?? 0) + 1,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    const op = this.#newOperation(pool, kind, apiVersion);
+    this.#d.store.transaction(() => {
+      this.#d.store.putPool(pool);
+      if (change.secrets) this.#d.store.replaceSecrets(key, this.#sealSecrets(key, change.secrets));
+      this.#d.store.putOperation(op);
+    });
+    this.#log(pool).info(
+      { generation: pool.generation, operation: op.id, kind },
+      "session pool %s",
+      kind === "create" ? "created" : "updated",
+    );
+    this.#startProvision(pool);
+    return { pool, operation: op, created: !existing };
+  }
+
+  #sealSecrets(key: string, secrets: SecretInput[]) {
+    const current = new Map(this.#d.store.getSecrets(key).map((s) => [s.name, s.sealed]));
+    return secrets.map((s) => ({
+      name: s.name,
+      sealed: s.value === undefined ? (current.get(s.name) as string) : this.#d.secretBox.seal(s.value),
+    }));
+  }
+
+  #secretNames(key: string): Set<string> {
+    return new Set(this.#d.store.getSecrets(key).map((s) => s.name));
+  }
+
+  #newOperation(pool: StoredPool, kind: StoredOperation["kind"], apiVersion: string): StoredOperation {
+    return {
+      id: crypto.randomUUID(),
+      poolKey: pool.key,
+      resourceId: poolResourceId(pool),
+      kind,
+      status: "InProgress",
+      generation: pool.generation,
+      location: (pool.doc as unknown as PoolDoc).location,
+      apiVersion,
+      startTime: this.#d.now().toISOString(),
+      endTime: undefined,
+      error: undefined,
+    };
+  }
+
+  #persist(op: StoredOperation): StoredOperation {
+    this.#d.store.putOperation(op);
+    return op;
+  }
+
+  #systemData(principal: Principal, previous: SystemData | undefined): SystemData {
+    const now = this.#d.now().toISOString();
+    return {
+      createdBy: previous?.createdBy ?? principal.name,
+      createdByType: previous?.createdByType ?? principal.nameType,
+      createdAt: previous?.createdAt ?? now,
+      lastModifiedBy: principal.name,
+      lastModifiedByType: principal.nameType,
+      lastModifiedAt: now,
+    };
+  }
+
+  #log(pool: { key: string }): Logger {
+    return this.#d.logger.child({ pool: pool.key });
+  }
+
+  #startProvision(pool: StoredPool, options: { quiet?: boolean } = {}): void {
+    if (this.#closed) return;
+    const previous = this.#runs.get(pool.key);
+    previous?.controller.abort();
+    const controller = new AbortController();
+    const run: ProvisionRun = { generation: pool.generation, controller, done: Promise.resolve() };
+    run.done = (async () => {
+      if (previous) await previous.done.catch(() => {});
+      if (controller.signal.aborted) return;
+      let failure: { code: string; message: string } | undefined;
+      try {
+        await this.#d.runtime.provision(pool, controller.signal);
+      } catch (err) {
+        if (controller.signal.aborted) return;
+        failure = isSessionPoolError(err)
+          ? { code: err.code, message: err.message }
+          : { code: "ProvisioningFailed", message: err instanceof Error ? err.message : String(err) };
+        this.#log(pool).warn({ err: failure }, "session pool provisioning failed");
+      }
+      if (controller.signal.aborted) return;
+      this.#settle(pool.key, pool.generation, failure, options.quiet === true);
+    })();
+    this.#runs.set(pool.key, run);
+    void run.done.finally(() => {
+      if (this.#runs.get(pool.key) === run) this.#runs.delete(pool.key);
+    });
+  }
+
+  #settle(
+    key: string,
+    generation: number,
+    failure: { code: string; message: string } | undefined,
+    quiet: boolean,
+  ): void {
+    const now = this.#d.now().toISOString();
+    this.#d.store.transaction(() => {
+      const current = this.#d.store.getPool(key);
+      if (!current || current.generation !== generation) return;
+      const doc = current.doc as unknown as PoolDoc;
+      if (doc.properties.provisioningState === "Deleting") return;
+      const state = failure ? "Failed" : "Succeeded";
+      if (doc.properties.provisioningState !== state || (failure && !quiet)) {
+        doc.properties.provisioningState = state;
+        if (failure) doc.properties.provisioningError = failure;
+        else delete doc.properties.provisioningError;
+        this.#d.store.putPool({ ...current, doc: doc as unknown as Record<string, unknown>, updatedAt: now });
+      }
+      for (const op of this.#d.store.listOperations({ poolKey: key, status: "InProgress" })) {
+        if (op.kind === "delete" || op.generation > generation) continue;
+        this.#d.store.putOperation({
+          ...op,
+          status: failure ? "Failed" : "Succeeded",
+          endTime: now,
+          error: failure,
+        });
+      }
+    });
+    this.#d.logger
+      .child({ pool: key })
+      .info({ generation, state: failure ? "Failed" : "Succeeded" }, "session pool provisioned");
+  }
+
+  async #runDelete(pool: StoredPool, op: StoredOperation): Promise<void> {
+    const previous = this.#runs.get(pool.key);
+    previous?.controller.abort();
+    await previous?.done.catch(() => {});
+    const controller = new AbortController();
+    try {
+      await this.#d.runtime.teardown(pool.key, controller.signal);
+      this.#d.store.transaction(() => {
+        for (const s of this.#d.store.listSessions(pool.key)) this.#d.store.deleteSession(s.id);
+        this.#d.store.deletePool(pool.key);
+        this.#d.store.putOperation({ ...op, status: "Succeeded", endTime: this.#d.now().toISOString() });
+      });
+      this.#log(pool).info({ operation: op.id }, "session pool deleted");
+    } catch (err) {
+      // Keep the pool in Deleting; the operation fails with the reason and a later DELETE retries.
+      const error = { code: "DeleteFailed", message: err instanceof Error ? err.message : String(err) };
+      this.#d.store.putOperation({ ...op, status: "Failed", endTime: this.#d.now().toISOString(), error });
+      this.#log(pool).error({ err: error }, "session pool deletion failed");
+    }
+  }
+}
+
+function checkPreconditions(
+  existing: StoredPool | undefined,
+  ifMatch: string | undefined,
+  ifNoneMatch: string | undefined,
+): void {
+  const unquote = (t: string) => t.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
+  if (ifMatch !== undefined) {
+    const wanted = ifMatch.split(",").map(unquote);
+    if (!existing || !(wanted.includes("*") || wanted.includes(existing.etag))) {
+      throw new PreconditionFailedError(
+        existing
+          ? `The If-Match condition did not hold: the session pool's current etag is "${existing.etag}".`
+          : "The If-Match condition did not hold: the session pool does not exist.",
+      );
+    }
+  }
+  if (ifNoneMatch !== undefined && existing) {
+    const wanted = ifNoneMatch.split(",").map(unquote);
+    if (wanted.includes("*") || wanted.includes(existing.etag)) {
+      throw new PreconditionFailedError(
+        "The If-None-Match condition did not hold: the session pool already exists.",
+      );
+    }
+  }
+}

@@ -1,0 +1,61 @@
+// Builds the HTTP application from injected dependencies; `serve` (and tests) listen on it.
+import Fastify, { type FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import type { PoolTokenService } from "../auth/pool-tokens.ts";
+import type { Authenticator } from "../auth/principal.ts";
+import type { PoolService } from "../core/pools/pool-service.ts";
+import { armErrorBody } from "./arm/arm-errors.ts";
+import { armRoutes } from "./arm/arm-routes.ts";
+import { RouteNotFoundError } from "./errors.ts";
+
+export interface AppConfig {
+  publicUrl: string;
+  listPageSize: number;
+  retryAfterSeconds: number;
+  /** Largest JSON body accepted (uploads have their own limit). */
+  bodyLimitBytes: number;
+}
+
+export type DataPlanePlugin = (app: FastifyInstance) => Promise<void>;
+
+export interface AppDeps {
+  pools: PoolService;
+  authenticator: Authenticator;
+  tokens: PoolTokenService;
+  config: AppConfig;
+  logger: Logger;
+  now: () => Date;
+  https?: { key: string | Buffer; cert: string | Buffer };
+  /** Registers the data plane (sessions) when the runtime is available. */
+  dataPlane?: DataPlanePlugin;
+  /** Extra unauthenticated health/metrics routes. */
+  operational?: DataPlanePlugin;
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    routerOptions: { caseSensitive: false, ignoreTrailingSlash: true, maxParamLength: 1024 },
+    bodyLimit: deps.config.bodyLimitBytes,
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+    ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert } } : {}),
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+
+  app.setNotFoundHandler(async (request, reply) =>
+    reply.code(404).send(armErrorBody(new RouteNotFoundError(request.method, request.url))),
+  );
+
+  await app.register(async (scope) =>
+    armRoutes(scope, {
+      pools: deps.pools,
+      authenticator: deps.authenticator,
+      tokens: deps.tokens,
+      config: deps.config,
+      now: deps.now,
+    }),
+  );
+  if (deps.dataPlane) await app.register(deps.dataPlane);
+  if (deps.operational) await app.register(deps.operational);
+  return app;
+}

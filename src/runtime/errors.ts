@@ -1,0 +1,33 @@
+// Errors the runtime layer raises; drivers translate engine answers into these.
+import { SessionPoolError } from "../errors.ts";
+
+export class RuntimeUnavailableError extends SessionPoolError {
+  constructor(message: string, cause?: unknown) {
+    super("RuntimeUnavailable", 503, message, { cause });
+  }
+}
+
+export class ImageNotFoundError extends SessionPoolError {
+  constructor(ref: string, detail: string, cause?: unknown) {
+    super("ImageNotFound", 400, `image '${ref}' could not be found or pulled: ${detail}`, { cause });
+  }
+}
+
+export class ImagePullAuthError extends SessionPoolError {
+  constructor(ref: string, server: string, detail: string, cause?: unknown) {
+    super(
+      "ImagePullUnauthorized",
+      400,
+      `the registry '${server}' refused the credentials for '${ref}': ${detail}`,
+      {
+        cause,
+      },
+    );
+  }
+}
+
+export class SandboxCreateError extends SessionPoolError {
+  constructor(message: string, cause?: unknown) {
+    super("SandboxCreateFailed", 500, message, { cause });
+  }
+}

@@ -1,0 +1,202 @@
+// The composition root: from options to a listening server. Opens the data dir (store, keys, admin token),
+// wires core to the runtime and the HTTP app, resumes interrupted work, and shuts down in order.
+import { mkdirSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import pino, { type Logger } from "pino";
+import { AdminTokenAuthenticator } from "./auth/admin-token.ts";
+import { loadOrCreateSecretFile, randomToken } from "./auth/key-files.ts";
+import { PoolTokenService } from "./auth/pool-tokens.ts";
+import { AuthenticatorChain } from "./auth/principal.ts";
+import { SecretBox } from "./auth/secret-box.ts";
+import { NOOP_RUNTIME, type PoolRuntime, PoolService } from "./core/pools/pool-service.ts";
+import { SessionPoolError } from "./errors.ts";
+import { type AppDeps, buildApp, type DataPlanePlugin } from "./http/app.ts";
+import { SqliteStore } from "./store/sqlite/sqlite-store.ts";
+import type { Store } from "./store/store.ts";
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  publicUrl?: string;
+  /** The admin credential; generated and kept in the data dir when absent. */
+  adminToken?: string;
+  tls?: { certPath: string; keyPath: string } | "self-signed";
+  insecureHttp?: boolean;
+  logLevel?: string;
+  logger?: Logger;
+  listPageSize?: number;
+  retryAfterSeconds?: number;
+  maxSessionsCap?: number;
+  tokenTtlSeconds?: number;
+  /** Builds the sandbox runtime (sessions, data plane); without it pools provision nothing. */
+  runtime?: (ctx: RuntimeContext) => Promise<RuntimeParts>;
+  now?: () => Date;
+}
+
+export interface RuntimeContext {
+  store: Store;
+  pools: () => PoolService;
+  logger: Logger;
+  dataDir: string;
+  publicUrl: string;
+  authenticator: AuthenticatorChain;
+  now: () => Date;
+}
+
+export interface RuntimeParts {
+  runtime: PoolRuntime;
+  dataPlane?: DataPlanePlugin;
+  operational?: DataPlanePlugin;
+  /** Called once the pool service exists and has resumed. */
+  start?: () => Promise<void>;
+  close: () => Promise<void>;
+}
+
+export interface RunningServer {
+  url: string;
+  publicUrl: string;
+  caPath: string | undefined;
+  adminTokenPath: string | undefined;
+  /** Drains requests, stops background work, closes the store. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export class ConfigError extends SessionPoolError {
+  constructor(message: string) {
+    super("InvalidConfiguration", 400, message);
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const now = o.now ?? (() => new Date());
+  const logger =
+    o.logger ??
+    pino({
+      level: o.logLevel ?? "info",
+      redact: {
+        paths: ["req.headers.authorization", "*.token", "*.password", "*.value"],
+        censor: "[redacted]",
+      },
+    });
+  if (!isLoopback(o.host) && !o.tls && !o.insecureHttp) {
+    throw new ConfigError(
+      `Refusing to serve plain HTTP on the non-loopback address ${o.host}: tokens would cross the network in clear. Use --tls-cert/--tls-key or --tls-self-signed, or --insecure-http if you really mean it.`,
+    );
+  }
+  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+
+  let adminTokenPath: string | undefined;
+  let adminToken = o.adminToken;
+  if (adminToken === undefined) {
+    adminTokenPath = join(o.dataDir, "admin-token");
+    const loaded = loadOrCreateSecretFile(adminTokenPath, () => randomToken());
+    adminToken = loaded.value;
+    logger.info(
+      { path: adminTokenPath, created: loaded.created },
+      "admin credential kept in %s (mode 0600)",
+      adminTokenPath,
+    );
+  }
+  const keysDir = join(o.dataDir, "keys");
+  const secretBox = new SecretBox(
+    loadOrCreateSecretFile(join(keysDir, "secrets.key"), SecretBox.generateKey).value,
+  );
+  const tokens = new PoolTokenService(
+    loadOrCreateSecretFile(join(keysDir, "token-signing.key"), () => randomToken(32)).value,
+    o.tokenTtlSeconds ?? 3600,
+  );
+  const authenticator = new AuthenticatorChain([new AdminTokenAuthenticator(adminToken), tokens]);
+
+  let https: AppDeps["https"];
+  let caPath: string | undefined;
+  if (o.tls === "self-signed") {
+    const { ensureSelfSignedTls } = await import("./http/tls.ts");
+    const files = await ensureSelfSignedTls(join(o.dataDir, "tls"), [o.host]);
+    caPath = files.caPath;
+    https = { key: readFileSync(files.keyPath), cert: readFileSync(files.certPath) };
+    logger.info({ ca: caPath }, "self-signed TLS: clients should trust the CA at %s", caPath);
+  } else if (o.tls) {
+    https = { key: readFileSync(o.tls.keyPath), cert: readFileSync(o.tls.certPath) };
+  }
+
+  const scheme = https ? "https" : "http";
+  const hostForUrl =
+    isIP(o.host) === 6 ? `[${o.host}]` : o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
+
+  const store = new SqliteStore(join(o.dataDir, "sessionpool.db"));
+  let pools: PoolService | undefined;
+  let parts: RuntimeParts | undefined;
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= (async () => {
+      await app?.close().catch((err) => logger.warn({ err }, "error while closing HTTP"));
+      await pools?.close();
+      await parts?.close().catch((err) => logger.warn({ err }, "error while closing the runtime"));
+      store.close();
+    })();
+    return closed;
+  };
+
+  try {
+    // The public URL needs the port, which may be chosen by the OS; listen first on a placeholder config.
+    let publicUrl = o.publicUrl?.replace(/\/+$/, "") ?? "";
+    const ctx: RuntimeContext = {
+      store,
+      pools: () => pools!,
+      logger,
+      dataDir: o.dataDir,
+      get publicUrl() {
+        return publicUrl;
+      },
+      authenticator,
+      now,
+    };
+    parts = o.runtime ? await o.runtime(ctx) : undefined;
+    pools = new PoolService({
+      store,
+      secretBox,
+      runtime: parts?.runtime ?? NOOP_RUNTIME,
+      rules: { maxSessionsCap: o.maxSessionsCap ?? 600 },
+      now,
+      logger,
+    });
+    const config = {
+      get publicUrl() {
+        return publicUrl;
+      },
+      listPageSize: o.listPageSize ?? 100,
+      retryAfterSeconds: o.retryAfterSeconds ?? 1,
+      bodyLimitBytes: 4 * 1024 * 1024,
+    };
+    app = await buildApp({
+      pools,
+      authenticator,
+      tokens,
+      config,
+      logger,
+      now,
+      ...(https ? { https } : {}),
+      ...(parts?.dataPlane ? { dataPlane: parts.dataPlane } : {}),
+      ...(parts?.operational ? { operational: parts.operational } : {}),
+    });
+    await app.listen({ host: o.host, port: o.port });
+    const address = app.server.address();
+    const port = typeof address === "object" && address ? address.port : o.port;
+    const url = `${scheme}://${hostForUrl}:${port}`;
+    if (publicUrl === "") publicUrl = url;
+    pools.resume();
+    await parts?.start?.();
+    logger.info({ url, publicUrl }, "sessionpool listening on %s", url);
+    return { url, publicUrl, caPath, adminTokenPath, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,294 @@
+// The embedded store: one SQLite file in the data dir, WAL mode, schema migrations versioned in code.
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type {
+  OperationStatus,
+  PoolListFilter,
+  Store,
+  StoredOperation,
+  StoredPool,
+  StoredSecret,
+  StoredSession,
+} from "../store.ts";
+import { MIGRATIONS } from "./migrations.ts";
+
+type Row = Record<string, unknown>;
+
+export class SqliteStore implements Store {
+  readonly #db: DatabaseSync;
+  readonly #stmts = new Map<string, StatementSync>();
+  #depth = 0;
+  #closed = false;
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;");
+    this.#db.exec("PRAGMA busy_timeout = 5000;");
+    this.#migrate();
+  }
+
+  #migrate(): void {
+    this.#db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+    const row = this.#db.prepare("SELECT MAX(version) AS v FROM schema_version").get() as Row | undefined;
+    const current = Number(row?.["v"] ?? 0);
+    for (const [index, sql] of MIGRATIONS.entries()) {
+      const version = index + 1;
+      if (version <= current) continue;
+      this.transaction(() => {
+        this.#db.exec(sql);
+        this.#db.prepare("INSERT INTO schema_version (version) VALUES (?)").run(version);
+      });
+    }
+  }
+
+  #stmt(sql: string): StatementSync {
+    let stmt = this.#stmts.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#stmts.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  transaction<T>(fn: () => T): T {
+    if (this.#depth > 0) {
+      this.#depth++;
+      try {
+        return fn();
+      } finally {
+        this.#depth--;
+      }
+    }
+    this.#db.exec("BEGIN IMMEDIATE");
+    this.#depth = 1;
+    try {
+      const result = fn();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    } finally {
+      this.#depth = 0;
+    }
+  }
+
+  getPool(key: string): StoredPool | undefined {
+    const row = this.#stmt("SELECT * FROM pools WHERE key = ?").get(key) as Row | undefined;
+    return row ? poolFromRow(row) : undefined;
+  }
+
+  listPools(filter: PoolListFilter, page: { afterKey?: string; limit: number }): StoredPool[] {
+    const after = page.afterKey ?? "";
+    const rows = filter.resourceGroup
+      ? this.#stmt("SELECT * FROM pools WHERE sub_lc = ? AND rg_lc = ? AND key > ? ORDER BY key LIMIT ?").all(
+          filter.subscriptionId.toLowerCase(),
+          filter.resourceGroup.toLowerCase(),
+          after,
+          page.limit,
+        )
+      : this.#stmt("SELECT * FROM pools WHERE sub_lc = ? AND key > ? ORDER BY key LIMIT ?").all(
+          filter.subscriptionId.toLowerCase(),
+          after,
+          page.limit,
+        );
+    return (rows as Row[]).map(poolFromRow);
+  }
+
+  allPools(): StoredPool[] {
+    return (this.#stmt("SELECT * FROM pools ORDER BY key").all() as Row[]).map(poolFromRow);
+  }
+
+  putPool(pool: StoredPool): void {
+    this.#stmt(
+      `INSERT INTO pools (key, sub_lc, rg_lc, subscription_id, resource_group, name, doc, etag, generation, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, etag = excluded.etag, generation = excluded.generation,
+         updated_at = excluded.updated_at`,
+    ).run(
+      pool.key,
+      pool.subscriptionId.toLowerCase(),
+      pool.resourceGroup.toLowerCase(),
+      pool.subscriptionId,
+      pool.resourceGroup,
+      pool.name,
+      JSON.stringify(pool.doc),
+      pool.etag,
+      pool.generation,
+      pool.createdAt,
+      pool.updatedAt,
+    );
+  }
+
+  deletePool(key: string): void {
+    this.transaction(() => {
+      this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(key);
+      this.#stmt("DELETE FROM pools WHERE key = ?").run(key);
+    });
+  }
+
+  getSecrets(poolKey: string): StoredSecret[] {
+    const rows = this.#stmt("SELECT name, sealed FROM pool_secrets WHERE pool_key = ? ORDER BY position").all(
+      poolKey,
+    ) as Row[];
+    return rows.map((r) => ({ name: String(r["name"]), sealed: String(r["sealed"]) }));
+  }
+
+  replaceSecrets(poolKey: string, secrets: StoredSecret[]): void {
+    this.transaction(() => {
+      this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(poolKey);
+      const insert = this.#stmt(
+        "INSERT INTO pool_secrets (pool_key, position, name, sealed) VALUES (?, ?, ?, ?)",
+      );
+      for (const [i, s] of secrets.entries()) insert.run(poolKey, i, s.name, s.sealed);
+    });
+  }
+
+  getOperation(id: string): StoredOperation | undefined {
+    const row = this.#stmt("SELECT * FROM operations WHERE id = ?").get(id) as Row | undefined;
+    return row ? operationFromRow(row) : undefined;
+  }
+
+  putOperation(op: StoredOperation): void {
+    this.#stmt(
+      `INSERT INTO operations (id, pool_key, resource_id, kind, status, generation, location, api_version, start_time, end_time, error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET status = excluded.status, end_time = excluded.end_time, error = excluded.error,
+         generation = excluded.generation`,
+    ).run(
+      op.id,
+      op.poolKey,
+      op.resourceId,
+      op.kind,
+      op.status,
+      op.generation,
+      op.location,
+      op.apiVersion,
+      op.startTime,
+      op.endTime ?? null,
+      op.error ? JSON.stringify(op.error) : null,
+    );
+  }
+
+  listOperations(filter: { status?: OperationStatus; poolKey?: string }): StoredOperation[] {
+    const rows = this.#stmt(
+      "SELECT * FROM operations WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pool_key = ?2) ORDER BY start_time",
+    ).all(filter.status ?? null, filter.poolKey ?? null) as Row[];
+    return rows.map(operationFromRow);
+  }
+
+  getSession(id: string): StoredSession | undefined {
+    const row = this.#stmt("SELECT * FROM sessions WHERE id = ?").get(id) as Row | undefined;
+    return row ? sessionFromRow(row) : undefined;
+  }
+
+  findSessionByIdentifier(poolKey: string, identifier: string): StoredSession | undefined {
+    const row = this.#stmt("SELECT * FROM sessions WHERE pool_key = ? AND identifier = ?").get(
+      poolKey,
+      identifier,
+    ) as Row | undefined;
+    return row ? sessionFromRow(row) : undefined;
+  }
+
+  listSessions(poolKey: string): StoredSession[] {
+    return (
+      this.#stmt("SELECT * FROM sessions WHERE pool_key = ? ORDER BY created_at, id").all(poolKey) as Row[]
+    ).map(sessionFromRow);
+  }
+
+  allSessions(): StoredSession[] {
+    return (this.#stmt("SELECT * FROM sessions ORDER BY created_at, id").all() as Row[]).map(sessionFromRow);
+  }
+
+  putSession(s: StoredSession): void {
+    this.#stmt(
+      `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier, state = excluded.state,
+         sandbox_id = excluded.sandbox_id, allocated_at = excluded.allocated_at,
+         last_accessed_at = excluded.last_accessed_at, expires_at = excluded.expires_at`,
+    ).run(
+      s.id,
+      s.poolKey,
+      s.identifier ?? null,
+      s.state,
+      s.sandboxId ?? null,
+      s.generation,
+      s.createdAt,
+      s.allocatedAt ?? null,
+      s.lastAccessedAt ?? null,
+      s.expiresAt ?? null,
+    );
+  }
+
+  deleteSession(id: string): void {
+    this.#stmt("DELETE FROM sessions WHERE id = ?").run(id);
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.#stmt("SELECT value FROM meta WHERE key = ?").get(key) as Row | undefined;
+    return row ? String(row["value"]) : undefined;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#stmt(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ).run(key, value);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stmts.clear();
+    this.#db.close();
+  }
+}
+
+function opt(value: unknown): string | undefined {
+  return value === null || value === undefined ? undefined : String(value);
+}
+
+function poolFromRow(r: Row): StoredPool {
+  return {
+    key: String(r["key"]),
+    subscriptionId: String(r["subscription_id"]),
+    resourceGroup: String(r["resource_group"]),
+    name: String(r["name"]),
+    doc: JSON.parse(String(r["doc"])) as Record<string, unknown>,
+    etag: String(r["etag"]),
+    generation: Number(r["generation"]),
+    createdAt: String(r["created_at"]),
+    updatedAt: String(r["updated_at"]),
+  };
+}
+
+function operationFromRow(r: Row): StoredOperation {
+  const error = opt(r["error"]);
+  return {
+    id: String(r["id"]),
+    poolKey: String(r["pool_key"]),
+    resourceId: String(r["resource_id"]),
+    kind: String(r["kind"]) as StoredOperation["kind"],
+    status: String(r["status"]) as OperationStatus,
+    generation: Number(r["generation"]),
+    location: String(r["location"]),
+    apiVersion: String(r["api_version"]),
+    startTime: String(r["start_time"]),
+    endTime: opt(r["end_time"]),
+    error: error === undefined ? undefined : (JSON.parse(error) as StoredOperation["error"]),
+  };
+}
+
+function sessionFromRow(r: Row): StoredSession {
+  return {
+    id: String(r["id"]),
+    poolKey: String(r["pool_key"]),
+    identifier: opt(r["identifier"]),
+    state: String(r["state"]) as StoredSession["state"],
+    sandboxId: opt(r["sandbox_id"]),
+    generation: Number(r["generation"]),
+    createdAt: String(r["created_at"]),
+    allocatedAt: opt(r["allocated_at"]),
+    lastAccessedAt: opt(r["last_accessed_at"]),
+    expiresAt: opt(r["expires_at"]),
+  };
+}
