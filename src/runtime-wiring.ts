@@ -1,9 +1,96 @@
-// Placeholder replaced by the Docker runtime wiring (sessions, data plane).
+// Wires the Docker runtime into the server: driver, session manager, executions, the data plane and the
+// operational routes (/healthz, /readyz, /metrics).
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { Metrics } from "./core/metrics.ts";
+import { Executions } from "./core/sessions/executions.ts";
+import { DEFAULT_SANDBOX, type SandboxDefaults } from "./core/sessions/sandbox-template.ts";
+import { SessionManager } from "./core/sessions/session-manager.ts";
+import { bearerToken } from "./http/auth-hook.ts";
+import { dataPlaneRoutes } from "./http/dataplane/dataplane-routes.ts";
+import { AuthenticationError } from "./http/errors.ts";
+import { DockerDriver } from "./runtime/drivers/docker/docker-driver.ts";
+import type { SandboxDriver } from "./runtime/sandbox-driver.ts";
 import type { RuntimeContext, RuntimeParts } from "./server.ts";
-import { NOOP_RUNTIME } from "./core/pools/pool-service.ts";
 
-export function dockerRuntime(_options: {
+export interface DockerRuntimeOptions {
   dockerHost?: string;
-}): (ctx: RuntimeContext) => Promise<RuntimeParts> {
-  return async () => ({ runtime: NOOP_RUNTIME, close: async () => {} });
+  sandbox?: Partial<SandboxDefaults>;
+  reapIntervalMs?: number;
+  /** Tests inject a driver (e.g. one that fails on purpose); the Docker driver otherwise. */
+  driver?: SandboxDriver;
+}
+
+export function dockerRuntime(
+  options: DockerRuntimeOptions = {},
+): (ctx: RuntimeContext) => Promise<RuntimeParts> {
+  return async (ctx) => {
+    const driver =
+      options.driver ??
+      new DockerDriver({
+        ...(options.dockerHost ? { dockerHost: options.dockerHost } : {}),
+        logger: ctx.logger.child({ component: "docker" }),
+      });
+    const metrics = new Metrics();
+    const sessions = new SessionManager({
+      store: ctx.store,
+      driver,
+      metrics,
+      logger: ctx.logger.child({ component: "sessions" }),
+      now: ctx.now,
+      defaults: { ...DEFAULT_SANDBOX, ...options.sandbox },
+      socketsDir: join(ctx.dataDir, "sockets"),
+      ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
+    });
+    const executions = new Executions(sessions, metrics);
+    let engineUp = true;
+
+    return {
+      runtime: sessions,
+      dataPlane: async (app: FastifyInstance) =>
+        dataPlaneRoutes(app, {
+          store: ctx.store,
+          sessions,
+          executions,
+          authenticator: ctx.authenticator,
+          config: {
+            get publicUrl() {
+              return ctx.publicUrl;
+            },
+          },
+          now: ctx.now,
+        }),
+      operational: async (app: FastifyInstance) => {
+        app.get("/healthz", async () => ({ status: "ok" }));
+        app.get("/readyz", async (_request, reply) => {
+          try {
+            await driver.ping({ signal: AbortSignal.timeout(2000) });
+            engineUp = true;
+            return { status: "ready", engine: "up" };
+          } catch (err) {
+            engineUp = false;
+            return reply
+              .code(503)
+              .send({ status: "degraded", engine: "down", reason: (err as Error).message });
+          }
+        });
+        app.get("/metrics", async (request, reply) => {
+          const principal = await ctx.authenticator.authenticate(bearerToken(request));
+          if (principal?.kind !== "admin") {
+            throw new AuthenticationError(
+              "InvalidAuthenticationToken",
+              "/metrics needs the admin credential.",
+            );
+          }
+          return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+        });
+        void engineUp;
+      },
+      start: () => sessions.start(),
+      close: async () => {
+        await sessions.close();
+        await driver.close();
+      },
+    };
+  };
 }

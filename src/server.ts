@@ -191,8 +191,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     const port = typeof address === "object" && address ? address.port : o.port;
     const url = `${scheme}://${hostForUrl}:${port}`;
     if (publicUrl === "") publicUrl = url;
-    pools.resume();
+    // Adopt live sandboxes before pools resume, so the reconciler counts them instead of creating more.
     await parts?.start?.();
+    pools.resume();
     logger.info({ url, publicUrl }, "sessionpool listening on %s", url);
     return { url, publicUrl, caPath, adminTokenPath, close };
   } catch (err) {

@@ -38,3 +38,48 @@ export class PreconditionFailedError extends SessionPoolError {
     super("PreconditionFailed", 412, message);
   }
 }
+
+/** Data-plane: the pool behind an endpoint does not exist (or is being deleted). */
+export class SessionPoolNotFoundError extends SessionPoolError {
+  constructor(name: string) {
+    super("SessionPoolNotFound", 404, `The session pool '${name}' does not exist.`);
+  }
+}
+
+/** Data-plane: the pool exists but cannot hand out sessions (provisioning failed, unsupported type, ...). */
+export class PoolNotReadyError extends SessionPoolError {
+  constructor(name: string, reason: string) {
+    super("SessionPoolNotReady", 503, `The session pool '${name}' is not ready: ${reason}`, {
+      headers: { "retry-after": "5" },
+    });
+  }
+}
+
+export class SessionLimitError extends SessionPoolError {
+  constructor(name: string, max: number, retryAfterSeconds: number) {
+    super(
+      "SessionLimitReached",
+      429,
+      `The session pool '${name}' already runs its maximum of ${max} concurrent sessions; retry when one ends (stopSession, DELETE /session, or cooldown) or raise scaleConfiguration.maxConcurrentSessions.`,
+      { headers: { "retry-after": String(retryAfterSeconds) } },
+    );
+  }
+}
+
+export class SessionNotFoundError extends SessionPoolError {
+  constructor(identifier: string) {
+    super("SessionNotFound", 404, `No session with identifier '${identifier}' is running in this pool.`);
+  }
+}
+
+export class ExecutionNotFoundError extends SessionPoolError {
+  constructor(id: string) {
+    super("ExecutionNotFound", 404, `No execution with id '${id}' is known for this session.`);
+  }
+}
+
+export class SessionStartError extends SessionPoolError {
+  constructor(message: string, cause?: unknown) {
+    super("SessionStartFailed", 503, message, { cause, headers: { "retry-after": "2" } });
+  }
+}

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import type { PoolTokenService } from "../auth/pool-tokens.ts";
 import type { Authenticator } from "../auth/principal.ts";
 import type { PoolService } from "../core/pools/pool-service.ts";
-import { armErrorBody } from "./arm/arm-errors.ts";
+import { armErrorBody, installArmErrorHandler } from "./arm/arm-errors.ts";
 import { armRoutes } from "./arm/arm-routes.ts";
 import { RouteNotFoundError } from "./errors.ts";
 
@@ -42,6 +42,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
+  installArmErrorHandler(app);
   app.setNotFoundHandler(async (request, reply) =>
     reply.code(404).send(armErrorBody(new RouteNotFoundError(request.method, request.url))),
   );

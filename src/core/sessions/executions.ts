@@ -1,0 +1,202 @@
+// Code executions: run code in a session's interpreter (sync or in the background) and remember the outcome so
+// `GET /executions/{id}` can answer. Records live in memory for an hour; a restart forgets them.
+import type { ExecResult } from "../../agents/agent-client.ts";
+import { ValidationError } from "../errors.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Member, SessionManager } from "./session-manager.ts";
+
+export const MAX_TIMEOUT_SECONDS = 220;
+
+export interface ExecutionInput {
+  code: string;
+  codeInputType: "Inline" | "InlineBase64" | "InlineText";
+  executionType: "Synchronous" | "Asynchronous";
+  timeoutInSeconds: number;
+  maxOutputChars: number;
+}
+
+export interface ExecutionRecord {
+  id: string;
+  poolKey: string;
+  identifier: string;
+  executionType: "Synchronous" | "Asynchronous";
+  status: "Running" | "Succeeded" | "Failed";
+  createdAt: number;
+  result?: ExecResult;
+  /** Why the execution failed outside the code itself (timeout, interpreter restart, agent lost). */
+  failure?: { code: string; message: string };
+  done: Promise<void>;
+}
+
+const RETENTION_MS = 60 * 60 * 1000;
+const MAX_RECORDS = 10_000;
+
+export class Executions {
+  readonly #records = new Map<string, ExecutionRecord>();
+  readonly #sessions: SessionManager;
+  readonly #metrics: Metrics;
+
+  constructor(sessions: SessionManager, metrics: Metrics) {
+    this.#sessions = sessions;
+    this.#metrics = metrics;
+  }
+
+  /** Starts an execution; for Synchronous ones, await `record.done` before answering. */
+  start(member: Member, input: ExecutionInput, id: string = crypto.randomUUID()): ExecutionRecord {
+    if (this.#records.has(id)) {
+      throw new ValidationError(
+        "DuplicateOperationId",
+        `An execution with operation-id '${id}' already exists.`,
+        "operation-id",
+      );
+    }
+    const code =
+      input.codeInputType === "InlineBase64"
+        ? Buffer.from(input.code, "base64").toString("utf8")
+        : input.code;
+    const record: ExecutionRecord = {
+      id,
+      poolKey: member.rec.poolKey,
+      identifier: member.rec.identifier ?? "",
+      executionType: input.executionType,
+      status: "Running",
+      createdAt: Date.now(),
+      done: Promise.resolve(),
+    };
+    record.done = (async () => {
+      try {
+        const result = await member.agent.exec({
+          code,
+          timeoutMs: input.timeoutInSeconds * 1000,
+          maxOutputChars: input.maxOutputChars,
+        });
+        record.result = result;
+        record.status = result.status;
+        if (result.timedOut) {
+          record.failure = {
+            code: "ExecutionTimeout",
+            message: `The execution exceeded timeoutInSeconds (${input.timeoutInSeconds}) and was interrupted${result.restarted ? "; the interpreter ignored the interrupt and was restarted, so variables were lost (files are kept)" : "; the session's state is kept"}.`,
+          };
+        } else if (result.restarted) {
+          record.failure = {
+            code: "InterpreterRestarted",
+            message:
+              "The interpreter exited during the execution and was restarted; variables were lost (files are kept).",
+          };
+        }
+        this.#metrics.executionSeconds.observe(
+          { pool: record.poolKey, status: result.status },
+          result.durationMs / 1000,
+        );
+      } catch (err) {
+        record.status = "Failed";
+        record.failure = {
+          code: "ExecutionFailed",
+          message: `The session's interpreter could not run the code: ${(err as Error).message}`,
+        };
+      } finally {
+        // The session was in use until now: the idle clock starts when the execution ends.
+        if (this.#sessions.find(record.poolKey, record.identifier) === member) this.#sessions.touch(member);
+      }
+    })();
+    this.#remember(record);
+    return record;
+  }
+
+  get(poolKey: string, identifier: string, id: string): ExecutionRecord | undefined {
+    const r = this.#records.get(id);
+    return r && r.poolKey === poolKey && r.identifier === identifier ? r : undefined;
+  }
+
+  #remember(record: ExecutionRecord): void {
+    const cutoff = Date.now() - RETENTION_MS;
+    for (const [id, r] of this.#records) {
+      if (this.#records.size < MAX_RECORDS && r.createdAt > cutoff) break;
+      if (r.status !== "Running") this.#records.delete(id);
+    }
+    this.#records.set(record.id, record);
+  }
+}
+
+/** Reads the execution request in either generation's shape (flat, or wrapped in `properties` as the CLI sends). */
+export function parseExecutionInput(
+  body: unknown,
+  options: { defaultMaxOutputChars: number },
+): ExecutionInput {
+  const outer = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const lower = new Map(Object.entries(outer).map(([k, v]) => [k.toLowerCase(), v]));
+  const inner = lower.get("properties");
+  const src = typeof inner === "object" && inner !== null ? (inner as Record<string, unknown>) : outer;
+  const get = (name: string) =>
+    Object.entries(src).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+
+  const code = get("code");
+  if (typeof code !== "string") {
+    throw new ValidationError("InvalidExecutionRequest", "'code' is required and must be a string.", "code");
+  }
+  const inputType = enumOf(
+    get("codeInputType") ?? "Inline",
+    ["Inline", "InlineBase64", "InlineText"],
+    "codeInputType",
+  );
+  const executionType = enumOf(
+    get("executionType") ?? "Synchronous",
+    ["Synchronous", "Asynchronous"],
+    "executionType",
+  );
+  const timeoutRaw = get("timeoutInSeconds") ?? 60;
+  const timeout =
+    typeof timeoutRaw === "string" && /^\d+$/.test(timeoutRaw) ? Number(timeoutRaw) : timeoutRaw;
+  if (
+    typeof timeout !== "number" ||
+    !Number.isInteger(timeout) ||
+    timeout < 1 ||
+    timeout > MAX_TIMEOUT_SECONDS
+  ) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      `'timeoutInSeconds' must be a whole number from 1 to ${MAX_TIMEOUT_SECONDS} (got ${JSON.stringify(timeoutRaw)}).`,
+      "timeoutInSeconds",
+    );
+  }
+  const maxRaw = get("outputStreamsMaxLength");
+  if (
+    maxRaw !== undefined &&
+    (typeof maxRaw !== "number" || !Number.isInteger(maxRaw) || maxRaw < 0 || maxRaw > 10_000_000)
+  ) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      `'outputStreamsMaxLength' must be a whole number from 0 to 10000000 (got ${JSON.stringify(maxRaw)}).`,
+      "outputStreamsMaxLength",
+    );
+  }
+  for (const shellOnly of ["shellCommand", "execCommandAndArgs", "stdin"]) {
+    if (get(shellOnly) !== undefined) {
+      throw new ValidationError(
+        "InvalidExecutionRequest",
+        `'${shellOnly}' is only for Shell session pools.`,
+        shellOnly,
+      );
+    }
+  }
+  return {
+    code,
+    codeInputType: inputType as ExecutionInput["codeInputType"],
+    executionType: executionType as ExecutionInput["executionType"],
+    timeoutInSeconds: timeout,
+    maxOutputChars: (maxRaw as number | undefined) ?? options.defaultMaxOutputChars,
+  };
+}
+
+function enumOf(value: unknown, allowed: string[], name: string): string {
+  const match =
+    typeof value === "string" ? allowed.find((a) => a.toLowerCase() === value.toLowerCase()) : undefined;
+  if (!match) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      `'${name}' is ${JSON.stringify(value)}; allowed values are ${allowed.join(", ")} (any letter case).`,
+      name,
+    );
+  }
+  return match;
+}

@@ -1,0 +1,692 @@
+// Sessions: hands a sandbox to each new identifier (a warm one when there is one, a cold start otherwise, 429 at
+// the limit), keeps track of who holds what, ends sessions on cooldown or request, and adopts live sandboxes after
+// a restart. Implements PoolRuntime: provisioning means "image present and ready sessions warm".
+import { chown, mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { type AgentClient, type MetadataResponse, waitForAgent } from "../../agents/agent-client.ts";
+import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
+import {
+  buildLabels,
+  LABEL_INSTANCE,
+  LABEL_MANAGED,
+  LABEL_SESSION,
+  MANAGED_VALUE,
+} from "../../runtime/labels.ts";
+import type { SandboxDriver, SandboxEvent } from "../../runtime/sandbox-driver.ts";
+import type { Store, StoredPool, StoredSession } from "../../store/store.ts";
+import {
+  PoolNotReadyError,
+  SessionLimitError,
+  SessionPoolNotFoundError,
+  SessionStartError,
+} from "../errors.ts";
+import type { Metrics } from "../metrics.ts";
+import type { PoolDoc } from "../pools/pool-doc.ts";
+import type { PoolRuntime } from "../pools/pool-service.ts";
+import {
+  type SandboxDefaults,
+  type SandboxTemplate,
+  templateFor,
+  UnsupportedContainerTypeError,
+} from "./sandbox-template.ts";
+import { isExpired, sessionExpiry } from "./session-lifecycle.ts";
+
+export interface SessionManagerDeps {
+  store: Store;
+  driver: SandboxDriver;
+  metrics: Metrics;
+  logger: Logger;
+  now: () => Date;
+  defaults: SandboxDefaults;
+  /** Where per-session agent socket directories live (bind-mounted into sandboxes). */
+  socketsDir: string;
+  /** How often expired sessions are looked for. */
+  reapIntervalMs?: number;
+  /** Sandboxes created at once across all pools (the engine serialises much of the work anyway). */
+  createConcurrency?: number;
+  /** How long a new sandbox's agent may take to answer hello. */
+  agentStartTimeoutMs?: number;
+}
+
+/** A live sandbox the manager knows: warm in a pool, or allocated to an identifier. */
+export interface Member {
+  rec: StoredSession;
+  sandboxId: string;
+  templateHash: string;
+  socketDir: string;
+  agent: AgentClient;
+}
+
+interface PoolState {
+  key: string;
+  ready: Member[];
+  allocated: Map<string, Member>;
+  warmPending: number;
+  coldPending: number;
+  template: SandboxTemplate | undefined;
+  reconciling: Promise<void> | undefined;
+  again: boolean;
+  retryTimer: NodeJS.Timeout | undefined;
+  failures: number;
+  lastError: SessionPoolError | undefined;
+  controller: AbortController;
+  /** Identifiers whose sandbox died under them: their next session says so. */
+  replaced: Set<string>;
+}
+
+export interface Acquired {
+  member: Member;
+  /** The session was allocated by this request (warm claim or cold start). */
+  fresh: boolean;
+  /** A previous session of this identifier ended unexpectedly (its sandbox died). */
+  replaced: boolean;
+  allocationMs: number;
+}
+
+export class SessionManager implements PoolRuntime {
+  readonly #d: Required<Omit<SessionManagerDeps, "defaults">> & { defaults: SandboxDefaults };
+  readonly #pools = new Map<string, PoolState>();
+  readonly #bySandbox = new Map<string, Member>();
+  readonly #inflight = new Map<string, Promise<Acquired>>();
+  readonly #metadata = new Map<string, Promise<MetadataResponse>>();
+  #instanceId = "";
+  #adopted: Promise<void> | undefined;
+  #reaper: NodeJS.Timeout | undefined;
+  #unwatch: (() => void) | undefined;
+  #createSlots: number;
+  readonly #slotWaiters: (() => void)[] = [];
+  #closed = false;
+
+  constructor(deps: SessionManagerDeps) {
+    this.#d = {
+      reapIntervalMs: 1000,
+      createConcurrency: 4,
+      agentStartTimeoutMs: 60_000,
+      ...deps,
+    };
+    this.#createSlots = this.#d.createConcurrency;
+  }
+
+  get instanceId(): string {
+    return this.#instanceId;
+  }
+
+  /** Adopts live sandboxes, removes orphans, starts the reaper. Call once before serving. */
+  start(): Promise<void> {
+    this.#adopted ??= this.#adopt();
+    return this.#adopted;
+  }
+
+  // ---- PoolRuntime ----------------------------------------------------------------------------------------
+
+  async provision(pool: StoredPool, signal: AbortSignal): Promise<void> {
+    await this.start();
+    const st = this.#state(pool.key);
+    st.lastError = undefined;
+    st.failures = 0;
+    const doc = pool.doc as unknown as PoolDoc;
+    st.template = await this.#resolveTemplate(doc, pool.name, signal);
+    for (;;) {
+      signal.throwIfAborted();
+      await this.#reconcile(pool.key);
+      signal.throwIfAborted();
+      const current = this.#d.store.getPool(pool.key);
+      if (!current || current.generation !== pool.generation) return; // superseded; the newer run settles
+      const target = this.#readyTarget(current.doc as unknown as PoolDoc, st);
+      const warm = st.ready.filter((m) => m.templateHash === st.template?.hash).length;
+      if (warm >= target) return;
+      if (st.lastError) throw st.lastError;
+    }
+  }
+
+  async teardown(poolKey: string): Promise<void> {
+    await this.start();
+    const st = this.#pools.get(poolKey);
+    if (st) {
+      st.controller.abort();
+      if (st.retryTimer) clearTimeout(st.retryTimer);
+      await st.reconciling?.catch(() => {});
+      for (const m of [...st.ready, ...st.allocated.values()]) await this.#end(m, "deleted");
+      this.#pools.delete(poolKey);
+    }
+    // Anything else labelled for the pool (a creation in flight, a sandbox from before a crash) goes too.
+    const leftovers = await this.#d.driver.list({ ...this.#ownLabels(), "io.sessionpool.pool": poolKey });
+    await Promise.all(leftovers.map((s) => this.#d.driver.remove(s.id)));
+    for (const s of this.#d.store.listSessions(poolKey)) {
+      this.#d.store.deleteSession(s.id);
+      await rm(join(this.#d.socketsDir, s.id), { recursive: true, force: true });
+    }
+  }
+
+  // ---- Data plane -----------------------------------------------------------------------------------------
+
+  /** The session for `identifier`, allocating one on first use. */
+  async acquire(poolKey: string, identifier: string, signal?: AbortSignal): Promise<Acquired> {
+    await this.start();
+    const st = this.#state(poolKey);
+    const existing = st.allocated.get(identifier);
+    if (existing) {
+      this.touch(existing);
+      return { member: existing, fresh: false, replaced: false, allocationMs: 0 };
+    }
+    const flightKey = `${poolKey}\n${identifier}`;
+    let flight = this.#inflight.get(flightKey);
+    if (!flight) {
+      flight = this.#allocate(poolKey, identifier, signal).finally(() => this.#inflight.delete(flightKey));
+      this.#inflight.set(flightKey, flight);
+    }
+    const acquired = await flight;
+    // Concurrent first requests share one allocation; only one of them is "fresh" for metrics' sake.
+    return acquired;
+  }
+
+  /** The allocated session for `identifier`, or undefined; never allocates. */
+  find(poolKey: string, identifier: string): Member | undefined {
+    return this.#pools.get(poolKey)?.allocated.get(identifier);
+  }
+
+  list(poolKey: string): Member[] {
+    return [...(this.#pools.get(poolKey)?.allocated.values() ?? [])];
+  }
+
+  /** Every request resets the idle clock (Timed pools). */
+  touch(member: Member): void {
+    const pool = this.#d.store.getPool(member.rec.poolKey);
+    if (!pool) return;
+    const now = this.#d.now();
+    member.rec.lastAccessedAt = now.toISOString();
+    member.rec.expiresAt = sessionExpiry(pool.doc as unknown as PoolDoc, {
+      allocatedAt: new Date(member.rec.allocatedAt ?? member.rec.createdAt),
+      lastAccessedAt: now,
+    }).toISOString();
+    this.#d.store.putSession(member.rec);
+  }
+
+  /** Ends the identifier's session now; false when there was none. */
+  async stop(poolKey: string, identifier: string, reason = "stopped"): Promise<boolean> {
+    await this.start();
+    const member = this.#pools.get(poolKey)?.allocated.get(identifier);
+    if (!member) {
+      const flight = this.#inflight.get(`${poolKey}\n${identifier}`);
+      if (!flight) return false;
+      const acquired = await flight.catch(() => undefined);
+      if (!acquired) return false;
+      await this.#end(acquired.member, reason);
+      return true;
+    }
+    await this.#end(member, reason);
+    return true;
+  }
+
+  /** Ends sessions whose cooldown or max-alive period has passed. Runs on a timer; tests may call it. */
+  async reap(): Promise<void> {
+    const now = this.#d.now();
+    for (const st of this.#pools.values()) {
+      for (const m of [...st.allocated.values()]) {
+        if (isExpired(m.rec.expiresAt, now)) await this.#end(m, "expired");
+      }
+    }
+  }
+
+  /** A pool's scale settings changed: converge now. */
+  nudge(poolKey: string): void {
+    void this.#reconcile(poolKey);
+  }
+
+  /** What the pool's sandboxes really have installed, read from a running sandbox once per image. */
+  async metadata(poolKey: string): Promise<MetadataResponse> {
+    await this.start();
+    const { pool, doc } = this.#poolDoc(poolKey);
+    const st = this.#state(poolKey);
+    st.template ??= await this.#resolveTemplate(doc, pool.name);
+    const image = st.template.spec.image;
+    const cached = this.#metadata.get(image);
+    if (cached) return cached;
+    const member = st.ready[0] ?? st.allocated.values().next().value;
+    if (!member) {
+      throw new PoolNotReadyError(
+        pool.name,
+        "no session has started yet to read the installed runtimes from; retry shortly.",
+      );
+    }
+    const fetched = member.agent.metadata();
+    this.#metadata.set(image, fetched);
+    fetched.catch(() => this.#metadata.delete(image));
+    return fetched;
+  }
+
+  counts(poolKey: string): { ready: number; allocated: number; pending: number } {
+    const st = this.#pools.get(poolKey);
+    return {
+      ready: st?.ready.length ?? 0,
+      allocated: st?.allocated.size ?? 0,
+      pending: (st?.warmPending ?? 0) + (st?.coldPending ?? 0),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#reaper) clearInterval(this.#reaper);
+    this.#unwatch?.();
+    const states = [...this.#pools.values()];
+    for (const st of states) {
+      st.controller.abort();
+      if (st.retryTimer) clearTimeout(st.retryTimer);
+    }
+    await Promise.allSettled(states.map((st) => st.reconciling));
+    await Promise.allSettled([...this.#inflight.values()]);
+    // Sandboxes keep running: a restarted server adopts them. Only the connections close.
+    for (const m of this.#bySandbox.values()) m.agent.close();
+  }
+
+  // ---- internals ------------------------------------------------------------------------------------------
+
+  #state(key: string): PoolState {
+    let st = this.#pools.get(key);
+    if (!st) {
+      st = {
+        key,
+        ready: [],
+        allocated: new Map(),
+        warmPending: 0,
+        coldPending: 0,
+        template: undefined,
+        reconciling: undefined,
+        again: false,
+        retryTimer: undefined,
+        failures: 0,
+        lastError: undefined,
+        controller: new AbortController(),
+        replaced: new Set(),
+      };
+      this.#pools.set(key, st);
+    }
+    return st;
+  }
+
+  #ownLabels(): Record<string, string> {
+    return { [LABEL_MANAGED]: MANAGED_VALUE, [LABEL_INSTANCE]: this.#instanceId };
+  }
+
+  #poolDoc(poolKey: string): { pool: StoredPool; doc: PoolDoc } {
+    const pool = this.#d.store.getPool(poolKey);
+    const name = poolKey.split("/")[2] ?? poolKey;
+    if (!pool) throw new SessionPoolNotFoundError(name);
+    const doc = pool.doc as unknown as PoolDoc;
+    if (doc.properties.provisioningState === "Deleting") throw new SessionPoolNotFoundError(name);
+    return { pool, doc };
+  }
+
+  async #allocate(poolKey: string, identifier: string, signal?: AbortSignal): Promise<Acquired> {
+    const started = performance.now();
+    const { pool, doc } = this.#poolDoc(poolKey);
+    const st = this.#state(poolKey);
+    if (doc.properties.provisioningState === "Failed") {
+      throw new PoolNotReadyError(
+        pool.name,
+        doc.properties.provisioningError?.message ?? "its provisioning failed.",
+      );
+    }
+    const replaced = st.replaced.delete(identifier);
+    const metricsPool = poolKey;
+    // Warm claim: no engine call on this path.
+    const index = st.ready.findIndex((m) => st.template !== undefined && m.templateHash === st.template.hash);
+    if (index >= 0) {
+      const member = st.ready.splice(index, 1)[0]!;
+      this.#assign(member, identifier, doc);
+      st.allocated.set(identifier, member);
+      const ms = performance.now() - started;
+      this.#d.metrics.claims.inc({ pool: metricsPool, result: "hit" });
+      this.#d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "hit" }, ms / 1000);
+      this.#publish(st);
+      void this.#reconcile(poolKey);
+      return { member, fresh: true, replaced, allocationMs: ms };
+    }
+    const max = doc.properties.scaleConfiguration.maxConcurrentSessions;
+    if (st.allocated.size + st.coldPending >= max) {
+      this.#d.metrics.claims.inc({ pool: metricsPool, result: "limit" });
+      throw new SessionLimitError(pool.name, max, 5);
+    }
+    // Cold start. Make room first if warm members hold the capacity (e.g. they run an outdated template).
+    st.coldPending++;
+    this.#publish(st);
+    try {
+      while (st.allocated.size + st.coldPending + st.ready.length > max && st.ready.length > 0) {
+        await this.#end(st.ready.shift()!, "replaced");
+      }
+      const template = st.template ?? (await this.#resolveTemplate(doc, pool.name, signal));
+      st.template = template;
+      const member = await this.#createMember(pool, template, signal);
+      this.#assign(member, identifier, doc);
+      st.allocated.set(identifier, member);
+      const ms = performance.now() - started;
+      this.#d.metrics.claims.inc({ pool: metricsPool, result: "miss" });
+      this.#d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "miss" }, ms / 1000);
+      return { member, fresh: true, replaced, allocationMs: ms };
+    } catch (err) {
+      if (isSessionPoolError(err)) throw err;
+      throw new SessionStartError(`A session could not be started: ${(err as Error).message}`, err);
+    } finally {
+      st.coldPending--;
+      this.#publish(st);
+    }
+  }
+
+  #assign(member: Member, identifier: string, doc: PoolDoc): void {
+    const now = this.#d.now();
+    member.rec.identifier = identifier;
+    member.rec.state = "allocated";
+    member.rec.allocatedAt = now.toISOString();
+    member.rec.lastAccessedAt = now.toISOString();
+    member.rec.expiresAt = sessionExpiry(doc, { allocatedAt: now, lastAccessedAt: now }).toISOString();
+    this.#d.store.putSession(member.rec);
+  }
+
+  async #resolveTemplate(doc: PoolDoc, poolName: string, signal?: AbortSignal): Promise<SandboxTemplate> {
+    const ref = this.#d.defaults.pythonImage;
+    try {
+      templateFor(doc, this.#d.defaults, ref); // type check before the engine call
+    } catch (err) {
+      if (err instanceof UnsupportedContainerTypeError) throw new PoolNotReadyError(poolName, err.message);
+      throw err;
+    }
+    const image = await this.#d.driver.getImage(ref, signal ? { signal } : {});
+    if (!image) {
+      throw new SessionPoolError(
+        "SandboxImageMissing",
+        503,
+        `The sandbox image '${ref}' is not present in the Docker engine; build it with 'bash scripts/build-images.sh' (run by 'bash scripts/setup.sh').`,
+      );
+    }
+    return templateFor(doc, this.#d.defaults, image.id);
+  }
+
+  #readyTarget(doc: PoolDoc, st: PoolState): number {
+    const scale = doc.properties.scaleConfiguration;
+    return Math.max(
+      0,
+      Math.min(scale.readySessionInstances, scale.maxConcurrentSessions - st.allocated.size - st.coldPending),
+    );
+  }
+
+  #reconcile(poolKey: string): Promise<void> {
+    const st = this.#state(poolKey);
+    if (this.#closed || st.controller.signal.aborted) return Promise.resolve();
+    if (st.reconciling) {
+      st.again = true;
+      return st.reconciling;
+    }
+    st.reconciling = (async () => {
+      do {
+        st.again = false;
+        await this.#reconcileOnce(st);
+      } while (st.again && !this.#closed && !st.controller.signal.aborted);
+    })()
+      .catch((err) => {
+        this.#d.logger.warn({ pool: poolKey, err }, "reconcile failed");
+      })
+      .finally(() => {
+        st.reconciling = undefined;
+      });
+    return st.reconciling;
+  }
+
+  async #reconcileOnce(st: PoolState): Promise<void> {
+    const stored = this.#d.store.getPool(st.key);
+    if (!stored) return;
+    const doc = stored.doc as unknown as PoolDoc;
+    if (doc.properties.provisioningState === "Deleting") return;
+    const signal = st.controller.signal;
+    try {
+      st.template = await this.#resolveTemplate(doc, stored.name, signal);
+    } catch (err) {
+      st.lastError = isSessionPoolError(err) ? err : new SessionStartError((err as Error).message, err);
+      return;
+    }
+    const hash = st.template.hash;
+    // Roll warm members built from an older template.
+    for (const m of st.ready.filter((r) => r.templateHash !== hash)) await this.#end(m, "replaced");
+    const target = this.#readyTarget(doc, st);
+    while (st.ready.length + st.warmPending > target && st.ready.length > 0)
+      await this.#end(st.ready.pop()!, "scaled-down");
+    const need = target - st.ready.length - st.warmPending;
+    if (need <= 0) return;
+    st.warmPending += need;
+    this.#publish(st);
+    const template = st.template;
+    const results = await Promise.allSettled(
+      Array.from({ length: need }, async () => {
+        try {
+          const member = await this.#createMember(stored, template, signal);
+          if (signal.aborted || this.#closed) {
+            await this.#destroy(member);
+            return;
+          }
+          st.ready.push(member);
+        } finally {
+          st.warmPending--;
+          this.#publish(st);
+        }
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed && !signal.aborted) {
+      st.failures++;
+      const err = failed.reason;
+      st.lastError = isSessionPoolError(err)
+        ? err
+        : new SessionStartError(
+            `A sandbox for the pool could not be started: ${(err as Error).message}`,
+            err,
+          );
+      this.#d.metrics.sandboxFailures.inc({ pool: st.key, reason: "start" });
+      this.#d.logger.warn({ pool: st.key, err: st.lastError.message }, "warm sandbox failed to start");
+      // Back off before trying again so a broken image does not spin the engine.
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(st.failures, 6));
+      if (st.retryTimer) clearTimeout(st.retryTimer);
+      st.retryTimer = setTimeout(() => {
+        st.retryTimer = undefined;
+        void this.#reconcile(st.key);
+      }, delay);
+      st.retryTimer.unref();
+    } else if (!failed) {
+      st.failures = 0;
+      st.lastError = undefined;
+    }
+  }
+
+  async #acquireSlot(): Promise<void> {
+    if (this.#createSlots > 0) {
+      this.#createSlots--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+  }
+
+  #releaseSlot(): void {
+    const next = this.#slotWaiters.shift();
+    if (next) next();
+    else this.#createSlots++;
+  }
+
+  async #createMember(pool: StoredPool, template: SandboxTemplate, signal?: AbortSignal): Promise<Member> {
+    const id = crypto.randomUUID();
+    const socketDir = join(this.#d.socketsDir, id);
+    const rec: StoredSession = {
+      id,
+      poolKey: pool.key,
+      identifier: undefined,
+      state: "pending",
+      sandboxId: undefined,
+      generation: pool.generation,
+      createdAt: this.#d.now().toISOString(),
+      allocatedAt: undefined,
+      lastAccessedAt: undefined,
+      expiresAt: undefined,
+    };
+    // Recorded before the engine call: a crash mid-create leaves a record that adoption reconciles.
+    this.#d.store.putSession(rec);
+    let sandboxId: string | undefined;
+    await this.#acquireSlot();
+    try {
+      await mkdir(socketDir, { recursive: true, mode: 0o700 });
+      const [uid, gid] = template.spec.user?.split(":").map(Number) ?? [];
+      if (uid !== undefined && gid !== undefined) await chown(socketDir, uid, gid);
+      const info = await this.#d.driver.create(
+        {
+          ...template.spec,
+          labels: buildLabels({
+            pool: pool.key,
+            session: id,
+            instance: this.#instanceId,
+            templateHash: template.hash,
+            kind: "session",
+          }),
+          agentSocketDir: socketDir,
+        },
+        signal ? { signal } : {},
+      );
+      sandboxId = info.id;
+      rec.sandboxId = sandboxId;
+      this.#d.store.putSession(rec);
+    } catch (err) {
+      this.#releaseSlot();
+      this.#d.store.deleteSession(id);
+      await rm(socketDir, { recursive: true, force: true });
+      throw err;
+    }
+    this.#releaseSlot();
+    try {
+      const { client } = await waitForAgent(join(socketDir, "agent.sock"), {
+        timeoutMs: this.#d.agentStartTimeoutMs,
+        ...(signal ? { signal } : {}),
+      });
+      rec.state = "ready";
+      this.#d.store.putSession(rec);
+      const member: Member = { rec, sandboxId, templateHash: template.hash, socketDir, agent: client };
+      this.#bySandbox.set(sandboxId, member);
+      return member;
+    } catch (err) {
+      await this.#d.driver.remove(sandboxId).catch(() => {});
+      this.#d.store.deleteSession(id);
+      await rm(socketDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async #end(member: Member, reason: string): Promise<void> {
+    const st = this.#pools.get(member.rec.poolKey);
+    if (st) {
+      const i = st.ready.indexOf(member);
+      if (i >= 0) st.ready.splice(i, 1);
+      if (member.rec.identifier !== undefined && st.allocated.get(member.rec.identifier) === member) {
+        st.allocated.delete(member.rec.identifier);
+        this.#d.metrics.sessionsEnded.inc({ pool: member.rec.poolKey, reason });
+      }
+      this.#publish(st);
+    }
+    await this.#destroy(member);
+    this.#d.logger.debug({ pool: member.rec.poolKey, session: member.rec.id, reason }, "session ended");
+    if (st && !this.#closed && !st.controller.signal.aborted && reason !== "deleted")
+      void this.#reconcile(st.key);
+  }
+
+  async #destroy(member: Member): Promise<void> {
+    this.#bySandbox.delete(member.sandboxId);
+    member.agent.close();
+    this.#d.store.deleteSession(member.rec.id);
+    await this.#d.driver.remove(member.sandboxId).catch((err) => {
+      this.#d.logger.warn(
+        { sandbox: member.sandboxId, err },
+        "could not remove a sandbox; orphan removal will retry",
+      );
+    });
+    await rm(member.socketDir, { recursive: true, force: true });
+  }
+
+  #publish(st: PoolState): void {
+    this.#d.metrics.readySessions.set({ pool: st.key }, st.ready.length);
+    this.#d.metrics.allocatedSessions.set({ pool: st.key }, st.allocated.size);
+    this.#d.metrics.pendingSessions.set({ pool: st.key }, st.warmPending + st.coldPending);
+  }
+
+  #onEvent(event: SandboxEvent): void {
+    const member = this.#bySandbox.get(event.id);
+    if (!member || (event.type !== "die" && event.type !== "oom" && event.type !== "destroy")) return;
+    const st = this.#pools.get(member.rec.poolKey);
+    const identifier = member.rec.identifier;
+    if (st && identifier !== undefined && st.allocated.get(identifier) === member)
+      st.replaced.add(identifier);
+    this.#d.metrics.sandboxFailures.inc({ pool: member.rec.poolKey, reason: event.type });
+    this.#d.logger.warn(
+      { pool: member.rec.poolKey, session: member.rec.id, event: event.type },
+      "sandbox ended unexpectedly",
+    );
+    void this.#end(member, "died");
+  }
+
+  async #adopt(): Promise<void> {
+    const { store, driver } = this.#d;
+    this.#instanceId = store.getMeta("instance-id") ?? "";
+    if (this.#instanceId === "") {
+      this.#instanceId = crypto.randomUUID();
+      store.setMeta("instance-id", this.#instanceId);
+    }
+    await mkdir(this.#d.socketsDir, { recursive: true, mode: 0o711 });
+    this.#unwatch = driver.watch(this.#ownLabels(), (e) => this.#onEvent(e));
+    const sandboxes = await driver.list(this.#ownLabels());
+    const records = new Map(store.allSessions().map((s) => [s.id, s]));
+    const adopted = new Set<string>();
+    await Promise.all(
+      sandboxes.map(async (sb) => {
+        const rec = records.get(sb.labels[LABEL_SESSION] ?? "");
+        const pool = rec ? store.getPool(rec.poolKey) : undefined;
+        if (!rec || !pool || sb.state !== "running" || rec.sandboxId !== sb.id) {
+          await driver.remove(sb.id).catch(() => {});
+          return;
+        }
+        const socketDir = join(this.#d.socketsDir, rec.id);
+        try {
+          const { client } = await waitForAgent(join(socketDir, "agent.sock"), { timeoutMs: 10_000 });
+          const member: Member = {
+            rec,
+            sandboxId: sb.id,
+            templateHash: sb.labels["io.sessionpool.template-hash"] ?? "",
+            socketDir,
+            agent: client,
+          };
+          const st = this.#state(rec.poolKey);
+          this.#bySandbox.set(sb.id, member);
+          if (rec.state === "allocated" && rec.identifier !== undefined)
+            st.allocated.set(rec.identifier, member);
+          else {
+            rec.state = "ready";
+            store.putSession(rec);
+            st.ready.push(member);
+          }
+          adopted.add(rec.id);
+          this.#publish(st);
+        } catch (err) {
+          this.#d.logger.warn(
+            { session: rec.id, err },
+            "could not reconnect to a sandbox's agent; removing it",
+          );
+          await driver.remove(sb.id).catch(() => {});
+        }
+      }),
+    );
+    for (const rec of records.values()) {
+      if (adopted.has(rec.id)) continue;
+      store.deleteSession(rec.id);
+      await rm(join(this.#d.socketsDir, rec.id), { recursive: true, force: true });
+    }
+    this.#d.logger.info(
+      { adopted: adopted.size, removed: sandboxes.length - adopted.size },
+      "sandboxes adopted after start",
+    );
+    this.#reaper = setInterval(() => void this.reap(), this.#d.reapIntervalMs);
+    this.#reaper.unref();
+  }
+}

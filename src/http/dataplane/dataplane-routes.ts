@@ -1,0 +1,333 @@
+// The data plane at poolManagementEndpoint: both generations of the code-interpreter API (2024-02-02-preview's
+// /code/execute and /files/upload, and the current /executions, /files, /session, /listSessions, /metadata,
+// /.management/stopSession). Admin credential or a token for this pool; errors in the data-plane envelope.
+import multipart from "@fastify/multipart";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Authenticator } from "../../auth/principal.ts";
+import {
+  ExecutionNotFoundError,
+  SessionNotFoundError,
+  SessionPoolNotFoundError,
+  ValidationError,
+} from "../../core/errors.ts";
+import { type PoolDoc, poolKey } from "../../core/pools/pool-doc.ts";
+import {
+  type ExecutionRecord,
+  type Executions,
+  parseExecutionInput,
+} from "../../core/sessions/executions.ts";
+import { contentTypeOf, sessionPath } from "../../core/sessions/file-paths.ts";
+import type { Acquired, Member, SessionManager } from "../../core/sessions/session-manager.ts";
+import type { Store } from "../../store/store.ts";
+import { requireAuthentication } from "../auth-hook.ts";
+import { ApiVersionError, ForbiddenError } from "../errors.ts";
+import { installDataPlaneErrorHandler } from "./dataplane-errors.ts";
+import {
+  executionToWire,
+  fileToLegacyWire,
+  fileToWire,
+  legacyExecutionToWire,
+  sessionToWire,
+} from "./dataplane-wire.ts";
+
+export const DATA_PLANE_API_VERSIONS = [
+  "2024-02-02-preview",
+  "2024-08-02-preview",
+  "2024-10-02-preview",
+  "2025-02-02-preview",
+  "2025-10-02-preview",
+];
+const LEGACY_VERSIONS = new Set(["2024-02-02-preview", "2024-08-02-preview"]);
+const IDENTIFIER = /^[a-zA-Z0-9_|}{[\]:";'<>?/.,@#$%^&*()\-+=!~`]{4,128}$/;
+export const UPLOAD_LIMIT_BYTES = 128 * 1024 * 1024;
+const LIST_SESSIONS_PAGE = 100;
+const LEGACY_MAX_OUTPUT_CHARS = 1_000_000;
+const DEFAULT_MAX_OUTPUT_CHARS = 4096;
+
+export interface DataPlaneOptions {
+  store: Store;
+  sessions: SessionManager;
+  executions: Executions;
+  authenticator: Authenticator;
+  config: { readonly publicUrl: string };
+  now: () => Date;
+}
+
+type Params = {
+  subscriptionId: string;
+  resourceGroupName: string;
+  poolName: string;
+  "*"?: string;
+  executionId?: string;
+};
+
+const PREFIX = "/subscriptions/:subscriptionId/resourceGroups/:resourceGroupName/sessionPools/:poolName";
+
+export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions): Promise<void> {
+  installDataPlaneErrorHandler(app);
+  requireAuthentication(app, o.authenticator);
+  await app.register(multipart, {
+    limits: { fileSize: UPLOAD_LIMIT_BYTES, files: 1, fields: 20 },
+    throwFileSizeLimit: true,
+  });
+
+  app.addHook("preHandler", async (request) => {
+    const key = keyOf(request);
+    const principal = request.principal!;
+    if (principal.kind === "pool" && principal.poolKey !== key) {
+      throw new ForbiddenError(
+        "Forbidden",
+        "This token is for another session pool; get one for this pool with getAuthtoken.",
+      );
+    }
+    const pool = o.store.getPool(key);
+    if (!pool || (pool.doc as unknown as PoolDoc).properties.provisioningState === "Deleting") {
+      throw new SessionPoolNotFoundError((request.params as Params).poolName);
+    }
+    apiVersionOf(request);
+  });
+
+  const acquire = async (request: FastifyRequest, reply: FastifyReply): Promise<Acquired> => {
+    const identifier = identifierOf(request);
+    const acquired = await o.sessions.acquire(keyOf(request), identifier);
+    reply.header("x-ms-session-guid", acquired.member.sandboxId.slice(0, 12));
+    if (acquired.fresh) reply.header("x-ms-allocation-time", formatMs(acquired.allocationMs));
+    if (acquired.replaced) reply.header("x-sessionpool-session-replaced", "true");
+    return acquired;
+  };
+  const existing = (request: FastifyRequest): Member => {
+    const identifier = identifierOf(request);
+    const member = o.sessions.find(keyOf(request), identifier);
+    if (!member) throw new SessionNotFoundError(identifier);
+    return member;
+  };
+  const endpoint = (request: FastifyRequest) => {
+    const p = request.params as Params;
+    return `${o.config.publicUrl}/subscriptions/${p.subscriptionId}/resourceGroups/${p.resourceGroupName}/sessionPools/${p.poolName}`;
+  };
+
+  // ---- code execution ----
+
+  const runExecution = async (request: FastifyRequest, reply: FastifyReply, legacy: boolean) => {
+    const started = performance.now();
+    const apiVersion = apiVersionOf(request);
+    const input = parseExecutionInput(request.body, {
+      defaultMaxOutputChars:
+        legacy || apiVersion !== "2025-10-02-preview" ? LEGACY_MAX_OUTPUT_CHARS : DEFAULT_MAX_OUTPUT_CHARS,
+    });
+    const { member, allocationMs } = await acquire(request, reply);
+    const operationId = headerOf(request, "operation-id");
+    const record = o.executions.start(member, input, operationId);
+    const location = `${endpoint(request)}/executions/${record.id}?identifier=${encodeURIComponent(record.identifier)}&api-version=${apiVersion}`;
+    reply.header("operation-id", record.id).header("operation-location", location);
+    if (input.executionType === "Asynchronous" && !legacy) {
+      return reply.code(202).send(executionToWire(record));
+    }
+    await record.done;
+    timingHeaders(reply, record, allocationMs, performance.now() - started);
+    if (record.result?.restarted) reply.header("x-sessionpool-interpreter-restarted", "true");
+    return legacy ? legacyExecutionToWire(record) : executionToWire(record);
+  };
+
+  app.post(`${PREFIX}/code/execute`, async (request, reply) => runExecution(request, reply, true));
+  app.post(`${PREFIX}/executions`, async (request, reply) => runExecution(request, reply, false));
+  app.get(`${PREFIX}/executions/:executionId`, async (request) => {
+    const p = request.params as Params;
+    const record = o.executions.get(keyOf(request), identifierOf(request), p.executionId ?? "");
+    if (!record) throw new ExecutionNotFoundError(p.executionId ?? "");
+    return executionToWire(record);
+  });
+
+  // ---- files ----
+
+  const upload = async (request: FastifyRequest, reply: FastifyReply, legacy: boolean) => {
+    if (!request.isMultipart()) {
+      throw new ValidationError(
+        "InvalidMultipartRequest",
+        "Upload with Content-Type multipart/form-data and a 'file' part.",
+      );
+    }
+    const part = await request.file();
+    if (!part)
+      throw new ValidationError("InvalidMultipartRequest", "The request has no 'file' part.", "file");
+    const data = await part.toBuffer();
+    const path = sessionPath(queryOf(request, "path"), part.filename || "upload");
+    if (path === "")
+      throw new ValidationError("InvalidFilePath", "The uploaded file needs a file name.", "file");
+    const { member } = await acquire(request, reply);
+    const file = await member.agent.writeFile(path, data);
+    return legacy ? { $id: "1", value: [fileToLegacyWire(file, 2)] } : fileToWire(file);
+  };
+  app.post(`${PREFIX}/files/upload`, async (request, reply) => upload(request, reply, true));
+  app.post(`${PREFIX}/files`, async (request, reply) => upload(request, reply, false));
+
+  app.get(`${PREFIX}/files`, async (request, reply) => {
+    const legacy = LEGACY_VERSIONS.has(apiVersionOf(request));
+    const recursive = /^(1|true)$/i.test(queryOf(request, "recursive") ?? "");
+    const { member } = await acquire(request, reply);
+    const files = await member.agent.listFiles(sessionPath(queryOf(request, "path")), recursive);
+    if (legacy) {
+      let id = 2;
+      return {
+        $id: "1",
+        value: files.filter((f) => f.type === "file").map((f) => fileToLegacyWire(f, (id += 2) - 2)),
+      };
+    }
+    return { value: files.map(fileToWire) };
+  });
+
+  const sendContent = async (reply: FastifyReply, member: Member, path: string) => {
+    const { file, data } = await member.agent.readFile(path);
+    return reply
+      .header("content-type", contentTypeOf(file.name))
+      .header("content-disposition", `attachment; filename*=UTF-8''${encodeURIComponent(file.name)}`)
+      .header("last-modified", new Date(file.modifiedAtMs).toUTCString())
+      .send(data);
+  };
+
+  const fileRoute = async (request: FastifyRequest, reply: FastifyReply) => {
+    const rest = ((request.params as Params)["*"] ?? "").split("/").map(decodeURIComponent);
+    const legacy = LEGACY_VERSIONS.has(apiVersionOf(request));
+    const dir = queryOf(request, "path");
+    if (request.method === "GET" && rest[0] === "content" && rest.length > 1 && legacy) {
+      const { member } = await acquire(request, reply);
+      return sendContent(reply, member, sessionPath(dir, rest.slice(1).join("/")));
+    }
+    if (request.method === "GET" && rest.length > 1 && rest.at(-1) === "content") {
+      const { member } = await acquire(request, reply);
+      return sendContent(reply, member, sessionPath(dir, rest.slice(0, -1).join("/")));
+    }
+    const path = sessionPath(dir, rest.join("/"));
+    if (path === "") throw new ValidationError("InvalidFilePath", "A file name is required.", "name");
+    const { member } = await acquire(request, reply);
+    if (request.method === "DELETE") {
+      await member.agent.deleteFile(path);
+      return reply.code(204).send();
+    }
+    return fileToWire(await member.agent.statFile(path));
+  };
+  app.get(`${PREFIX}/files/*`, fileRoute);
+  app.delete(`${PREFIX}/files/*`, fileRoute);
+
+  // ---- sessions ----
+
+  app.get(`${PREFIX}/session`, async (request) => sessionToWire(existing(request)));
+  app.delete(`${PREFIX}/session`, async (request, reply) => {
+    await o.sessions.stop(keyOf(request), identifierOf(request), "deleted");
+    return reply.code(204).send();
+  });
+  app.post(`${PREFIX}/.management/stopSession`, async (request, reply) => {
+    const identifier = identifierOf(request);
+    if (!(await o.sessions.stop(keyOf(request), identifier, "stopped")))
+      throw new SessionNotFoundError(identifier);
+    return reply
+      .type("text/plain; charset=utf-8")
+      .send(`Session ${identifier} in session pool ${(request.params as Params).poolName} stopped.`);
+  });
+  app.get(`${PREFIX}/listSessions`, async (request) => {
+    const skipText = queryOf(request, "skip") ?? "0";
+    if (!/^\d+$/.test(skipText))
+      throw new ValidationError("InvalidSkip", "'skip' must be a whole number.", "skip");
+    const skip = Number(skipText);
+    const all = o.sessions
+      .list(keyOf(request))
+      .sort((a, b) => a.rec.allocatedAt!.localeCompare(b.rec.allocatedAt!));
+    const page = all.slice(skip, skip + LIST_SESSIONS_PAGE);
+    const next = skip + LIST_SESSIONS_PAGE < all.length;
+    return {
+      sessions: page.map(sessionToWire),
+      ...(next
+        ? {
+            nextLink: `${endpoint(request)}/listSessions?api-version=${apiVersionOf(request)}&skip=${skip + LIST_SESSIONS_PAGE}`,
+          }
+        : {}),
+    };
+  });
+  app.get(`${PREFIX}/metadata`, async (request) => {
+    const key = keyOf(request);
+    const meta = await o.sessions.metadata(key);
+    const pool = o.store.getPool(key)!;
+    return {
+      runtimes: meta.runtimes,
+      preInstalledPackages: meta.packages,
+      createdAt: pool.createdAt,
+      lastUpdatedAt: pool.updatedAt,
+      jupyterKernel: {
+        name: meta.kernel.name,
+        version: meta.kernel.version,
+        projectUrl: "https://github.com/sessionpool/sessionpool",
+        description: "sessionpool's persistent Python interpreter with Jupyter-style results",
+      },
+    };
+  });
+}
+
+function keyOf(request: FastifyRequest): string {
+  const p = request.params as Params;
+  return poolKey({ subscriptionId: p.subscriptionId, resourceGroup: p.resourceGroupName, name: p.poolName });
+}
+
+function queryOf(request: FastifyRequest, name: string): string | undefined {
+  const q = request.query as Record<string, unknown>;
+  const v = q[name];
+  const first = Array.isArray(v) ? v[0] : v;
+  return typeof first === "string" ? first : undefined;
+}
+
+function headerOf(request: FastifyRequest, name: string): string | undefined {
+  const v = request.headers[name];
+  return typeof v === "string" && v !== "" ? v : undefined;
+}
+
+function identifierOf(request: FastifyRequest): string {
+  const identifier = queryOf(request, "identifier");
+  if (identifier === undefined || identifier === "") {
+    throw new ValidationError(
+      "MissingIdentifier",
+      "The 'identifier' query parameter is required: it names the session.",
+      "identifier",
+    );
+  }
+  if (!IDENTIFIER.test(identifier)) {
+    throw new ValidationError(
+      "InvalidIdentifier",
+      `The identifier is invalid: use 4 to 128 characters from letters, digits and _|{}[]:";'<>?/.,@#$%^&*()-+=!~\` (got ${identifier.length} characters).`,
+      "identifier",
+    );
+  }
+  return identifier;
+}
+
+function apiVersionOf(request: FastifyRequest): string {
+  const v = queryOf(request, "api-version");
+  if (v === undefined || v === "") {
+    throw new ApiVersionError(
+      "MissingApiVersionParameter",
+      `The api-version query parameter is required. Supported versions: ${DATA_PLANE_API_VERSIONS.join(", ")}.`,
+    );
+  }
+  if (!DATA_PLANE_API_VERSIONS.includes(v)) {
+    throw new ApiVersionError(
+      "InvalidApiVersionParameter",
+      `The api-version '${v}' is not supported by the data plane. Supported versions: ${DATA_PLANE_API_VERSIONS.join(", ")}.`,
+    );
+  }
+  return v;
+}
+
+function formatMs(ms: number): string {
+  return ms.toFixed(6);
+}
+
+function timingHeaders(
+  reply: FastifyReply,
+  record: ExecutionRecord,
+  allocationMs: number,
+  totalMs: number,
+): void {
+  reply
+    .header("x-ms-preparation-time", formatMs(allocationMs))
+    .header("x-ms-container-execution-duration", formatMs(record.result?.durationMs ?? 0))
+    .header("x-ms-execution-request-time", formatMs(totalMs - allocationMs))
+    .header("x-ms-overall-execution-time", formatMs(totalMs));
+}

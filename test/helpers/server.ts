@@ -1,0 +1,205 @@
+// Real servers for tests: in-process (fast, shares the test's event loop) or as a child process (for restarts,
+// kill -9 and log inspection). Each gets its own temp data dir, removed by close().
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Agent, type Dispatcher, request } from "undici";
+import pino from "pino";
+import { type RunningServer, type ServerOptions, startServer } from "../../src/server.ts";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+export const SUB = "00000000-0000-0000-0000-000000000000";
+export const ADMIN_TOKEN = "test-admin-token-0123456789";
+
+export interface TestServer {
+  url: string;
+  dataDir: string;
+  token: string;
+  server: RunningServer;
+  close(): Promise<void>;
+}
+
+export function tempDir(prefix = "sessionpool-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Starts a server in this process on a free loopback port. */
+export async function startTestServer(options: Partial<ServerOptions> & { keepDataDir?: boolean } = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? tempDir();
+  const { keepDataDir, ...rest } = options;
+  const server = await startServer({
+    host: "127.0.0.1",
+    port: 0,
+    dataDir,
+    adminToken: ADMIN_TOKEN,
+    retryAfterSeconds: 0,
+    logger: pino({ level: process.env["SESSIONPOOL_TEST_LOG"] ?? "silent" }),
+    ...rest,
+  });
+  return {
+    url: server.url,
+    dataDir,
+    token: options.adminToken ?? ADMIN_TOKEN,
+    server,
+    async close() {
+      await server.close();
+      if (!keepDataDir && !options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ChildServer {
+  url: string;
+  dataDir: string;
+  token: string;
+  child: ChildProcess;
+  output(): string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<number | null>;
+  /** SIGKILL (no cleanup at all) and wait for exit. */
+  kill(): Promise<void>;
+}
+
+/** Runs `bin/sessionpool serve` as a child process and waits until it listens. */
+export async function spawnServer(args: string[], env: Record<string, string> = {}, dataDir = tempDir()): Promise<ChildServer> {
+  const child = spawn(join(ROOT, "bin/sessionpool"), ["serve", "--port", "0", "--data-dir", dataDir, ...args], {
+    env: { ...process.env, SESSIONPOOL_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 60 s:\n${out}`)), 60_000);
+    const check = () => {
+      // Anchored: the JSON log line says the same words, with a quote and brace after the URL.
+      const m = /^sessionpool listening on (\S+)$/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolveUrl(m[1]!);
+      }
+    };
+    child.stdout!.on("data", check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening:\n${out}`));
+    });
+  });
+  return {
+    url,
+    dataDir,
+    token: env["SESSIONPOOL_ADMIN_TOKEN"] ?? ADMIN_TOKEN,
+    child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body: unknown;
+  text: string;
+}
+
+const insecureLoopback = new Agent({ connect: { rejectUnauthorized: false } });
+
+/** A small JSON HTTP client for tests: returns status, headers and the parsed body. */
+export async function call(
+  method: string,
+  url: string,
+  options: { token?: string | null; body?: unknown; headers?: Record<string, string>; raw?: string | Buffer; dispatcher?: Dispatcher } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token !== null) headers["authorization"] ??= `Bearer ${options.token ?? ADMIN_TOKEN}`;
+  let body: string | Buffer | undefined;
+  if (options.raw !== undefined) body = options.raw;
+  else if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers["content-type"] ??= "application/json";
+  }
+  const res = await request(url, {
+    method: method as Dispatcher.HttpMethod,
+    headers,
+    ...(body === undefined ? {} : { body }),
+    dispatcher: options.dispatcher ?? insecureLoopback,
+    headersTimeout: 120_000,
+    bodyTimeout: 120_000,
+  });
+  const text = await res.body.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  const flat: Record<string, string> = {};
+  for (const [k, v] of Object.entries(res.headers)) flat[k] = Array.isArray(v) ? v.join(", ") : String(v);
+  return { status: res.statusCode, headers: flat, body: parsed, text };
+}
+
+export function poolUrl(base: string, name: string, apiVersion = "2025-07-01", rg = "rg1"): string {
+  return `${base}/subscriptions/${SUB}/resourceGroups/${rg}/providers/Microsoft.App/sessionPools/${name}?api-version=${apiVersion}`;
+}
+
+/** Polls an Azure-AsyncOperation URL until it leaves InProgress (bounded). */
+export async function waitForOperation(url: string, token = ADMIN_TOKEN, timeoutMs = 180_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await call("GET", url, { token });
+    const body = r.body as Record<string, unknown>;
+    if (r.status !== 200) throw new Error(`operation poll answered ${r.status}: ${r.text}`);
+    if (body["status"] !== "InProgress") return body;
+    if (Date.now() > deadline) throw new Error(`operation still InProgress after ${timeoutMs} ms`);
+    await new Promise((r2) => setTimeout(r2, 100));
+  }
+}
+
+export function readLog(path: string): string {
+  return readFileSync(path, "utf8");
+}
+
+/** Runs `bin/sessionpool` to completion (for commands that should refuse to start); bounded by `timeoutMs`. */
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(join(ROOT, "bin/sessionpool"), args, {
+    env: { ...process.env, SESSIONPOOL_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+  clearTimeout(timer);
+  return { code, output };
+}
+
+/** The same URL on another server (e.g. an operation URL from before a restart, which picked a new port). */
+export function rebase(url: string, base: string): string {
+  const u = new URL(url);
+  return `${base}${u.pathname}${u.search}`;
+}
+
+/** Every file under `dir` (recursively) whose bytes contain `needle`. */
+export function filesContaining(dir: string, needle: string): string[] {
+  const hits: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    if (readFileSync(path).includes(needle)) hits.push(path);
+  }
+  return hits;
+}
