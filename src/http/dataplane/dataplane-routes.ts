@@ -167,11 +167,8 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     const { member } = await acquire(request, reply);
     const files = await member.agent.listFiles(sessionPath(queryOf(request, "path")), recursive);
     if (legacy) {
-      let id = 2;
-      return {
-        $id: "1",
-        value: files.filter((f) => f.type === "file").map((f) => fileToLegacyWire(f, (id += 2) - 2)),
-      };
+      const plain = files.filter((f) => f.type === "file");
+      return { $id: "1", value: plain.map((f, i) => fileToLegacyWire(f, 2 + 2 * i)) };
     }
     return { value: files.map(fileToWire) };
   });
