@@ -126,7 +126,10 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     await record.done;
     timingHeaders(reply, record, allocationMs, performance.now() - started);
     if (record.result?.restarted) reply.header("x-sessionpool-interpreter-restarted", "true");
-    return legacy ? legacyExecutionToWire(record) : executionToWire(record);
+    if (legacy) return legacyExecutionToWire(record);
+    // 2024-10-02-preview answered every execution with 202 (the body is final all the same); later versions 200.
+    if (apiVersion === "2024-10-02-preview") reply.code(202);
+    return executionToWire(record);
   };
 
   app.post(`${PREFIX}/code/execute`, async (request, reply) => runExecution(request, reply, true));
