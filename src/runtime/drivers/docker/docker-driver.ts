@@ -1,0 +1,334 @@
+// SandboxDriver over the Docker Engine API (dockerode): hardened containers, isolated networks, label-owned.
+// Engine answers become runtime errors here and nowhere else.
+import { randomBytes } from "node:crypto";
+import { Agent } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import Docker from "dockerode";
+import { ImageNotFoundError, RuntimeUnavailableError, SandboxCreateError } from "../../errors.ts";
+import type {
+  CallOptions,
+  ImageInfo,
+  RegistryAuth,
+  SandboxDriver,
+  SandboxEvent,
+  SandboxInfo,
+  SandboxSpec,
+} from "../../sandbox-driver.ts";
+import {
+  containerCreateOptions,
+  describeEndpoint,
+  infoFromInspect,
+  infoFromList,
+  labelFilters,
+  modemOptions,
+} from "./container-config.ts";
+import {
+  callEngine,
+  type DeadlineContext,
+  engineMessage,
+  statusCodeOf,
+  unavailable,
+} from "./docker-errors.ts";
+import { watchSandboxEvents } from "./docker-events.ts";
+import { inspectImage, pullFailure, pullImage } from "./docker-images.ts";
+import { SandboxNetworks } from "./docker-network.ts";
+import { HostFirewall } from "./host-firewall.ts";
+
+export interface DockerDriverLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface DockerDriverOptions {
+  /** A DOCKER_HOST string (unix:///var/run/docker.sock, tcp://host:2375); the local socket when absent. */
+  dockerHost?: string;
+  logger?: DockerDriverLogger;
+  /** Docker network for sandboxes with network "egress" (default "sessionpool-egress"). */
+  egressNetworkName?: string;
+  /** Host interface name of the egress bridge, at most 15 characters (default "sp-egress0"). */
+  egressBridgeName?: string;
+  /** Docker network for sandboxes with network "internal" (default "sessionpool-internal"). */
+  internalNetworkName?: string;
+  /** Host interface name of the internal bridge (default "sp-internal0"). */
+  internalBridgeName?: string;
+  /**
+   * IPv4 resolvers egress sandboxes may reach on port 53 although they sit in a private range, typically the
+   * host's own nameservers (the engine's embedded DNS forwards sandbox queries from the sandbox itself).
+   */
+  egressDnsServers?: string[];
+  /** Deadline of every engine call without a more specific one (default 30 s). */
+  timeoutMs?: number;
+  /** Deadline of an image pull (default 10 min). */
+  pullTimeoutMs?: number;
+  /** Binaries used for the host firewall (default "iptables" and "ip6tables" from PATH). */
+  iptablesPath?: string;
+  ip6tablesPath?: string;
+}
+
+const NO_LOG: DockerDriverLogger = { debug() {}, info() {}, warn() {}, error() {} };
+const CLEANUP_TIMEOUT_MS = 30_000;
+const NETWORKS: ReadonlySet<string> = new Set<SandboxSpec["network"]>(["none", "internal", "egress"]);
+
+export class DockerDriver implements SandboxDriver {
+  readonly name = "docker";
+  readonly #docker: Docker;
+  readonly #agent: Agent;
+  readonly #endpoint: string;
+  readonly #logger: DockerDriverLogger;
+  readonly #timeoutMs: number;
+  readonly #pullTimeoutMs: number;
+  readonly #networks: SandboxNetworks;
+  readonly #watchers = new Set<() => void>();
+  #closed = false;
+
+  constructor(options: DockerDriverOptions = {}) {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const pullTimeoutMs = options.pullTimeoutMs ?? 600_000;
+    for (const [name, value] of [
+      ["timeoutMs", timeoutMs],
+      ["pullTimeoutMs", pullTimeoutMs],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value <= 0)
+        throw new TypeError(`${name} (${value}) must be a positive integer`);
+    }
+    const dnsServers = options.egressDnsServers ?? [];
+    for (const server of dnsServers) {
+      if (!/^(\d{1,3})(\.\d{1,3}){3}$/.test(server))
+        throw new TypeError(`egressDnsServers: '${server}' is not an IPv4 address`);
+    }
+    const connection = modemOptions(options.dockerHost);
+    this.#agent = new Agent({ keepAlive: true });
+    this.#docker = new Docker({ ...connection, agent: this.#agent } as Docker.DockerOptions);
+    this.#endpoint = describeEndpoint(connection);
+    this.#logger = options.logger ?? NO_LOG;
+    this.#timeoutMs = timeoutMs;
+    this.#pullTimeoutMs = pullTimeoutMs;
+    const firewall = new HostFirewall({
+      iptables: options.iptablesPath ?? "iptables",
+      ip6tables: options.ip6tablesPath ?? "ip6tables",
+      egressDnsServers: dnsServers,
+      logger: this.#logger,
+    });
+    this.#networks = new SandboxNetworks(
+      this.#docker,
+      firewall,
+      {
+        egress: {
+          name: options.egressNetworkName ?? "sessionpool-egress",
+          bridge: options.egressBridgeName ?? "sp-egress0",
+        },
+        internal: {
+          name: options.internalNetworkName ?? "sessionpool-internal",
+          bridge: options.internalBridgeName ?? "sp-internal0",
+        },
+      },
+      this.#logger,
+      timeoutMs,
+    );
+  }
+
+  async ping(options?: CallOptions): Promise<void> {
+    const context = this.#context("answering a ping");
+    // @types/dockerode declares no options for ping; dockerode passes abortSignal through.
+    const ping = this.#docker.ping.bind(this.#docker) as (options: {
+      abortSignal: AbortSignal;
+    }) => Promise<unknown>;
+    await callEngine(context, options, (signal) => ping({ abortSignal: signal }), unavailable(context));
+  }
+
+  async getImage(ref: string, options?: CallOptions): Promise<ImageInfo | undefined> {
+    const context = this.#context(`inspecting image '${ref}'`);
+    return callEngine(context, options, () => inspectImage(this.#docker, ref), unavailable(context));
+  }
+
+  async pullImage(ref: string, auth?: RegistryAuth, options?: CallOptions): Promise<ImageInfo> {
+    const context = this.#context(`pulling image '${ref}'`, this.#pullTimeoutMs);
+    return callEngine(
+      context,
+      options,
+      (signal) => pullImage(this.#docker, ref, auth, signal),
+      (err) => pullFailure(ref, auth, engineMessage(err), err),
+    );
+  }
+
+  async create(spec: SandboxSpec, options?: CallOptions): Promise<SandboxInfo> {
+    this.#assertOpen();
+    if (!NETWORKS.has(spec.network)) {
+      throw new SandboxCreateError(`network '${spec.network}' is not one of "none", "internal", "egress"`);
+    }
+    const name = `sp-${randomBytes(8).toString("hex")}`;
+    const context = this.#context(`creating sandbox '${name}'`);
+    let containerId: string | undefined;
+    let work: Promise<SandboxInfo> | undefined;
+    try {
+      return await callEngine(
+        context,
+        options,
+        (signal) =>
+          (work = (async () => {
+            const networkMode = spec.network === "none" ? "none" : await this.#networks.ensure(spec.network);
+            const config = containerCreateOptions(spec, name, networkMode);
+            let container: Docker.Container;
+            try {
+              container = await this.#docker.createContainer({ ...config, abortSignal: signal });
+            } catch (err) {
+              if (
+                statusCodeOf(err) === 404 &&
+                /network/i.test(engineMessage(err)) &&
+                spec.network !== "none"
+              ) {
+                this.#networks.invalidate(spec.network);
+              }
+              throw err;
+            }
+            containerId = container.id;
+            await container.start({ abortSignal: signal });
+            const info = infoFromInspect(await container.inspect({ abortSignal: signal }));
+            this.#logger.debug(
+              { sandboxId: info.id.slice(0, 12), name, network: spec.network },
+              "sandbox started",
+            );
+            return info;
+          })()),
+        (err) => createFailure(spec, err),
+      );
+    } catch (err) {
+      // Nothing left behind. An abort or deadline returns before the work settles; its engine calls see the
+      // same aborted signal, so wait (bounded) for it to stop before removing what it made.
+      if (work)
+        await Promise.race([work.catch(() => {}), sleep(CLEANUP_TIMEOUT_MS, undefined, { ref: false })]);
+      // By id when the engine answered the create, else by name (an aborted create may still have happened).
+      await this.#removeQuietly(containerId ?? name);
+      throw err;
+    }
+  }
+
+  async inspect(id: string, options?: CallOptions): Promise<SandboxInfo | undefined> {
+    const context = this.#context(`inspecting sandbox '${id}'`);
+    return callEngine(
+      context,
+      options,
+      async (signal) => {
+        try {
+          return infoFromInspect(await this.#docker.getContainer(id).inspect({ abortSignal: signal }));
+        } catch (err) {
+          if (statusCodeOf(err) === 404) return undefined;
+          throw err;
+        }
+      },
+      unavailable(context),
+    );
+  }
+
+  async list(labels: Record<string, string>, options?: CallOptions): Promise<SandboxInfo[]> {
+    const context = this.#context("listing sandboxes");
+    return callEngine(
+      context,
+      options,
+      async (signal) => {
+        const containers = await this.#docker.listContainers({
+          all: true,
+          filters: { label: labelFilters(labels) },
+          abortSignal: signal,
+        });
+        return containers.map(infoFromList);
+      },
+      unavailable(context),
+    );
+  }
+
+  async remove(id: string, options?: CallOptions): Promise<void> {
+    const context = this.#context(`removing sandbox '${id}'`);
+    await callEngine(
+      context,
+      options,
+      async (signal) => {
+        try {
+          await this.#docker.getContainer(id).remove({ force: true, v: true, abortSignal: signal } as object);
+        } catch (err) {
+          const status = statusCodeOf(err);
+          // Gone already, or the engine is already removing it: either way it will not be there.
+          if (status === 404 || (status === 409 && /already in progress/i.test(engineMessage(err)))) return;
+          throw err;
+        }
+      },
+      unavailable(context),
+    );
+  }
+
+  /**
+   * Memory the sandbox uses, as `docker stats` shows it: usage minus inactive page cache (cgroup v1:
+   * `total_inactive_file`, v2: `inactive_file`), since reclaimable file cache is not what it costs the host.
+   * undefined when the sandbox does not exist or is not running.
+   */
+  async memoryUsageBytes(id: string, options?: CallOptions): Promise<number | undefined> {
+    const context = this.#context(`reading statistics of sandbox '${id}'`);
+    return callEngine(
+      context,
+      options,
+      async (signal) => {
+        let stats: { memory_stats?: { usage?: number; stats?: Record<string, number> } };
+        try {
+          // one-shot (API 1.41+): answer at once instead of waiting a second for a second CPU sample.
+          stats = (await this.#docker
+            .getContainer(id)
+            .stats({ stream: false, "one-shot": true, abortSignal: signal } as object)) as typeof stats;
+        } catch (err) {
+          if (statusCodeOf(err) === 404) return undefined;
+          throw err;
+        }
+        const usage = stats.memory_stats?.usage;
+        if (usage === undefined) return undefined;
+        const detail = stats.memory_stats?.stats ?? {};
+        const inactive = detail["total_inactive_file"] ?? detail["inactive_file"] ?? 0;
+        return inactive < usage ? usage - inactive : usage;
+      },
+      unavailable(context),
+    );
+  }
+
+  watch(labels: Record<string, string>, onEvent: (event: SandboxEvent) => void): () => void {
+    this.#assertOpen();
+    const stop = watchSandboxEvents(this.#docker, labels, onEvent, this.#logger);
+    const unsubscribe = () => {
+      if (this.#watchers.delete(unsubscribe)) stop();
+    };
+    this.#watchers.add(unsubscribe);
+    return unsubscribe;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const unsubscribe of [...this.#watchers]) unsubscribe();
+    this.#agent.destroy();
+  }
+
+  #context(what: string, timeoutMs = this.#timeoutMs): DeadlineContext {
+    this.#assertOpen();
+    return { what, timeoutMs, endpoint: this.#endpoint };
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new RuntimeUnavailableError("the docker driver is closed");
+  }
+
+  async #removeQuietly(idOrName: string): Promise<void> {
+    try {
+      await this.remove(idOrName, { signal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS) });
+    } catch (err) {
+      // The labels still own it: orphan removal will find it.
+      this.#logger.warn({ err, sandbox: idOrName }, "could not remove a sandbox after a failed create");
+    }
+  }
+}
+
+function createFailure(spec: SandboxSpec, err: unknown): Error {
+  const message = engineMessage(err);
+  if (statusCodeOf(err) === 404 && /no such image/i.test(message)) {
+    return new ImageNotFoundError(spec.image, "it is not present locally; pull it first", err);
+  }
+  return new SandboxCreateError(`the docker engine could not create the sandbox: ${message}`, err);
+}
