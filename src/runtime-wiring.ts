@@ -1,5 +1,6 @@
 // Wires the Docker runtime into the server: driver, session manager, executions, the data plane and the
 // operational routes (/healthz, /readyz, /metrics).
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Metrics } from "./core/metrics.ts";
@@ -30,6 +31,8 @@ export function dockerRuntime(
       new DockerDriver({
         ...(options.dockerHost ? { dockerHost: options.dockerHost } : {}),
         logger: ctx.logger.child({ component: "docker" }),
+        // The engine's embedded DNS forwards from inside the sandbox; let egress sandboxes reach the host's resolvers.
+        egressDnsServers: hostNameservers(),
       });
     const metrics = new Metrics();
     const sessions = new SessionManager({
@@ -40,6 +43,7 @@ export function dockerRuntime(
       now: ctx.now,
       defaults: { ...DEFAULT_SANDBOX, ...options.sandbox },
       socketsDir: join(ctx.dataDir, "sockets"),
+      secrets: (poolKey) => ctx.pools().secretValues(poolKey),
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
     });
     const executions = new Executions(sessions, metrics);
@@ -93,4 +97,16 @@ export function dockerRuntime(
       },
     };
   };
+}
+
+/** IPv4 nameservers from /etc/resolv.conf (loopback ones excluded: a sandbox cannot reach the host's loopback). */
+function hostNameservers(): string[] {
+  try {
+    return readFileSync("/etc/resolv.conf", "utf8")
+      .split("\n")
+      .map((l) => /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(l)?.[1])
+      .filter((ip): ip is string => ip !== undefined && !ip.startsWith("127."));
+  } catch {
+    return [];
+  }
 }

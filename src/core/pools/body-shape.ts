@@ -64,6 +64,8 @@ export function pointerToPath(pointer: string): string {
     .replace(/^\./, "");
 }
 
+const SECRET_VALUE_PATH = /(^|\.)secrets\[\d+\]\.value$/;
+
 function describe(value: unknown): string {
   const text = JSON.stringify(value);
   return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;
@@ -112,11 +114,9 @@ export function shapeChecker<T>(schema: TSchema): ShapeChecker<T> {
         const target = [path, missing].filter((p) => p !== "").join(".");
         throw new ValidationError("MissingRequiredProperty", `'${target}' is required.`, target);
       }
-      throw new ValidationError(
-        "InvalidPropertyValue",
-        `${where} ${first.message} (got ${describe(got)}).`,
-        path,
-      );
+      // Secret values are write-only: an error about one must not echo it back (clients log error messages).
+      const shown = SECRET_VALUE_PATH.test(path) ? "" : ` (got ${describe(got)})`;
+      throw new ValidationError("InvalidPropertyValue", `${where} ${first.message}${shown}.`, path);
     },
   };
 }

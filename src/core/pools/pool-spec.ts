@@ -2,7 +2,7 @@
 // applied, every rule checked. Also the PATCH merge. Pure functions: no store, no clock (time is passed in).
 import type Type from "typebox";
 import { ValidationError } from "../errors.ts";
-import { isPlainObject, shapeChecker } from "./body-shape.ts";
+import { foldCase, isPlainObject, shapeChecker } from "./body-shape.ts";
 import type {
   ContainerType,
   Identity,
@@ -36,6 +36,7 @@ export interface PoolChange {
 }
 
 const bodyChecker = shapeChecker<PoolBodyInput>(PoolBody as unknown as Type.TSchema);
+const bodySchema = PoolBody as unknown as Parameters<typeof foldCase>[1];
 
 export function parsePoolBody(body: unknown): PoolBodyInput {
   if (!isPlainObject(body)) {
@@ -129,11 +130,12 @@ export function poolFromPut(
     systemData: ctx.systemData,
   };
   if (ctx.existing) checkImmutable(ctx.existing, doc, "PUT");
-  const secrets = p.secrets?.map((s) => ({
+  // A PUT replaces the whole pool, secrets included: one that sends none leaves the pool with none.
+  const secrets = (p.secrets ?? []).map((s) => ({
     name: s.name,
     ...(s.value === undefined ? {} : { value: s.value }),
   }));
-  validatePool(doc, { rules: ctx.rules, secrets: secrets ?? [], secretNames: ctx.secretNames });
+  validatePool(doc, { rules: ctx.rules, secrets, secretNames: ctx.secretNames });
   return { doc, secrets };
 }
 
@@ -267,30 +269,26 @@ export function poolFromPatch(
       throw notUpdatable(known);
     }
   }
-  const body = parsePoolBody(rawBody);
-  const rawProps = Object.entries(rawBody).find(([k]) => k.toLowerCase() === "properties")?.[1];
-  if (isPlainObject(rawProps)) {
-    for (const key of Object.keys(body.properties ?? {})) {
-      if (!PATCHABLE_PROPERTIES.has(key)) throw notUpdatable(`properties.${key}`);
-    }
+  // Fold spellings first so the merge sees the schema's names; the shape is checked on the merged result, after
+  // the patch's nulls (removals) have been applied.
+  const patch = foldCase(rawBody, bodySchema) as Record<string, unknown>;
+  const props = isPlainObject(patch["properties"]) ? patch["properties"] : undefined;
+  for (const key of Object.keys(props ?? {})) {
+    if (!PATCHABLE_PROPERTIES.has(key)) throw notUpdatable(`properties.${key}`);
   }
   // Merge in the wire shape, then re-run the PUT path so defaults and rules apply to the result.
-  const current = docToInput(ctx.existing);
-  const merged = mergePatch(current, body) as PoolBodyInput;
-  if (body.properties?.dynamicPoolConfiguration) {
+  const merged = mergePatch(docToInput(ctx.existing), patch) as Record<string, unknown>;
+  if (isPlainObject(patch["tags"])) {
+    // ARM replaces tags as a whole: the tags sent are the pool's tags ('null' values just drop out).
+    merged["tags"] = Object.fromEntries(Object.entries(patch["tags"]).filter(([, v]) => v !== null));
+  }
+  const mergedProps = merged["properties"];
+  if (isPlainObject(props?.["dynamicPoolConfiguration"]) && isPlainObject(mergedProps)) {
     // A lifecycle change replaces the lifecycle settings rather than mixing old and new fields.
-    merged.properties = {
-      ...merged.properties,
-      dynamicPoolConfiguration: mergePatch({}, body.properties.dynamicPoolConfiguration) as NonNullable<
-        PoolBodyInput["properties"]
-      >["dynamicPoolConfiguration"],
-    };
+    mergedProps["dynamicPoolConfiguration"] = mergePatch({}, props["dynamicPoolConfiguration"]);
   }
-  if (body.properties?.secrets === undefined && merged.properties) {
-    merged.properties.secrets = ctx.existing.properties.secrets.map((s) => ({ name: s.name }));
-  }
-  const change = poolFromPut(merged, { ...ctx, existing: ctx.existing });
-  return { doc: change.doc, secrets: body.properties?.secrets === undefined ? undefined : change.secrets };
+  const change = poolFromPut(parsePoolBody(merged), { ...ctx, existing: ctx.existing });
+  return { doc: change.doc, secrets: props?.["secrets"] === undefined ? undefined : change.secrets };
 }
 
 function notUpdatable(path: string): ValidationError {

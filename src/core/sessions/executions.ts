@@ -3,7 +3,7 @@
 import type { ExecResult } from "../../agents/agent-client.ts";
 import { ValidationError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
-import type { Member, SessionManager } from "./session-manager.ts";
+import { agentOf, type Member, type SessionManager } from "./session-manager.ts";
 
 export const MAX_TIMEOUT_SECONDS = 220;
 
@@ -65,7 +65,7 @@ export class Executions {
     };
     record.done = (async () => {
       try {
-        const result = await member.agent.exec({
+        const result = await agentOf(member).exec({
           code,
           timeoutMs: input.timeoutInSeconds * 1000,
           maxOutputChars: input.maxOutputChars,

@@ -2,7 +2,7 @@
 // that matters so a changed template rolls the warm members (allocated sessions keep running).
 import { createHash } from "node:crypto";
 import type { SandboxSpec } from "../../runtime/sandbox-driver.ts";
-import type { PoolDoc } from "../pools/pool-doc.ts";
+import type { PoolDoc, Probe } from "../pools/pool-doc.ts";
 import { memoryToGi } from "../pools/pool-validation.ts";
 
 export interface SandboxDefaults {
@@ -31,21 +31,72 @@ export const DEFAULT_SANDBOX: SandboxDefaults = {
 
 export const SANDBOX_UID = "1000:1000";
 
+/** How the server talks to a session: through the in-sandbox agent, or by HTTP to the container's port. */
+export type SandboxKind = "code-interpreter" | "custom";
+
 export interface SandboxTemplate {
-  kind: "code-interpreter";
+  kind: SandboxKind;
   /** The spec minus what differs per sandbox (labels, socket dir). */
   spec: Omit<SandboxSpec, "labels" | "agentSocketDir">;
   hash: string;
+  /** Custom containers: the port that must accept connections, and the probes to run. */
+  targetPort?: number;
+  probes?: Probe[];
 }
 
 export class UnsupportedContainerTypeError extends Error {}
 
-export function templateFor(doc: PoolDoc, defaults: SandboxDefaults, imageId: string): SandboxTemplate {
+/** The image a pool's sandboxes run: ours for the built-in types, the pool's own for CustomContainer. */
+export function imageRefFor(doc: PoolDoc, defaults: SandboxDefaults): string {
   const p = doc.properties;
-  if (p.containerType !== "PythonLTS") {
-    throw new UnsupportedContainerTypeError(
-      `containerType '${p.containerType}' sessions are not available on this server yet; PythonLTS pools are.`,
-    );
+  if (p.containerType === "CustomContainer") return p.customContainerTemplate?.containers[0]?.image ?? "";
+  if (p.containerType === "PythonLTS") return defaults.pythonImage;
+  throw new UnsupportedContainerTypeError(
+    `containerType '${p.containerType}' sessions are not available on this server yet; PythonLTS and CustomContainer pools are.`,
+  );
+}
+
+/**
+ * The sandbox for a pool. `imageId` is the resolved local image; `secrets` are the pool's secret values, used
+ * only to resolve `secretRef` environment variables here, at sandbox creation.
+ */
+export function templateFor(
+  doc: PoolDoc,
+  defaults: SandboxDefaults,
+  imageId: string,
+  secrets: ReadonlyMap<string, string> = new Map(),
+): SandboxTemplate {
+  const p = doc.properties;
+  imageRefFor(doc, defaults); // refuses types this server cannot run
+  const network = p.sessionNetworkConfiguration.status === "EgressEnabled" ? "egress" : undefined;
+  if (p.containerType === "CustomContainer") {
+    const c = p.customContainerTemplate!.containers[0]!;
+    const env: Record<string, string> = {};
+    for (const e of c.env ?? [])
+      env[e.name] = e.secretRef === undefined ? (e.value ?? "") : (secrets.get(e.secretRef) ?? "");
+    const spec: SandboxTemplate["spec"] = {
+      image: imageId,
+      env,
+      ...(c.command ? { command: c.command } : {}),
+      ...(c.args ? { args: c.args } : {}),
+      cpu: c.resources?.cpu ?? defaults.cpu,
+      memoryBytes: memoryBytes(c.resources?.memory, defaults.memoryBytes),
+      pidsLimit: defaults.pidsLimit * 4,
+      // Reachable from this server only when egress is off; never from other sessions or to the host.
+      network: network ?? "internal",
+      readOnlyRootfs: false,
+      tmpfs: {},
+      targetPort: p.customContainerTemplate!.ingress.targetPort,
+      init: true,
+      ...(defaults.runtime ? { runtime: defaults.runtime } : {}),
+    };
+    return {
+      kind: "custom",
+      spec,
+      hash: hashOf(spec),
+      targetPort: p.customContainerTemplate!.ingress.targetPort,
+      probes: c.probes ?? [],
+    };
   }
   const spec: SandboxTemplate["spec"] = {
     image: imageId,
@@ -58,7 +109,7 @@ export function templateFor(doc: PoolDoc, defaults: SandboxDefaults, imageId: st
     cpu: defaults.cpu,
     memoryBytes: defaults.memoryBytes,
     pidsLimit: defaults.pidsLimit,
-    network: p.sessionNetworkConfiguration.status === "EgressEnabled" ? "egress" : "none",
+    network: network ?? "none",
     user: SANDBOX_UID,
     readOnlyRootfs: true,
     tmpfs: { "/mnt/data": defaults.dataDirBytes, "/tmp": defaults.tmpBytes },

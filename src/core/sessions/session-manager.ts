@@ -9,11 +9,13 @@ import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
 import {
   buildLabels,
   LABEL_INSTANCE,
+  LABEL_KIND,
   LABEL_MANAGED,
   LABEL_SESSION,
+  LABEL_TEMPLATE_HASH,
   MANAGED_VALUE,
 } from "../../runtime/labels.ts";
-import type { SandboxDriver, SandboxEvent } from "../../runtime/sandbox-driver.ts";
+import type { RegistryAuth, SandboxDriver, SandboxEvent } from "../../runtime/sandbox-driver.ts";
 import type { Store, StoredPool, StoredSession } from "../../store/store.ts";
 import {
   PoolNotReadyError,
@@ -24,8 +26,11 @@ import {
 import type { Metrics } from "../metrics.ts";
 import type { PoolDoc } from "../pools/pool-doc.ts";
 import type { PoolRuntime } from "../pools/pool-service.ts";
+import { probeOnce, startupPasses, waitForPort } from "./probes.ts";
 import {
+  imageRefFor,
   type SandboxDefaults,
+  type SandboxKind,
   type SandboxTemplate,
   templateFor,
   UnsupportedContainerTypeError,
@@ -45,17 +50,29 @@ export interface SessionManagerDeps {
   reapIntervalMs?: number;
   /** Sandboxes created at once across all pools (the engine serialises much of the work anyway). */
   createConcurrency?: number;
-  /** How long a new sandbox's agent may take to answer hello. */
+  /** How long a new sandbox's agent (or a custom container's port) may take to answer. */
   agentStartTimeoutMs?: number;
+  /** The pool's secret values, opened only when a sandbox is created or an image pulled. */
+  secrets?: (poolKey: string) => ReadonlyMap<string, string>;
+  /** How often liveness probes are checked. */
+  probeIntervalMs?: number;
 }
 
 /** A live sandbox the manager knows: warm in a pool, or allocated to an identifier. */
 export interface Member {
   rec: StoredSession;
+  kind: SandboxKind;
   sandboxId: string;
   templateHash: string;
-  socketDir: string;
-  agent: AgentClient;
+  /** Code interpreters: the agent's socket directory and connection. */
+  socketDir: string | undefined;
+  agent: AgentClient | undefined;
+  /** Custom containers: where the container's target port is reachable from this host. */
+  address: string | undefined;
+  port: number | undefined;
+  /** Liveness bookkeeping: consecutive failures and when the next probe is due. */
+  probeFailures: number;
+  nextProbeAt: number;
 }
 
 interface PoolState {
@@ -93,6 +110,7 @@ export class SessionManager implements PoolRuntime {
   #instanceId = "";
   #adopted: Promise<void> | undefined;
   #reaper: NodeJS.Timeout | undefined;
+  #prober: NodeJS.Timeout | undefined;
   #unwatch: (() => void) | undefined;
   #createSlots: number;
   readonly #slotWaiters: (() => void)[] = [];
@@ -103,6 +121,8 @@ export class SessionManager implements PoolRuntime {
       reapIntervalMs: 1000,
       createConcurrency: 4,
       agentStartTimeoutMs: 60_000,
+      secrets: () => new Map(),
+      probeIntervalMs: 1000,
       ...deps,
     };
     this.#createSlots = this.#d.createConcurrency;
@@ -126,7 +146,9 @@ export class SessionManager implements PoolRuntime {
     st.lastError = undefined;
     st.failures = 0;
     const doc = pool.doc as unknown as PoolDoc;
-    st.template = await this.#resolveTemplate(doc, pool.name, signal);
+    st.template = await this.#resolveTemplate(doc, pool, signal, {
+      pull: doc.properties.containerType === "CustomContainer",
+    });
     for (;;) {
       signal.throwIfAborted();
       await this.#reconcile(pool.key);
@@ -239,7 +261,7 @@ export class SessionManager implements PoolRuntime {
     await this.start();
     const { pool, doc } = this.#poolDoc(poolKey);
     const st = this.#state(poolKey);
-    st.template ??= await this.#resolveTemplate(doc, pool.name);
+    st.template ??= await this.#resolveTemplate(doc, pool);
     const image = st.template.spec.image;
     const cached = this.#metadata.get(image);
     if (cached) return cached;
@@ -250,7 +272,7 @@ export class SessionManager implements PoolRuntime {
         "no session has started yet to read the installed runtimes from; retry shortly.",
       );
     }
-    const fetched = member.agent.metadata();
+    const fetched = agentOf(member).metadata();
     this.#metadata.set(image, fetched);
     fetched.catch(() => this.#metadata.delete(image));
     return fetched;
@@ -269,6 +291,7 @@ export class SessionManager implements PoolRuntime {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#reaper) clearInterval(this.#reaper);
+    if (this.#prober) clearInterval(this.#prober);
     this.#unwatch?.();
     const states = [...this.#pools.values()];
     for (const st of states) {
@@ -278,7 +301,7 @@ export class SessionManager implements PoolRuntime {
     await Promise.allSettled(states.map((st) => st.reconciling));
     await Promise.allSettled([...this.#inflight.values()]);
     // Sandboxes keep running: a restarted server adopts them. Only the connections close.
-    for (const m of this.#bySandbox.values()) m.agent.close();
+    for (const m of this.#bySandbox.values()) m.agent?.close();
   }
 
   // ---- internals ------------------------------------------------------------------------------------------
@@ -356,7 +379,7 @@ export class SessionManager implements PoolRuntime {
       while (st.allocated.size + st.coldPending + st.ready.length > max && st.ready.length > 0) {
         await this.#end(st.ready.shift()!, "replaced");
       }
-      const template = st.template ?? (await this.#resolveTemplate(doc, pool.name, signal));
+      const template = st.template ?? (await this.#resolveTemplate(doc, pool, signal));
       st.template = template;
       const member = await this.#createMember(pool, template, signal);
       this.#assign(member, identifier, doc);
@@ -384,15 +407,26 @@ export class SessionManager implements PoolRuntime {
     this.#d.store.putSession(member.rec);
   }
 
-  async #resolveTemplate(doc: PoolDoc, poolName: string, signal?: AbortSignal): Promise<SandboxTemplate> {
-    const ref = this.#d.defaults.pythonImage;
+  async #resolveTemplate(
+    doc: PoolDoc,
+    pool: StoredPool,
+    signal?: AbortSignal,
+    options: { pull?: boolean } = {},
+  ): Promise<SandboxTemplate> {
+    let ref: string;
     try {
-      templateFor(doc, this.#d.defaults, ref); // type check before the engine call
+      ref = imageRefFor(doc, this.#d.defaults);
     } catch (err) {
-      if (err instanceof UnsupportedContainerTypeError) throw new PoolNotReadyError(poolName, err.message);
+      if (err instanceof UnsupportedContainerTypeError) throw new PoolNotReadyError(pool.name, err.message);
       throw err;
     }
-    const image = await this.#d.driver.getImage(ref, signal ? { signal } : {});
+    const call = signal ? { signal } : {};
+    const custom = doc.properties.containerType === "CustomContainer";
+    const secrets = custom ? this.#d.secrets(pool.key) : new Map<string, string>();
+    let image = options.pull ? undefined : await this.#d.driver.getImage(ref, call);
+    if (!image && custom) {
+      image = await this.#d.driver.pullImage(ref, registryAuth(doc, secrets), call);
+    }
     if (!image) {
       throw new SessionPoolError(
         "SandboxImageMissing",
@@ -400,7 +434,7 @@ export class SessionManager implements PoolRuntime {
         `The sandbox image '${ref}' is not present in the Docker engine; build it with 'bash scripts/build-images.sh' (run by 'bash scripts/setup.sh').`,
       );
     }
-    return templateFor(doc, this.#d.defaults, image.id);
+    return templateFor(doc, this.#d.defaults, image.id, secrets);
   }
 
   #readyTarget(doc: PoolDoc, st: PoolState): number {
@@ -440,7 +474,7 @@ export class SessionManager implements PoolRuntime {
     if (doc.properties.provisioningState === "Deleting") return;
     const signal = st.controller.signal;
     try {
-      st.template = await this.#resolveTemplate(doc, stored.name, signal);
+      st.template = await this.#resolveTemplate(doc, stored, signal);
     } catch (err) {
       st.lastError = isSessionPoolError(err) ? err : new SessionStartError((err as Error).message, err);
       return;
@@ -513,7 +547,8 @@ export class SessionManager implements PoolRuntime {
 
   async #createMember(pool: StoredPool, template: SandboxTemplate, signal?: AbortSignal): Promise<Member> {
     const id = crypto.randomUUID();
-    const socketDir = join(this.#d.socketsDir, id);
+    const custom = template.kind === "custom";
+    const socketDir = custom ? undefined : join(this.#d.socketsDir, id);
     const rec: StoredSession = {
       id,
       poolKey: pool.key,
@@ -528,12 +563,16 @@ export class SessionManager implements PoolRuntime {
     };
     // Recorded before the engine call: a crash mid-create leaves a record that adoption reconciles.
     this.#d.store.putSession(rec);
+    const call = signal ? { signal } : {};
     let sandboxId: string | undefined;
+    let address: string | undefined;
     await this.#acquireSlot();
     try {
-      await mkdir(socketDir, { recursive: true, mode: 0o700 });
-      const [uid, gid] = template.spec.user?.split(":").map(Number) ?? [];
-      if (uid !== undefined && gid !== undefined) await chown(socketDir, uid, gid);
+      if (socketDir) {
+        await mkdir(socketDir, { recursive: true, mode: 0o700 });
+        const [uid, gid] = template.spec.user?.split(":").map(Number) ?? [];
+        if (uid !== undefined && gid !== undefined) await chown(socketDir, uid, gid);
+      }
       const info = await this.#d.driver.create(
         {
           ...template.spec,
@@ -542,37 +581,106 @@ export class SessionManager implements PoolRuntime {
             session: id,
             instance: this.#instanceId,
             templateHash: template.hash,
-            kind: "session",
+            kind: template.kind,
           }),
-          agentSocketDir: socketDir,
+          ...(socketDir ? { agentSocketDir: socketDir } : {}),
         },
-        signal ? { signal } : {},
+        call,
       );
       sandboxId = info.id;
+      address = info.address;
       rec.sandboxId = sandboxId;
       this.#d.store.putSession(rec);
     } catch (err) {
       this.#releaseSlot();
       this.#d.store.deleteSession(id);
-      await rm(socketDir, { recursive: true, force: true });
+      if (socketDir) await rm(socketDir, { recursive: true, force: true });
       throw err;
     }
     this.#releaseSlot();
+    const member: Member = {
+      rec,
+      kind: template.kind,
+      sandboxId,
+      templateHash: template.hash,
+      socketDir,
+      agent: undefined,
+      address,
+      port: template.targetPort,
+      probeFailures: 0,
+      nextProbeAt: 0,
+    };
     try {
-      const { client } = await waitForAgent(join(socketDir, "agent.sock"), {
-        timeoutMs: this.#d.agentStartTimeoutMs,
-        ...(signal ? { signal } : {}),
-      });
+      await this.#waitUntilServing(member, template, signal);
       rec.state = "ready";
       this.#d.store.putSession(rec);
-      const member: Member = { rec, sandboxId, templateHash: template.hash, socketDir, agent: client };
       this.#bySandbox.set(sandboxId, member);
       return member;
     } catch (err) {
+      member.agent?.close();
       await this.#d.driver.remove(sandboxId).catch(() => {});
       this.#d.store.deleteSession(id);
-      await rm(socketDir, { recursive: true, force: true });
+      if (socketDir) await rm(socketDir, { recursive: true, force: true });
       throw err;
+    }
+  }
+
+  /** Code interpreters: the agent answers hello. Custom containers: the port accepts connections, probes pass. */
+  async #waitUntilServing(member: Member, template: SandboxTemplate, signal?: AbortSignal): Promise<void> {
+    if (member.kind === "code-interpreter") {
+      const { client } = await waitForAgent(join(member.socketDir!, "agent.sock"), {
+        timeoutMs: this.#d.agentStartTimeoutMs,
+        ...(signal ? { signal } : {}),
+      });
+      member.agent = client;
+      return;
+    }
+    const sandboxId = member.sandboxId;
+    if (!member.address || !member.port) {
+      throw new SessionStartError(
+        "The custom container has no address on its network; is its network configured?",
+      );
+    }
+    const open = await waitForPort(member.address, member.port, {
+      deadlineMs: this.#d.agentStartTimeoutMs,
+      ...(signal ? { signal } : {}),
+      stillRunning: async () => (await this.#d.driver.inspect(sandboxId))?.state === "running",
+    });
+    if (!open) {
+      const info = await this.#d.driver.inspect(sandboxId);
+      throw new SessionStartError(
+        info?.state === "running"
+          ? `The container did not accept connections on its target port ${member.port} within ${this.#d.agentStartTimeoutMs / 1000} s.`
+          : `The container exited (code ${info?.exitCode ?? "unknown"}) before serving on its target port ${member.port}.`,
+      );
+    }
+    const startup = template.probes?.find((p) => p.type === "Startup");
+    if (startup && !(await startupPasses(startup, member.address, signal))) {
+      throw new SessionStartError("The container's Startup probe did not pass.");
+    }
+  }
+
+  /** Runs due Liveness probes; a member failing failureThreshold times in a row is replaced. */
+  async #checkLiveness(): Promise<void> {
+    const now = performance.now();
+    for (const st of this.#pools.values()) {
+      const probe = st.template?.probes?.find((p) => p.type === "Liveness");
+      if (!probe) continue;
+      for (const m of [...st.ready, ...st.allocated.values()]) {
+        if (m.kind !== "custom" || !m.address || m.nextProbeAt > now) continue;
+        m.nextProbeAt = now + (probe.periodSeconds ?? 10) * 1000;
+        if (await probeOnce(probe, m.address)) {
+          m.probeFailures = 0;
+          continue;
+        }
+        m.probeFailures++;
+        if (m.probeFailures >= (probe.failureThreshold ?? 3)) {
+          this.#d.metrics.sandboxFailures.inc({ pool: st.key, reason: "liveness" });
+          if (m.rec.identifier !== undefined && st.allocated.get(m.rec.identifier) === m)
+            st.replaced.add(m.rec.identifier);
+          await this.#end(m, "unhealthy");
+        }
+      }
     }
   }
 
@@ -595,7 +703,7 @@ export class SessionManager implements PoolRuntime {
 
   async #destroy(member: Member): Promise<void> {
     this.#bySandbox.delete(member.sandboxId);
-    member.agent.close();
+    member.agent?.close();
     this.#d.store.deleteSession(member.rec.id);
     await this.#d.driver.remove(member.sandboxId).catch((err) => {
       this.#d.logger.warn(
@@ -603,7 +711,7 @@ export class SessionManager implements PoolRuntime {
         "could not remove a sandbox; orphan removal will retry",
       );
     });
-    await rm(member.socketDir, { recursive: true, force: true });
+    if (member.socketDir) await rm(member.socketDir, { recursive: true, force: true });
   }
 
   #publish(st: PoolState): void {
@@ -617,8 +725,16 @@ export class SessionManager implements PoolRuntime {
     if (!member || (event.type !== "die" && event.type !== "oom" && event.type !== "destroy")) return;
     const st = this.#pools.get(member.rec.poolKey);
     const identifier = member.rec.identifier;
-    if (st && identifier !== undefined && st.allocated.get(identifier) === member)
-      st.replaced.add(identifier);
+    const allocated = st !== undefined && identifier !== undefined && st.allocated.get(identifier) === member;
+    const doc = this.#d.store.getPool(member.rec.poolKey)?.doc as PoolDoc | undefined;
+    const onExit =
+      doc?.properties.dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType === "OnContainerExit";
+    if (allocated && onExit && event.type !== "oom") {
+      // OnContainerExit: the container's process exiting is how such a session ends.
+      void this.#end(member, "exited");
+      return;
+    }
+    if (allocated) st.replaced.add(identifier);
     this.#d.metrics.sandboxFailures.inc({ pool: member.rec.poolKey, reason: event.type });
     this.#d.logger.warn(
       { pool: member.rec.poolKey, session: member.rec.id, event: event.type },
@@ -647,16 +763,34 @@ export class SessionManager implements PoolRuntime {
           await driver.remove(sb.id).catch(() => {});
           return;
         }
-        const socketDir = join(this.#d.socketsDir, rec.id);
+        const kind: SandboxKind = sb.labels[LABEL_KIND] === "custom" ? "custom" : "code-interpreter";
+        const doc = pool.doc as unknown as PoolDoc;
+        const member: Member = {
+          rec,
+          kind,
+          sandboxId: sb.id,
+          templateHash: sb.labels[LABEL_TEMPLATE_HASH] ?? "",
+          socketDir: kind === "custom" ? undefined : join(this.#d.socketsDir, rec.id),
+          agent: undefined,
+          address: sb.address,
+          port: doc.properties.customContainerTemplate?.ingress.targetPort,
+          probeFailures: 0,
+          nextProbeAt: 0,
+        };
         try {
-          const { client } = await waitForAgent(join(socketDir, "agent.sock"), { timeoutMs: 10_000 });
-          const member: Member = {
-            rec,
-            sandboxId: sb.id,
-            templateHash: sb.labels["io.sessionpool.template-hash"] ?? "",
-            socketDir,
-            agent: client,
-          };
+          if (kind === "custom") {
+            if (
+              !member.address ||
+              !member.port ||
+              !(await waitForPort(member.address, member.port, { deadlineMs: 10_000 }))
+            ) {
+              throw new Error("the container does not serve on its target port");
+            }
+          } else {
+            member.agent = (
+              await waitForAgent(join(member.socketDir!, "agent.sock"), { timeoutMs: 10_000 })
+            ).client;
+          }
           const st = this.#state(rec.poolKey);
           this.#bySandbox.set(sb.id, member);
           if (rec.state === "allocated" && rec.identifier !== undefined)
@@ -688,5 +822,25 @@ export class SessionManager implements PoolRuntime {
     );
     this.#reaper = setInterval(() => void this.reap(), this.#d.reapIntervalMs);
     this.#reaper.unref();
+    this.#prober = setInterval(() => void this.#checkLiveness(), this.#d.probeIntervalMs);
+    this.#prober.unref();
   }
+}
+
+function registryAuth(doc: PoolDoc, secrets: ReadonlyMap<string, string>): RegistryAuth | undefined {
+  const rc = doc.properties.customContainerTemplate?.registryCredentials;
+  if (!rc?.server || !rc.username || !rc.passwordSecretRef) return undefined;
+  return { server: rc.server, username: rc.username, password: secrets.get(rc.passwordSecretRef) ?? "" };
+}
+
+/** The agent of a code-interpreter session; custom containers have none (their traffic is proxied). */
+export function agentOf(member: Member): AgentClient {
+  if (!member.agent) {
+    throw new SessionPoolError(
+      "DynamicApisNotAllowed",
+      400,
+      "This is a custom container session: its requests are proxied to the container, it has no code interpreter.",
+    );
+  }
+  return member.agent;
 }

@@ -36,6 +36,14 @@ type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown
 
 export async function armRoutes(app: FastifyInstance, o: ArmRoutesOptions): Promise<void> {
   installArmErrorHandler(app);
+  // ARM bodies are JSON: text/plain gets 415 instead of reaching a route as a string, and PATCH may be sent
+  // as RFC 7396 application/merge-patch+json.
+  app.removeContentTypeParser("text/plain");
+  app.addContentTypeParser(
+    "application/merge-patch+json",
+    { parseAs: "string" },
+    app.getDefaultJsonParser("error", "error"),
+  );
   requireAuthentication(app, o.authenticator);
   app.addHook("onRequest", async (request) => {
     if (request.principal?.kind !== "admin") {

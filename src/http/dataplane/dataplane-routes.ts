@@ -17,7 +17,12 @@ import {
   parseExecutionInput,
 } from "../../core/sessions/executions.ts";
 import { contentTypeOf, sessionPath } from "../../core/sessions/file-paths.ts";
-import type { Acquired, Member, SessionManager } from "../../core/sessions/session-manager.ts";
+import {
+  type Acquired,
+  agentOf,
+  type Member,
+  type SessionManager,
+} from "../../core/sessions/session-manager.ts";
 import type { Store } from "../../store/store.ts";
 import { requireAuthentication } from "../auth-hook.ts";
 import { ApiVersionError, ForbiddenError } from "../errors.ts";
@@ -158,7 +163,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     if (path === "")
       throw new ValidationError("InvalidFilePath", "The uploaded file needs a file name.", "file");
     const { member } = await acquire(request, reply);
-    const file = await member.agent.writeFile(path, data);
+    const file = await agentOf(member).writeFile(path, data);
     return legacy ? { $id: "1", value: [fileToLegacyWire(file, 2)] } : fileToWire(file);
   };
   app.post(`${PREFIX}/files/upload`, async (request, reply) => upload(request, reply, true));
@@ -168,7 +173,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     const legacy = LEGACY_VERSIONS.has(apiVersionOf(request));
     const recursive = /^(1|true)$/i.test(queryOf(request, "recursive") ?? "");
     const { member } = await acquire(request, reply);
-    const files = await member.agent.listFiles(sessionPath(queryOf(request, "path")), recursive);
+    const files = await agentOf(member).listFiles(sessionPath(queryOf(request, "path")), recursive);
     if (legacy) {
       const plain = files.filter((f) => f.type === "file");
       return { $id: "1", value: plain.map((f, i) => fileToLegacyWire(f, 2 + 2 * i)) };
@@ -177,7 +182,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   });
 
   const sendContent = async (reply: FastifyReply, member: Member, path: string) => {
-    const { file, data } = await member.agent.readFile(path);
+    const { file, data } = await agentOf(member).readFile(path);
     return reply
       .header("content-type", contentTypeOf(file.name))
       .header("content-disposition", `attachment; filename*=UTF-8''${encodeURIComponent(file.name)}`)
@@ -201,10 +206,10 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     if (path === "") throw new ValidationError("InvalidFilePath", "A file name is required.", "name");
     const { member } = await acquire(request, reply);
     if (request.method === "DELETE") {
-      await member.agent.deleteFile(path);
+      await agentOf(member).deleteFile(path);
       return reply.code(204).send();
     }
-    return fileToWire(await member.agent.statFile(path));
+    return fileToWire(await agentOf(member).statFile(path));
   };
   app.get(`${PREFIX}/files/*`, fileRoute);
   app.delete(`${PREFIX}/files/*`, fileRoute);
