@@ -1,6 +1,9 @@
 // The data plane at poolManagementEndpoint: both generations of the code-interpreter API (2024-02-02-preview's
 // /code/execute and /files/upload, and the current /executions, /files, /session, /listSessions, /metadata,
 // /.management/stopSession). Admin credential or a token for this pool; errors in the data-plane envelope.
+
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
 import multipart from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Authenticator } from "../../auth/principal.ts";
@@ -23,9 +26,11 @@ import {
   type Member,
   type SessionManager,
 } from "../../core/sessions/session-manager.ts";
+import { SessionPoolError } from "../../errors.ts";
 import type { Store } from "../../store/store.ts";
 import { requireAuthentication } from "../auth-hook.ts";
-import { ApiVersionError, ForbiddenError } from "../errors.ts";
+import { ApiVersionError, ForbiddenError, toCodedError } from "../errors.ts";
+import { proxyHttp, proxyUpgrade, refuseUpgrade } from "./custom-proxy.ts";
 import { installDataPlaneErrorHandler } from "./dataplane-errors.ts";
 import {
   executionToWire,
@@ -75,6 +80,100 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     limits: { fileSize: UPLOAD_LIMIT_BYTES, files: 1, fields: 20 },
     throwFileSizeLimit: true,
   });
+
+  // Custom container pools: everything but stopSession goes to the session's container, before any body parsing.
+  app.addHook("onRequest", async (request, reply) => {
+    const p = request.params as Params;
+    if (p.poolName === undefined) return;
+    const rest = (request.url.split("?")[0] ?? "").slice(prefixOf(p).length);
+    if (rest.toLowerCase() === "/.management/stopsession") return;
+    const key = keyOf(request);
+    const pool = o.store.getPool(key);
+    if ((pool?.doc as PoolDoc | undefined)?.properties.containerType !== "CustomContainer") return;
+    const principal = request.principal!;
+    if (principal.kind === "pool" && principal.poolKey !== key) {
+      throw new ForbiddenError(
+        "Forbidden",
+        "This token is for another session pool; get one for this pool with getAuthtoken.",
+      );
+    }
+    const { member } = await acquire(request, reply);
+    const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
+    proxyHttp(
+      request,
+      reply,
+      { member, path: `${rest === "" ? "/" : rest}${query}`, onDone: () => touchIfCurrent(member) },
+      prefixOf(p),
+    );
+    return reply;
+  });
+
+  const touchIfCurrent = (member: Member) => {
+    if (
+      member.rec.identifier !== undefined &&
+      o.sessions.find(member.rec.poolKey, member.rec.identifier) === member
+    ) {
+      o.sessions.touch(member);
+    }
+  };
+
+  // WebSocket (and any other Upgrade) to a custom container session.
+  app.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgrade(req, socket, head).catch((err: unknown) => {
+      refuseUpgrade(
+        socket,
+        toCodedError(err) ?? new SessionPoolError("InternalServerError", 500, "The upgrade failed."),
+      );
+    });
+  });
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? "/", "http://upgrade.invalid");
+    const m = UPGRADE_PATH.exec(url.pathname);
+    if (!m)
+      throw new SessionPoolError(
+        "NotFound",
+        404,
+        "Upgrades are proxied for custom container session pools only.",
+      );
+    const [, subscriptionId, resourceGroup, name, rest] = m as unknown as [
+      string,
+      string,
+      string,
+      string,
+      string | undefined,
+    ];
+    const key = poolKey({ subscriptionId, resourceGroup, name });
+    const header = req.headers.authorization ?? "";
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    const principal = token ? await o.authenticator.authenticate(token) : undefined;
+    if (!principal) {
+      throw new SessionPoolError(
+        "InvalidAuthenticationToken",
+        401,
+        "A valid 'Authorization: Bearer <token>' is required.",
+      );
+    }
+    if (principal.kind === "pool" && principal.poolKey !== key) {
+      throw new ForbiddenError("Forbidden", "This token is for another session pool.");
+    }
+    const pool = o.store.getPool(key);
+    if ((pool?.doc as PoolDoc | undefined)?.properties.containerType !== "CustomContainer") {
+      throw new SessionPoolError(
+        "NotFound",
+        404,
+        "Upgrades are proxied for custom container session pools only.",
+      );
+    }
+    const identifier = checkIdentifier(url.searchParams.get("identifier") ?? undefined);
+    const { member } = await o.sessions.acquire(key, identifier);
+    proxyUpgrade(
+      req,
+      socket,
+      head,
+      { member, path: `${rest ?? "/"}${url.search}`, onDone: () => touchIfCurrent(member) },
+      `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/sessionPools/${name}`,
+    );
+  };
 
   app.addHook("preHandler", async (request) => {
     const key = keyOf(request);
@@ -248,6 +347,17 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
         : {}),
     };
   });
+  // Anything else under the endpoint of a code-interpreter pool is not a route.
+  const notARoute = async (request: FastifyRequest) => {
+    throw new SessionPoolError(
+      "NotFound",
+      404,
+      `No data-plane route matches ${request.method} ${request.url.split("?")[0]}.`,
+    );
+  };
+  app.all(PREFIX, notARoute);
+  app.all(`${PREFIX}/*`, notARoute);
+
   app.get(`${PREFIX}/metadata`, async (request) => {
     const key = keyOf(request);
     const meta = await o.sessions.metadata(key);
@@ -267,6 +377,12 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   });
 }
 
+function prefixOf(p: Params): string {
+  return `/subscriptions/${p.subscriptionId}/resourceGroups/${p.resourceGroupName}/sessionPools/${p.poolName}`;
+}
+
+const UPGRADE_PATH = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/sessionPools\/([^/]+)(\/.*)?$/i;
+
 function keyOf(request: FastifyRequest): string {
   const p = request.params as Params;
   return poolKey({ subscriptionId: p.subscriptionId, resourceGroup: p.resourceGroupName, name: p.poolName });
@@ -285,7 +401,10 @@ function headerOf(request: FastifyRequest, name: string): string | undefined {
 }
 
 function identifierOf(request: FastifyRequest): string {
-  const identifier = queryOf(request, "identifier");
+  return checkIdentifier(queryOf(request, "identifier"));
+}
+
+function checkIdentifier(identifier: string | undefined): string {
   if (identifier === undefined || identifier === "") {
     throw new ValidationError(
       "MissingIdentifier",
