@@ -4,8 +4,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Agent, type Dispatcher, request } from "undici";
 import pino from "pino";
+import { Agent, type Dispatcher, request } from "undici";
 import { type RunningServer, type ServerOptions, startServer } from "../../src/server.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -25,7 +25,9 @@ export function tempDir(prefix = "sessionpool-test-"): string {
 }
 
 /** Starts a server in this process on a free loopback port. */
-export async function startTestServer(options: Partial<ServerOptions> & { keepDataDir?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: Partial<ServerOptions> & { keepDataDir?: boolean } = {},
+): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir();
   const { keepDataDir, ...rest } = options;
   const server = await startServer({
@@ -59,14 +61,24 @@ export interface ChildServer {
   stop(): Promise<number | null>;
   /** SIGKILL (no cleanup at all) and wait for exit. */
   kill(): Promise<void>;
+  /** Sends `signal` (e.g. SIGINT) and waits for the exit code. */
+  signal(signal: NodeJS.Signals): Promise<number | null>;
 }
 
 /** Runs `bin/sessionpool serve` as a child process and waits until it listens. */
-export async function spawnServer(args: string[], env: Record<string, string> = {}, dataDir = tempDir()): Promise<ChildServer> {
-  const child = spawn(join(ROOT, "bin/sessionpool"), ["serve", "--port", "0", "--data-dir", dataDir, ...args], {
-    env: { ...process.env, SESSIONPOOL_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+export async function spawnServer(
+  args: string[],
+  env: Record<string, string> = {},
+  dataDir = tempDir(),
+): Promise<ChildServer> {
+  const child = spawn(
+    join(ROOT, "bin/sessionpool"),
+    ["serve", "--port", "0", "--data-dir", dataDir, ...args],
+    {
+      env: { ...process.env, SESSIONPOOL_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
@@ -101,6 +113,10 @@ export async function spawnServer(args: string[], env: Record<string, string> = 
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
     },
+    async signal(signal) {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
   };
 }
 
@@ -117,7 +133,13 @@ const insecureLoopback = new Agent({ connect: { rejectUnauthorized: false } });
 export async function call(
   method: string,
   url: string,
-  options: { token?: string | null; body?: unknown; headers?: Record<string, string>; raw?: string | Buffer; dispatcher?: Dispatcher } = {},
+  options: {
+    token?: string | null;
+    body?: unknown;
+    headers?: Record<string, string>;
+    raw?: string | Buffer;
+    dispatcher?: Dispatcher;
+  } = {},
 ): Promise<Reply> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== null) headers["authorization"] ??= `Bearer ${options.token ?? ADMIN_TOKEN}`;
@@ -152,7 +174,11 @@ export function poolUrl(base: string, name: string, apiVersion = "2025-07-01", r
 }
 
 /** Polls an Azure-AsyncOperation URL until it leaves InProgress (bounded). */
-export async function waitForOperation(url: string, token = ADMIN_TOKEN, timeoutMs = 180_000): Promise<Record<string, unknown>> {
+export async function waitForOperation(
+  url: string,
+  token = ADMIN_TOKEN,
+  timeoutMs = 180_000,
+): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await call("GET", url, { token });

@@ -67,7 +67,13 @@ export function pointerToPath(pointer: string): string {
 const SECRET_VALUE_PATH = /(^|\.)secrets\[\d+\]\.value$/;
 
 function describe(value: unknown): string {
-  const text = JSON.stringify(value);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    // Too deep to print (a RangeError): say what it is rather than fail the request.
+    text = Array.isArray(value) ? "[...]" : "{...}";
+  }
   return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 

@@ -28,6 +28,9 @@ const POOLS_IN_RG = `${SUB}/resourceGroups/:resourceGroupName${PROVIDER}/session
 const POOL = `${POOLS_IN_RG}/:sessionPoolName`;
 const OPERATIONS = `${SUB}${PROVIDER}/locations/:location`;
 
+/** Deeper than any session pool body (about 10 levels), shallow enough for the recursive code behind the routes. */
+const MAX_BODY_DEPTH = 32;
+
 const SUBSCRIPTION_ID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const RESOURCE_GROUP = /^[-\w._()]{1,90}$/u;
 
@@ -55,6 +58,12 @@ export async function armRoutes(app: FastifyInstance, o: ArmRoutesOptions): Prom
   });
   app.addHook("preHandler", async (request) => {
     apiVersionOf(request);
+    if (nestedDeeperThan(request.body, MAX_BODY_DEPTH)) {
+      throw new ValidationError(
+        "InvalidRequestContent",
+        `The request body nests objects and arrays more than ${MAX_BODY_DEPTH} levels deep; a session pool needs far fewer.`,
+      );
+    }
     const params = request.params as Params;
     if (params["subscriptionId"] !== undefined && !SUBSCRIPTION_ID.test(params["subscriptionId"])) {
       throw new ValidationError(
@@ -280,4 +289,16 @@ function decodeSkipToken(token: string | undefined): string | undefined {
     );
   }
   return key;
+}
+
+/** Whether `value` nests objects or arrays more than `max` levels deep; iterative, so any depth is safe to ask. */
+function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [node, depth] = next;
+    if (node === null || typeof node !== "object") continue;
+    if (depth > max) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
 }
