@@ -1,0 +1,442 @@
+// The host side of docs/agent-protocol.md: one long-lived Unix socket to a sandbox's agent, pipelined requests.
+import { connect, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AgentRequestError, AgentTimeoutError, AgentUnavailableError } from "./errors.ts";
+
+export interface AgentRequestOptions {
+  signal?: AbortSignal;
+  /** Deadline for the answer; each method has a default. */
+  timeoutMs?: number;
+}
+
+export interface HelloResponse {
+  agent: string;
+  version: string;
+  /** The interpreter's pid; it changes when the interpreter is restarted. */
+  pid: number;
+}
+
+export interface ExecRequest {
+  code: string;
+  timeoutMs: number;
+  maxOutputChars: number;
+}
+
+export interface ExecImage {
+  mime: "image/png";
+  base64: string;
+}
+
+export interface ExecErrorInfo {
+  name: string;
+  message: string;
+}
+
+/** A last-expression value that is not a plain JSON scalar. */
+export interface RichResult {
+  repr: string;
+  html?: string;
+  /** base64 */
+  png?: string;
+}
+
+export type ExecResultValue = null | number | string | boolean | RichResult;
+
+export interface ExecResult {
+  status: "Succeeded" | "Failed";
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  result: ExecResultValue;
+  images: ExecImage[];
+  error: ExecErrorInfo | null;
+  timedOut: boolean;
+  restarted: boolean;
+  durationMs: number;
+}
+
+export interface AgentFileEntry {
+  name: string;
+  /** Relative to /mnt/data; "" for the root. */
+  directory: string;
+  type: "file" | "directory";
+  sizeBytes: number;
+  modifiedAtMs: number;
+}
+
+export interface ReadFileResult {
+  file: AgentFileEntry;
+  data: Buffer;
+}
+
+export interface NameVersion {
+  name: string;
+  version: string;
+}
+
+export interface MetadataResponse {
+  runtimes: NameVersion[];
+  packages: NameVersion[];
+  kernel: NameVersion;
+}
+
+export interface ConnectOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_HELLO_TIMEOUT_MS = 30_000;
+const DEFAULT_FILE_TIMEOUT_MS = 60_000;
+const DEFAULT_METADATA_TIMEOUT_MS = 60_000;
+/** Past an exec's own timeout: the agent's 2 s interrupt grace plus an interpreter restart. */
+const EXEC_DEADLINE_SLACK_MS = 15_000;
+const MAX_PAYLOAD_BYTES = 0xffff_ffff;
+const FRAME_PREFIX_BYTES = 8;
+
+interface Frame {
+  header: Record<string, unknown>;
+  payload: Buffer;
+}
+
+interface Pending {
+  resolve: (frame: Frame) => void;
+  reject: (err: unknown) => void;
+  timer: NodeJS.Timeout;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+export class AgentClient {
+  readonly socketPath: string;
+  #socket: Socket;
+  #nextId = 1;
+  #pending = new Map<number, Pending>();
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  /** Bytes needed before the next parse attempt is worth making. */
+  #need = FRAME_PREFIX_BYTES;
+  #closedError: AgentUnavailableError | undefined;
+
+  private constructor(socketPath: string, socket: Socket) {
+    this.socketPath = socketPath;
+    this.#socket = socket;
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    socket.on("error", (err) => {
+      this.#teardown(
+        new AgentUnavailableError(`the connection to the agent at ${socketPath} failed: ${err.message}`, err),
+      );
+    });
+    socket.on("close", () => {
+      this.#teardown(new AgentUnavailableError(`the agent at ${socketPath} closed the connection`));
+    });
+  }
+
+  /** Opens the socket; does not wait for the interpreter (see `hello` and `waitForAgent`). */
+  static connect(socketPath: string, options: ConnectOptions = {}): Promise<AgentClient> {
+    const { signal, timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const socket = connect(socketPath);
+      const settle = (err: unknown): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        socket.removeListener("connect", onConnect);
+        socket.removeListener("error", onError);
+        if (err === undefined) {
+          resolve(new AgentClient(socketPath, socket));
+        } else {
+          socket.destroy();
+          reject(err);
+        }
+      };
+      const onConnect = (): void => settle(undefined);
+      const onError = (err: Error): void => {
+        settle(
+          new AgentUnavailableError(`cannot connect to the agent at ${socketPath}: ${err.message}`, err),
+        );
+      };
+      const onAbort = (): void => settle(signal?.reason);
+      const timer = setTimeout(() => {
+        settle(
+          new AgentTimeoutError(
+            `connecting to the agent at ${socketPath} took over ${timeoutMs} ms`,
+            timeoutMs,
+          ),
+        );
+      }, timeoutMs);
+      socket.once("connect", onConnect);
+      socket.once("error", onError);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closedError !== undefined;
+  }
+
+  /** Answers once the interpreter is loaded and has run a no-op. */
+  async hello(options: AgentRequestOptions = {}): Promise<HelloResponse> {
+    const { header } = await this.#request({ op: "hello" }, undefined, options, DEFAULT_HELLO_TIMEOUT_MS);
+    return { agent: header.agent as string, version: header.version as string, pid: header.pid as number };
+  }
+
+  async exec(request: ExecRequest, options: AgentRequestOptions = {}): Promise<ExecResult> {
+    const { header } = await this.#request(
+      {
+        op: "exec",
+        code: request.code,
+        timeoutMs: request.timeoutMs,
+        maxOutputChars: request.maxOutputChars,
+      },
+      undefined,
+      options,
+      request.timeoutMs + EXEC_DEADLINE_SLACK_MS,
+    );
+    const { id: _id, ok: _ok, ...result } = header;
+    return result as unknown as ExecResult;
+  }
+
+  async listFiles(
+    path = "",
+    recursive = false,
+    options: AgentRequestOptions = {},
+  ): Promise<AgentFileEntry[]> {
+    const { header } = await this.#request(
+      { op: "files.list", path, recursive },
+      undefined,
+      options,
+      DEFAULT_FILE_TIMEOUT_MS,
+    );
+    return header.files as AgentFileEntry[];
+  }
+
+  async statFile(path: string, options: AgentRequestOptions = {}): Promise<AgentFileEntry> {
+    const { header } = await this.#request(
+      { op: "files.stat", path },
+      undefined,
+      options,
+      DEFAULT_FILE_TIMEOUT_MS,
+    );
+    return header.file as AgentFileEntry;
+  }
+
+  async readFile(path: string, options: AgentRequestOptions = {}): Promise<ReadFileResult> {
+    const { header, payload } = await this.#request(
+      { op: "files.read", path },
+      undefined,
+      options,
+      DEFAULT_FILE_TIMEOUT_MS,
+    );
+    return { file: header.file as AgentFileEntry, data: payload };
+  }
+
+  /** Writes atomically (temp file + rename); missing parent directories are created. */
+  async writeFile(
+    path: string,
+    data: Buffer,
+    options: AgentRequestOptions & { overwrite?: boolean } = {},
+  ): Promise<AgentFileEntry> {
+    if (data.length > MAX_PAYLOAD_BYTES) {
+      throw new RangeError(`data (${data.length} bytes) must be at most ${MAX_PAYLOAD_BYTES} bytes`);
+    }
+    const { header } = await this.#request(
+      { op: "files.write", path, overwrite: options.overwrite ?? true },
+      data,
+      options,
+      DEFAULT_FILE_TIMEOUT_MS,
+    );
+    return header.file as AgentFileEntry;
+  }
+
+  async deleteFile(path: string, options: AgentRequestOptions = {}): Promise<void> {
+    await this.#request({ op: "files.delete", path }, undefined, options, DEFAULT_FILE_TIMEOUT_MS);
+  }
+
+  async metadata(options: AgentRequestOptions = {}): Promise<MetadataResponse> {
+    const { header } = await this.#request(
+      { op: "metadata" },
+      undefined,
+      options,
+      DEFAULT_METADATA_TIMEOUT_MS,
+    );
+    return {
+      runtimes: header.runtimes as NameVersion[],
+      packages: header.packages as NameVersion[],
+      kernel: header.kernel as NameVersion,
+    };
+  }
+
+  /** Closes the connection; pending requests reject with AgentUnavailableError. Safe to call twice. */
+  close(): void {
+    this.#teardown(new AgentUnavailableError(`the client for the agent at ${this.socketPath} was closed`));
+  }
+
+  #request(
+    fields: Record<string, unknown>,
+    payload: Buffer | undefined,
+    options: AgentRequestOptions,
+    defaultTimeoutMs: number,
+  ): Promise<Frame> {
+    if (this.#closedError !== undefined) return Promise.reject(this.#closedError);
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const id = this.#nextId++;
+    fields.id = id;
+    const json = JSON.stringify(fields);
+    const headerBytes = Buffer.byteLength(json);
+    const prefix = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + headerBytes);
+    prefix.writeUInt32BE(headerBytes, 0);
+    prefix.writeUInt32BE(payload?.length ?? 0, 4);
+    prefix.write(json, FRAME_PREFIX_BYTES, "utf8");
+    const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+
+    return new Promise<Frame>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#settle(
+          id,
+          new AgentTimeoutError(
+            `the agent did not answer ${fields.op as string} within ${timeoutMs} ms`,
+            timeoutMs,
+          ),
+        );
+      }, timeoutMs);
+      const onAbort = signal === undefined ? undefined : (): void => this.#settle(id, signal.reason);
+      if (signal !== undefined && onAbort !== undefined)
+        signal.addEventListener("abort", onAbort, { once: true });
+      this.#pending.set(id, { resolve, reject, timer, signal, onAbort });
+      if (payload !== undefined && payload.length > 0) {
+        this.#socket.cork();
+        this.#socket.write(prefix);
+        this.#socket.write(payload);
+        this.#socket.uncork();
+      } else {
+        this.#socket.write(prefix);
+      }
+    });
+  }
+
+  /** Removes a pending request; resolves it with `frame`, or rejects it with `err`. */
+  #settle(id: number, err: unknown, frame?: Frame): void {
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return; // already answered, timed out or aborted
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    if (pending.onAbort !== undefined) pending.signal?.removeEventListener("abort", pending.onAbort);
+    if (frame !== undefined) pending.resolve(frame);
+    else pending.reject(err);
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    if (this.#buffered < this.#need) return;
+    const buf = this.#chunks.length === 1 ? chunk : Buffer.concat(this.#chunks, this.#buffered);
+    let offset = 0;
+    this.#need = FRAME_PREFIX_BYTES;
+    while (buf.length - offset >= FRAME_PREFIX_BYTES) {
+      const headerBytes = buf.readUInt32BE(offset);
+      const payloadBytes = buf.readUInt32BE(offset + 4);
+      const total = FRAME_PREFIX_BYTES + headerBytes + payloadBytes;
+      if (buf.length - offset < total) {
+        this.#need = total;
+        break;
+      }
+      const headerStart = offset + FRAME_PREFIX_BYTES;
+      const payloadStart = headerStart + headerBytes;
+      offset += total;
+      this.#onFrame(buf, headerStart, payloadStart, offset);
+      if (this.#closedError !== undefined) return;
+    }
+    if (offset === buf.length) {
+      this.#chunks = [];
+      this.#buffered = 0;
+    } else {
+      const rest = offset === 0 ? buf : buf.subarray(offset);
+      this.#chunks = [rest];
+      this.#buffered = rest.length;
+    }
+  }
+
+  #onFrame(buf: Buffer, headerStart: number, payloadStart: number, end: number): void {
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(buf.toString("utf8", headerStart, payloadStart)) as Record<string, unknown>;
+    } catch (err) {
+      this.#teardown(
+        new AgentUnavailableError(`the agent at ${this.socketPath} sent a malformed frame`, err),
+      );
+      return;
+    }
+    const id = header.id as number;
+    if (header.ok === true) {
+      this.#settle(id, undefined, { header, payload: buf.subarray(payloadStart, end) });
+    } else {
+      const error = (header.error ?? {}) as { code?: string; message?: string };
+      this.#settle(
+        id,
+        new AgentRequestError(error.code ?? "Internal", error.message ?? "the agent reported an error"),
+      );
+    }
+  }
+
+  #teardown(err: AgentUnavailableError): void {
+    if (this.#closedError !== undefined) return;
+    this.#closedError = err;
+    this.#socket.destroy();
+    this.#chunks = [];
+    this.#buffered = 0;
+    for (const id of [...this.#pending.keys()]) this.#settle(id, err);
+  }
+}
+
+export interface WaitForAgentOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+const RETRY_FIRST_DELAY_MS = 5;
+const RETRY_MAX_DELAY_MS = 100;
+
+/**
+ * Connects to an agent whose socket may not exist yet (it appears shortly after the sandbox starts) and resolves
+ * once `hello` answers, i.e. once the interpreter is warm.
+ */
+export async function waitForAgent(
+  socketPath: string,
+  options: WaitForAgentOptions,
+): Promise<{ client: AgentClient; hello: HelloResponse }> {
+  const { timeoutMs, signal } = options;
+  const deadline = performance.now() + timeoutMs;
+  let delayMs = RETRY_FIRST_DELAY_MS;
+  let lastError: unknown;
+  for (;;) {
+    signal?.throwIfAborted();
+    const remainingMs = Math.ceil(deadline - performance.now());
+    if (remainingMs <= 0) {
+      throw new AgentUnavailableError(
+        `the agent at ${socketPath} was not ready within ${timeoutMs} ms`,
+        lastError,
+      );
+    }
+    let client: AgentClient | undefined;
+    try {
+      client = await AgentClient.connect(socketPath, { signal, timeoutMs: remainingMs });
+      const hello = await client.hello({ signal, timeoutMs: remainingMs });
+      return { client, hello };
+    } catch (err) {
+      client?.close();
+      signal?.throwIfAborted();
+      if (!(err instanceof AgentUnavailableError) && !(err instanceof AgentTimeoutError)) throw err;
+      lastError = err;
+    }
+    try {
+      await sleep(Math.min(delayMs, Math.max(0, deadline - performance.now())), undefined, { signal });
+    } catch (err) {
+      signal?.throwIfAborted(); // the caller's own reason, as everywhere else
+      throw err;
+    }
+    delayMs = Math.min(delayMs * 2, RETRY_MAX_DELAY_MS);
+  }
+}
