@@ -56,6 +56,25 @@ export interface ExecResult {
   durationMs: number;
 }
 
+export interface ShellRequest {
+  command?: string;
+  argv?: string[];
+  stdin?: string;
+  timeoutMs: number;
+  maxOutputChars: number;
+}
+
+export interface ShellResult {
+  /** The process's exit code; null when it was killed by a signal (e.g. at the timeout). */
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  timedOut: boolean;
+  durationMs: number;
+}
+
 export interface AgentFileEntry {
   name: string;
   /** Relative to /mnt/data; "" for the root. */
@@ -196,6 +215,25 @@ export class AgentClient {
     );
     const { id: _id, ok: _ok, ...result } = header;
     return result as unknown as ExecResult;
+  }
+
+  /** Runs a shell command (Shell pools): `command` through `bash -c`, or `argv` as given, in /mnt/data. */
+  async shell(request: ShellRequest, options: AgentRequestOptions = {}): Promise<ShellResult> {
+    const { header } = await this.#request(
+      {
+        op: "shell",
+        ...(request.command === undefined ? {} : { command: request.command }),
+        ...(request.argv === undefined ? {} : { argv: request.argv }),
+        ...(request.stdin === undefined ? {} : { stdin: request.stdin }),
+        timeoutMs: request.timeoutMs,
+        maxOutputChars: request.maxOutputChars,
+      },
+      undefined,
+      options,
+      request.timeoutMs + EXEC_DEADLINE_SLACK_MS,
+    );
+    const { id: _id, ok: _ok, ...result } = header;
+    return result as unknown as ShellResult;
   }
 
   async listFiles(

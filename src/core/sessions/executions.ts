@@ -1,6 +1,6 @@
 // Code executions: run code in a session's interpreter (sync or in the background) and remember the outcome so
 // `GET /executions/{id}` can answer. Records live in memory for an hour; a restart forgets them.
-import type { ExecResult } from "../../agents/agent-client.ts";
+import type { ExecResult, ShellResult } from "../../agents/agent-client.ts";
 import { ValidationError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import { agentOf, type Member, type SessionManager } from "./session-manager.ts";
@@ -23,6 +23,8 @@ export interface ExecutionRecord {
   status: "Running" | "Succeeded" | "Failed";
   createdAt: number;
   result?: ExecResult;
+  /** Shell pools: the command's outcome (status on the wire is its exit code). */
+  shell?: ShellResult;
   /** Why the execution failed outside the code itself (timeout, interpreter restart, agent lost). */
   failure?: { code: string; message: string };
   done: Promise<void>;
@@ -103,6 +105,54 @@ export class Executions {
     return record;
   }
 
+  /** Runs a Shell pool's command; synchronous only. */
+  startShell(member: Member, input: ShellInput, id: string = crypto.randomUUID()): ExecutionRecord {
+    if (this.#records.has(id)) {
+      throw new ValidationError(
+        "DuplicateOperationId",
+        `An execution with operation-id '${id}' already exists.`,
+        "operation-id",
+      );
+    }
+    const record: ExecutionRecord = {
+      id,
+      poolKey: member.rec.poolKey,
+      identifier: member.rec.identifier ?? "",
+      executionType: "Synchronous",
+      status: "Running",
+      createdAt: Date.now(),
+      done: Promise.resolve(),
+    };
+    record.done = (async () => {
+      try {
+        const { timeoutInSeconds, ...rest } = input;
+        const shell = await agentOf(member).shell({ ...rest, timeoutMs: timeoutInSeconds * 1000 });
+        record.shell = shell;
+        record.status = shell.exitCode === 0 ? "Succeeded" : "Failed";
+        if (shell.timedOut) {
+          record.failure = {
+            code: "ExecutionTimeout",
+            message: `The command exceeded timeoutInSeconds (${timeoutInSeconds}) and was killed.`,
+          };
+        }
+        this.#metrics.executionSeconds.observe(
+          { pool: record.poolKey, status: record.status },
+          shell.durationMs / 1000,
+        );
+      } catch (err) {
+        record.status = "Failed";
+        record.failure = {
+          code: "ExecutionFailed",
+          message: `The session could not run the command: ${(err as Error).message}`,
+        };
+      } finally {
+        if (this.#sessions.find(record.poolKey, record.identifier) === member) this.#sessions.touch(member);
+      }
+    })();
+    this.#remember(record);
+    return record;
+  }
+
   get(poolKey: string, identifier: string, id: string): ExecutionRecord | undefined {
     const r = this.#records.get(id);
     return r && r.poolKey === poolKey && r.identifier === identifier ? r : undefined;
@@ -144,21 +194,7 @@ export function parseExecutionInput(
     ["Synchronous", "Asynchronous"],
     "executionType",
   );
-  const timeoutRaw = get("timeoutInSeconds") ?? 60;
-  const timeout =
-    typeof timeoutRaw === "string" && /^\d+$/.test(timeoutRaw) ? Number(timeoutRaw) : timeoutRaw;
-  if (
-    typeof timeout !== "number" ||
-    !Number.isInteger(timeout) ||
-    timeout < 1 ||
-    timeout > MAX_TIMEOUT_SECONDS
-  ) {
-    throw new ValidationError(
-      "InvalidExecutionRequest",
-      `'timeoutInSeconds' must be a whole number from 1 to ${MAX_TIMEOUT_SECONDS} (got ${JSON.stringify(timeoutRaw)}).`,
-      "timeoutInSeconds",
-    );
-  }
+  const timeout = parseTimeout(get("timeoutInSeconds") ?? 60);
   const maxRaw = get("outputStreamsMaxLength");
   if (
     maxRaw !== undefined &&
@@ -186,6 +222,87 @@ export function parseExecutionInput(
     timeoutInSeconds: timeout,
     maxOutputChars: (maxRaw as number | undefined) ?? options.defaultMaxOutputChars,
   };
+}
+
+export interface ShellInput {
+  command?: string;
+  argv?: string[];
+  stdin?: string;
+  timeoutInSeconds: number;
+  maxOutputChars: number;
+}
+
+/** A Shell pool's request: exactly one of shellCommand and execCommandAndArgs, optional stdin. */
+export function parseShellInput(body: unknown, options: { defaultMaxOutputChars: number }): ShellInput {
+  const outer = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const inner = Object.entries(outer).find(([k]) => k.toLowerCase() === "properties")?.[1];
+  const src = typeof inner === "object" && inner !== null ? (inner as Record<string, unknown>) : outer;
+  const get = (name: string) =>
+    Object.entries(src).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+  for (const codeOnly of ["codeInputType", "executionType", "code"]) {
+    if (get(codeOnly) !== undefined) {
+      throw new ValidationError(
+        "InvalidExecutionRequest",
+        `Shell session pools take 'shellCommand' or 'execCommandAndArgs', not '${codeOnly}'.`,
+        codeOnly,
+      );
+    }
+  }
+  const command = get("shellCommand");
+  const argv = get("execCommandAndArgs");
+  if ((command === undefined) === (argv === undefined)) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      "A Shell execution needs exactly one of 'shellCommand' (a string for bash -c) and 'execCommandAndArgs' (an array).",
+      "shellCommand",
+    );
+  }
+  if (command !== undefined && typeof command !== "string") {
+    throw new ValidationError("InvalidExecutionRequest", "'shellCommand' must be a string.", "shellCommand");
+  }
+  if (
+    argv !== undefined &&
+    (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string"))
+  ) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      "'execCommandAndArgs' must be a non-empty array of strings.",
+      "execCommandAndArgs",
+    );
+  }
+  const stdin = get("stdin");
+  if (stdin !== undefined && typeof stdin !== "string") {
+    throw new ValidationError("InvalidExecutionRequest", "'stdin' must be a string.", "stdin");
+  }
+  const maxRaw = get("outputStreamsMaxLength");
+  return {
+    ...(command === undefined ? {} : { command: command as string }),
+    ...(argv === undefined ? {} : { argv: argv as string[] }),
+    ...(stdin === undefined ? {} : { stdin }),
+    timeoutInSeconds: parseTimeout(get("timeoutInSeconds") ?? 60),
+    maxOutputChars:
+      typeof maxRaw === "number" && Number.isInteger(maxRaw) && maxRaw >= 0
+        ? maxRaw
+        : options.defaultMaxOutputChars,
+  };
+}
+
+function parseTimeout(timeoutRaw: unknown): number {
+  const timeout =
+    typeof timeoutRaw === "string" && /^\d+$/.test(timeoutRaw) ? Number(timeoutRaw) : timeoutRaw;
+  if (
+    typeof timeout !== "number" ||
+    !Number.isInteger(timeout) ||
+    timeout < 1 ||
+    timeout > MAX_TIMEOUT_SECONDS
+  ) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      `'timeoutInSeconds' must be a whole number from 1 to ${MAX_TIMEOUT_SECONDS} (got ${JSON.stringify(timeoutRaw)}).`,
+      "timeoutInSeconds",
+    );
+  }
+  return timeout;
 }
 
 function enumOf(value: unknown, allowed: string[], name: string): string {

@@ -2,8 +2,11 @@
 // Liveness probes (httpGet or tcpSocket), run from the server to the container's address.
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import type { Probe } from "../pools/pool-doc.ts";
+
+/** HTTPS probes skip certificate verification, as Kubernetes' do: containers mostly serve self-signed certificates. */
+const httpsProbes = new Agent({ connect: { rejectUnauthorized: false } });
 
 /** One TCP connection attempt; true when the port accepted it within `timeoutMs`. */
 export function tcpOpen(host: string, port: number, timeoutMs: number): Promise<boolean> {
@@ -46,12 +49,15 @@ export async function probeOnce(probe: Probe, address: string, signal?: AbortSig
   if (!get) return false;
   const scheme = (get.scheme ?? "HTTP").toLowerCase();
   const path = get.path?.startsWith("/") ? get.path : `/${get.path ?? ""}`;
+  // Probes only ever go to the container: `host` becomes its Host header, which httpHeaders may still set.
+  const headers: Record<string, string> = get.host ? { host: get.host } : {};
+  for (const h of get.httpHeaders ?? []) headers[h.name.toLowerCase()] = h.value;
   try {
     const res = await request(`${scheme}://${address}:${get.port}${path}`, {
       method: "GET",
-      headers: Object.fromEntries((get.httpHeaders ?? []).map((h) => [h.name, h.value])),
+      headers,
       signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])]),
-      ...(get.host ? { headers: { host: get.host } } : {}),
+      ...(scheme === "https" ? { dispatcher: httpsProbes } : {}),
     });
     await res.body.dump();
     return res.statusCode >= 200 && res.statusCode < 400;

@@ -46,13 +46,17 @@ export interface SandboxTemplate {
 
 export class UnsupportedContainerTypeError extends Error {}
 
+/** The interpreter the in-sandbox agent runs for each built-in container type. */
+const KERNELS: Readonly<Record<string, string>> = { PythonLTS: "python", NodeLTS: "node", Shell: "shell" };
+
 /** The image a pool's sandboxes run: ours for the built-in types, the pool's own for CustomContainer. */
 export function imageRefFor(doc: PoolDoc, defaults: SandboxDefaults): string {
   const p = doc.properties;
   if (p.containerType === "CustomContainer") return p.customContainerTemplate?.containers[0]?.image ?? "";
-  if (p.containerType === "PythonLTS") return defaults.pythonImage;
+  // One built-in image serves the interpreters: Python, Node.js and the shell (the agent picks the kernel).
+  if (p.containerType in KERNELS) return defaults.pythonImage;
   throw new UnsupportedContainerTypeError(
-    `containerType '${p.containerType}' sessions are not available on this server yet; PythonLTS and CustomContainer pools are.`,
+    `containerType '${p.containerType}' sessions are not available on this server; PythonLTS, NodeLTS, Shell and CustomContainer pools are.`,
   );
 }
 
@@ -101,7 +105,8 @@ export function templateFor(
   const spec: SandboxTemplate["spec"] = {
     image: imageId,
     env: {
-      SESSIONPOOL_PRELOAD: defaults.pythonPreload.join(","),
+      SESSIONPOOL_KERNEL: KERNELS[p.containerType] ?? "python",
+      SESSIONPOOL_PRELOAD: p.containerType === "PythonLTS" ? defaults.pythonPreload.join(",") : "",
       MPLBACKEND: "Agg",
       HOME: "/tmp",
       MPLCONFIGDIR: "/tmp/matplotlib",

@@ -72,6 +72,12 @@ export function proxyHttp(
   prefix: string,
 ): void {
   const { member } = target;
+  // Headers the data plane set before handing over (session replaced, allocation time, ...): a hijacked reply
+  // never writes them itself. The container's own headers win on a clash.
+  const own: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(reply.getHeaders())) {
+    if (value !== undefined) own[name] = typeof value === "number" ? String(value) : value;
+  }
   reply.hijack();
   const req = request.raw;
   const res = reply.raw;
@@ -92,7 +98,7 @@ export function proxyHttp(
     agent,
   });
   upstream.on("response", (up: IncomingMessage) => {
-    const responseHeaders: Record<string, string | string[]> = {};
+    const responseHeaders: Record<string, string | string[]> = { ...own };
     for (const [name, value] of Object.entries(up.headers)) {
       if (
         value !== undefined &&
@@ -117,7 +123,11 @@ export function proxyHttp(
         502,
         `The session's container did not answer on port ${member.port}: ${err.message}`,
       );
-      res.writeHead(502, { "content-type": "application/json; charset=utf-8", "x-ms-error-code": e.code });
+      res.writeHead(502, {
+        ...own,
+        "content-type": "application/json; charset=utf-8",
+        "x-ms-error-code": e.code,
+      });
       res.end(JSON.stringify(dataPlaneErrorBody(e)));
     } else {
       res.destroy();

@@ -18,6 +18,7 @@ import {
   type ExecutionRecord,
   type Executions,
   parseExecutionInput,
+  parseShellInput,
 } from "../../core/sessions/executions.ts";
 import { contentTypeOf, sessionPath } from "../../core/sessions/file-paths.ts";
 import {
@@ -205,6 +206,8 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     if (!member) throw new SessionNotFoundError(identifier);
     return member;
   };
+  const poolTypeOf = (request: FastifyRequest) =>
+    (o.store.getPool(keyOf(request))?.doc as PoolDoc | undefined)?.properties.containerType;
   const endpoint = (request: FastifyRequest) => {
     const p = request.params as Params;
     return `${o.config.publicUrl}/subscriptions/${p.subscriptionId}/resourceGroups/${p.resourceGroupName}/sessionPools/${p.poolName}`;
@@ -215,6 +218,19 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   const runExecution = async (request: FastifyRequest, reply: FastifyReply, legacy: boolean) => {
     const started = performance.now();
     const apiVersion = apiVersionOf(request);
+    if (poolTypeOf(request) === "Shell") {
+      const shellInput = parseShellInput(request.body, { defaultMaxOutputChars: DEFAULT_MAX_OUTPUT_CHARS });
+      const shellSession = await acquire(request, reply);
+      const record = o.executions.startShell(
+        shellSession.member,
+        shellInput,
+        headerOf(request, "operation-id"),
+      );
+      reply.header("operation-id", record.id);
+      await record.done;
+      timingHeaders(reply, record, shellSession.allocationMs, performance.now() - started);
+      return executionToWire(record);
+    }
     const input = parseExecutionInput(request.body, {
       defaultMaxOutputChars:
         legacy || apiVersion !== "2025-10-02-preview" ? LEGACY_MAX_OUTPUT_CHARS : DEFAULT_MAX_OUTPUT_CHARS,

@@ -43,6 +43,20 @@ export function executionToWire(record: ExecutionRecord): Record<string, unknown
     status: record.status,
   };
   if (record.status === "Running") return body;
+  if (record.shell) {
+    // Shell pools: the status is the process's exit code, as a string.
+    const sh = record.shell;
+    body["status"] = sh.exitCode === null ? "Failed" : String(sh.exitCode);
+    body["result"] = {
+      stdout: sh.stdout,
+      stderr: sh.stderr,
+      executionTimeInMilliseconds: Math.round(sh.durationMs),
+      ...(sh.stdoutTruncated ? { stdoutTruncated: true } : {}),
+      ...(sh.stderrTruncated ? { stderrTruncated: true } : {}),
+    };
+    if (record.failure) body["error"] = record.failure;
+    return body;
+  }
   body["result"] = {
     stdout: r?.stdout ?? "",
     stderr: withFailure(r?.stderr ?? "", record),
