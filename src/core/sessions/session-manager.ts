@@ -73,6 +73,8 @@ export interface Member {
   /** Liveness bookkeeping: consecutive failures and when the next probe is due. */
   probeFailures: number;
   nextProbeAt: number;
+  /** Requests in flight (a proxied stream, a WebSocket): a Timed session is not idle while any is open. */
+  inFlight: number;
 }
 
 interface PoolState {
@@ -246,7 +248,14 @@ export class SessionManager implements PoolRuntime {
     const now = this.#d.now();
     for (const st of this.#pools.values()) {
       for (const m of [...st.allocated.values()]) {
-        if (isExpired(m.rec.expiresAt, now)) await this.#end(m, "expired");
+        if (!isExpired(m.rec.expiresAt, now)) continue;
+        // A Timed session with a request still open is in use; its idle clock starts when that ends.
+        // maxAlivePeriodInSeconds (OnContainerExit) is a hard cap all the same.
+        const doc = this.#d.store.getPool(st.key)?.doc as PoolDoc | undefined;
+        const timed =
+          doc?.properties.dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType !== "OnContainerExit";
+        if (timed && m.inFlight > 0) continue;
+        await this.#end(m, "expired");
       }
     }
   }
@@ -517,6 +526,9 @@ export class SessionManager implements PoolRuntime {
           );
       this.#d.metrics.sandboxFailures.inc({ pool: st.key, reason: "start" });
       this.#d.logger.warn({ pool: st.key, err: st.lastError.message }, "warm sandbox failed to start");
+      // A pool whose provisioning failed waits for its next PUT or PATCH instead of crash-looping sandboxes.
+      const state = (this.#d.store.getPool(st.key)?.doc as PoolDoc | undefined)?.properties.provisioningState;
+      if (state === "Failed") return;
       // Back off before trying again so a broken image does not spin the engine.
       const delay = Math.min(30_000, 500 * 2 ** Math.min(st.failures, 6));
       if (st.retryTimer) clearTimeout(st.retryTimer);
@@ -608,7 +620,11 @@ export class SessionManager implements PoolRuntime {
       address,
       port: template.targetPort,
       probeFailures: 0,
-      nextProbeAt: 0,
+      // Liveness probing starts after the probe's initialDelaySeconds.
+      nextProbeAt:
+        performance.now() +
+        (template.probes?.find((p) => p.type === "Liveness")?.initialDelaySeconds ?? 0) * 1000,
+      inFlight: 0,
     };
     try {
       await this.#waitUntilServing(member, template, signal);
@@ -776,6 +792,7 @@ export class SessionManager implements PoolRuntime {
           port: doc.properties.customContainerTemplate?.ingress.targetPort,
           probeFailures: 0,
           nextProbeAt: 0,
+          inFlight: 0,
         };
         try {
           if (kind === "custom") {

@@ -100,15 +100,21 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     }
     const { member } = await acquire(request, reply);
     const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
+    member.inFlight++;
     proxyHttp(
       request,
       reply,
-      { member, path: `${rest === "" ? "/" : rest}${query}`, onDone: () => touchIfCurrent(member) },
+      { member, path: `${rest === "" ? "/" : rest}${query}`, onDone: () => finished(member) },
       prefixOf(p),
     );
     return reply;
   });
 
+  /** A proxied exchange ended: one request fewer in flight, and the idle clock restarts now. */
+  const finished = (member: Member) => {
+    member.inFlight = Math.max(0, member.inFlight - 1);
+    touchIfCurrent(member);
+  };
   const touchIfCurrent = (member: Member) => {
     if (
       member.rec.identifier !== undefined &&
@@ -167,11 +173,12 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     }
     const identifier = checkIdentifier(url.searchParams.get("identifier") ?? undefined);
     const { member } = await o.sessions.acquire(key, identifier);
+    member.inFlight++;
     proxyUpgrade(
       req,
       socket,
       head,
-      { member, path: `${rest ?? "/"}${url.search}`, onDone: () => touchIfCurrent(member) },
+      { member, path: `${rest ?? "/"}${url.search}`, onDone: () => finished(member) },
       `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/sessionPools/${name}`,
     );
   };
@@ -195,8 +202,11 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   const acquire = async (request: FastifyRequest, reply: FastifyReply): Promise<Acquired> => {
     const identifier = identifierOf(request);
     const acquired = await o.sessions.acquire(keyOf(request), identifier);
-    reply.header("x-ms-session-guid", acquired.member.sandboxId.slice(0, 12));
-    if (acquired.fresh) reply.header("x-ms-allocation-time", formatMs(acquired.allocationMs));
+    // Azure sends its x-ms-* timing headers for code interpreters only, never for custom containers.
+    if (acquired.member.kind === "code-interpreter") {
+      reply.header("x-ms-session-guid", acquired.member.sandboxId.slice(0, 12));
+      if (acquired.fresh) reply.header("x-ms-allocation-time", formatMs(acquired.allocationMs));
+    }
     if (acquired.replaced) reply.header("x-sessionpool-session-replaced", "true");
     return acquired;
   };
