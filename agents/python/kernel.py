@@ -232,8 +232,38 @@ def preload(names):
                 pass
 
 
+def prefer_me_under_memory_pressure():
+    """Under memory pressure the kernel (the user's code) is the process to go, not the agent: the agent then
+    restarts it and the execution says so. Raising one's own oom_score_adj needs no privilege."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+
+
+def seed_matplotlib_cache():
+    """Copy the font cache baked into the image into the (fresh, tmpfs) MPLCONFIGDIR, so the first plot of a
+    session does not rebuild it."""
+    baked = os.environ.get("SESSIONPOOL_MPL_CACHE", "/opt/sessionpool/mplconfig")
+    target = os.environ.get("MPLCONFIGDIR")
+    if not target or not os.path.isdir(baked):
+        return
+    try:
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(baked):
+            dest = os.path.join(target, name)
+            if name.endswith(".json") and not os.path.exists(dest):
+                with open(os.path.join(baked, name), "rb") as src, open(dest, "wb") as out:
+                    out.write(src.read())
+    except OSError:
+        pass
+
+
 def main():
     ctrl_in, ctrl_out = int(sys.argv[1]), int(sys.argv[2])
+    prefer_me_under_memory_pressure()
+    seed_matplotlib_cache()
     os.chdir(sys.argv[3])
     # Subprocesses of user code must not hold the control pipes (the agent reads EOF as "kernel died").
     os.set_inheritable(ctrl_in, False)

@@ -21,6 +21,11 @@ Options:
   --list-page-size N     pools per page of a list before nextLink (default 100)
   --log-level LEVEL      fatal, error, warn, info, debug, trace (default info)
   --no-runtime           serve the management API only (no Docker engine needed)
+  --python-image REF     image of PythonLTS/NodeLTS/Shell sandboxes (default $SESSIONPOOL_PYTHON_IMAGE,
+                         else sessionpool/python:latest, as built by scripts/build-images.sh)
+  --sandbox-cpu N        cores per built-in sandbox (default 1)
+  --sandbox-memory MiB   memory per built-in sandbox, MiB (default 1024)
+  --sandbox-runtime NAME OCI runtime for sandboxes, e.g. runsc (gVisor) or kata-runtime (engine default)
   -h, --help             show this help
 
 Environment:
@@ -44,6 +49,10 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
       "list-page-size": { type: "string" },
       "log-level": { type: "string", default: "info" },
       "no-runtime": { type: "boolean", default: false },
+      "python-image": { type: "string" },
+      "sandbox-cpu": { type: "string" },
+      "sandbox-memory": { type: "string" },
+      "sandbox-runtime": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -83,7 +92,23 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
   };
   if (!values["no-runtime"]) {
     const { dockerRuntime } = await import("../runtime-wiring.ts");
-    options.runtime = dockerRuntime({ ...(env["DOCKER_HOST"] ? { dockerHost: env["DOCKER_HOST"] } : {}) });
+    const pythonImage = values["python-image"] ?? env["SESSIONPOOL_PYTHON_IMAGE"];
+    const cpu = values["sandbox-cpu"] === undefined ? undefined : Number(values["sandbox-cpu"]);
+    if (cpu !== undefined && !(cpu >= 0.1 && cpu <= 64))
+      throw new UsageError("--sandbox-cpu must be a number from 0.1 to 64.");
+    const memoryMiB =
+      values["sandbox-memory"] === undefined
+        ? undefined
+        : intFlag("--sandbox-memory", values["sandbox-memory"], 64, 1024 * 1024);
+    options.runtime = dockerRuntime({
+      ...(env["DOCKER_HOST"] ? { dockerHost: env["DOCKER_HOST"] } : {}),
+      sandbox: {
+        ...(pythonImage ? { pythonImage } : {}),
+        ...(cpu === undefined ? {} : { cpu }),
+        ...(memoryMiB === undefined ? {} : { memoryBytes: memoryMiB * 1024 * 1024 }),
+        ...(values["sandbox-runtime"] ? { runtime: values["sandbox-runtime"] } : {}),
+      },
+    });
   }
   const server = await startServer(options);
   if (server.caPath) process.stdout.write(`TLS CA certificate: ${server.caPath}\n`);

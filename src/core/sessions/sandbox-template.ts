@@ -110,6 +110,9 @@ export function templateFor(
       MPLBACKEND: "Agg",
       HOME: "/tmp",
       MPLCONFIGDIR: "/tmp/matplotlib",
+      // numpy/scipy may use as many BLAS threads as the sandbox has cores, no more.
+      OPENBLAS_NUM_THREADS: String(Math.max(1, Math.ceil(defaults.cpu))),
+      OMP_NUM_THREADS: String(Math.max(1, Math.ceil(defaults.cpu))),
     },
     cpu: defaults.cpu,
     memoryBytes: defaults.memoryBytes,
