@@ -738,14 +738,21 @@ export class SessionManager implements PoolRuntime {
 
   #onEvent(event: SandboxEvent): void {
     const member = this.#bySandbox.get(event.id);
-    if (!member || (event.type !== "die" && event.type !== "oom" && event.type !== "destroy")) return;
+    if (!member) return;
+    if (event.type === "oom") {
+      // A process inside was OOM-killed; the sandbox itself may well live on (the agent restarts its
+      // interpreter). Only "die" and "destroy" mean the sandbox is gone.
+      this.#d.metrics.sandboxFailures.inc({ pool: member.rec.poolKey, reason: "oom" });
+      return;
+    }
+    if (event.type !== "die" && event.type !== "destroy") return;
     const st = this.#pools.get(member.rec.poolKey);
     const identifier = member.rec.identifier;
     const allocated = st !== undefined && identifier !== undefined && st.allocated.get(identifier) === member;
     const doc = this.#d.store.getPool(member.rec.poolKey)?.doc as PoolDoc | undefined;
     const onExit =
       doc?.properties.dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType === "OnContainerExit";
-    if (allocated && onExit && event.type !== "oom") {
+    if (allocated && onExit) {
       // OnContainerExit: the container's process exiting is how such a session ends.
       void this.#end(member, "exited");
       return;
