@@ -435,7 +435,8 @@ export interface WaitForAgentOptions {
 }
 
 const RETRY_FIRST_DELAY_MS = 5;
-const RETRY_MAX_DELAY_MS = 100;
+// The socket appears within ~100-200 ms of a cold start; poll often enough not to add much to that.
+const RETRY_MAX_DELAY_MS = 20;
 
 /**
  * Connects to an agent whose socket may not exist yet (it appears shortly after the sandbox starts) and resolves

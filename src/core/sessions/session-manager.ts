@@ -87,6 +87,9 @@ interface PoolState {
   reconciling: Promise<void> | undefined;
   again: boolean;
   retryTimer: NodeJS.Timeout | undefined;
+  refillTimer: NodeJS.Timeout | undefined;
+  /** The pool generation and time st.template was resolved for (image lookups are engine calls). */
+  templateFor: { generation: number; atMs: number } | undefined;
   failures: number;
   lastError: SessionPoolError | undefined;
   controller: AbortController;
@@ -101,6 +104,15 @@ export interface Acquired {
   /** A previous session of this identifier ended unexpectedly (its sandbox died). */
   replaced: boolean;
   allocationMs: number;
+}
+
+const REFILL_DELAY_MS = 50;
+/** How long a resolved image id is trusted before the engine is asked again (a rebuilt :latest rolls the pool). */
+const TEMPLATE_TTL_MS = 10_000;
+const TEARDOWN_CONCURRENCY = 8;
+
+async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
 }
 
 export class SessionManager implements PoolRuntime {
@@ -151,6 +163,7 @@ export class SessionManager implements PoolRuntime {
     st.template = await this.#resolveTemplate(doc, pool, signal, {
       pull: doc.properties.containerType === "CustomContainer",
     });
+    st.templateFor = { generation: pool.generation, atMs: performance.now() };
     for (;;) {
       signal.throwIfAborted();
       await this.#reconcile(pool.key);
@@ -171,12 +184,15 @@ export class SessionManager implements PoolRuntime {
       st.controller.abort();
       if (st.retryTimer) clearTimeout(st.retryTimer);
       await st.reconciling?.catch(() => {});
-      for (const m of [...st.ready, ...st.allocated.values()]) await this.#end(m, "deleted");
+      if (st.refillTimer) clearTimeout(st.refillTimer);
+      await inBatches([...st.ready, ...st.allocated.values()], TEARDOWN_CONCURRENCY, (m) =>
+        this.#end(m, "deleted"),
+      );
       this.#pools.delete(poolKey);
     }
     // Anything else labelled for the pool (a creation in flight, a sandbox from before a crash) goes too.
     const leftovers = await this.#d.driver.list({ ...this.#ownLabels(), "io.sessionpool.pool": poolKey });
-    await Promise.all(leftovers.map((s) => this.#d.driver.remove(s.id)));
+    await inBatches(leftovers, TEARDOWN_CONCURRENCY, (s) => this.#d.driver.remove(s.id));
     for (const s of this.#d.store.listSessions(poolKey)) {
       this.#d.store.deleteSession(s.id);
       await rm(join(this.#d.socketsDir, s.id), { recursive: true, force: true });
@@ -300,6 +316,7 @@ export class SessionManager implements PoolRuntime {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#reaper) clearInterval(this.#reaper);
+    for (const st of this.#pools.values()) if (st.refillTimer) clearTimeout(st.refillTimer);
     if (this.#prober) clearInterval(this.#prober);
     this.#unwatch?.();
     const states = [...this.#pools.values()];
@@ -328,6 +345,8 @@ export class SessionManager implements PoolRuntime {
         reconciling: undefined,
         again: false,
         retryTimer: undefined,
+        refillTimer: undefined,
+        templateFor: undefined,
         failures: 0,
         lastError: undefined,
         controller: new AbortController(),
@@ -373,7 +392,7 @@ export class SessionManager implements PoolRuntime {
       this.#d.metrics.claims.inc({ pool: metricsPool, result: "hit" });
       this.#d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "hit" }, ms / 1000);
       this.#publish(st);
-      void this.#reconcile(poolKey);
+      this.#refillSoon(st);
       return { member, fresh: true, replaced, allocationMs: ms };
     }
     const max = doc.properties.scaleConfiguration.maxConcurrentSessions;
@@ -446,6 +465,19 @@ export class SessionManager implements PoolRuntime {
     return templateFor(doc, this.#d.defaults, image.id, secrets);
   }
 
+  /**
+   * Refills after a claim, a moment later: creating a sandbox costs the engine and this process CPU that the
+   * claimed session's first execution would otherwise compete with (2 cores). Claims in a burst share one refill.
+   */
+  #refillSoon(st: PoolState): void {
+    if (st.refillTimer) return;
+    st.refillTimer = setTimeout(() => {
+      st.refillTimer = undefined;
+      void this.#reconcile(st.key);
+    }, REFILL_DELAY_MS);
+    st.refillTimer.unref();
+  }
+
   #readyTarget(doc: PoolDoc, st: PoolState): number {
     const scale = doc.properties.scaleConfiguration;
     return Math.max(
@@ -482,13 +514,21 @@ export class SessionManager implements PoolRuntime {
     const doc = stored.doc as unknown as PoolDoc;
     if (doc.properties.provisioningState === "Deleting") return;
     const signal = st.controller.signal;
+    let template: SandboxTemplate;
     try {
-      st.template = await this.#resolveTemplate(doc, stored, signal);
+      const cached = st.template;
+      const fresh =
+        cached !== undefined &&
+        st.templateFor?.generation === stored.generation &&
+        performance.now() - st.templateFor.atMs < TEMPLATE_TTL_MS;
+      template = fresh ? cached : await this.#resolveTemplate(doc, stored, signal);
+      if (!fresh) st.templateFor = { generation: stored.generation, atMs: performance.now() };
+      st.template = template;
     } catch (err) {
       st.lastError = isSessionPoolError(err) ? err : new SessionStartError((err as Error).message, err);
       return;
     }
-    const hash = st.template.hash;
+    const hash = template.hash;
     // Roll warm members built from an older template.
     for (const m of st.ready.filter((r) => r.templateHash !== hash)) await this.#end(m, "replaced");
     const target = this.#readyTarget(doc, st);
@@ -498,7 +538,6 @@ export class SessionManager implements PoolRuntime {
     if (need <= 0) return;
     st.warmPending += need;
     this.#publish(st);
-    const template = st.template;
     const results = await Promise.allSettled(
       Array.from({ length: need }, async () => {
         try {
