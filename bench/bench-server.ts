@@ -1,0 +1,230 @@
+// The real server for the benchmark: started in this process on a loopback port with the Docker runtime, a temp
+// data dir and a silent logger, plus the pool operations the rows need (create, wait, delete, watch the engine).
+// Everything it creates is tracked so `close()` removes it even after a failed row.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import pino from "pino";
+import { DockerDriver } from "../src/runtime/drivers/docker/docker-driver.ts";
+import { LABEL_POOL } from "../src/runtime/labels.ts";
+import { dockerRuntime } from "../src/runtime-wiring.ts";
+import { type RunningServer, startServer } from "../src/server.ts";
+import { BenchClient, type TimedReply } from "./bench-client.ts";
+
+export const SUBSCRIPTION = "00000000-0000-0000-0000-00000000b0b0";
+const ARM_API = "2025-07-01";
+export const DATA_API = "2025-10-02-preview";
+
+export interface BenchPool {
+  name: string;
+  /** The pool key as labels carry it ("sub/rg/name", lower case). */
+  key: string;
+  endpoint: string;
+  armUrl: string;
+}
+
+export class BenchServer {
+  readonly client: BenchClient;
+  /** For the engine-side view (sandboxes by pool label, memory); never used on a measured path. */
+  readonly driver: DockerDriver;
+  readonly resourceGroup: string;
+  readonly #server: RunningServer;
+  readonly #dataDir: string;
+  readonly #pools = new Map<string, BenchPool>();
+  #closed: Promise<void> | undefined;
+
+  private constructor(server: RunningServer, dataDir: string, token: string, resourceGroup: string) {
+    this.#server = server;
+    this.#dataDir = dataDir;
+    this.client = new BenchClient(token);
+    this.driver = new DockerDriver();
+    this.resourceGroup = resourceGroup;
+  }
+
+  static async start(): Promise<BenchServer> {
+    const dataDir = mkdtempSync(join(tmpdir(), "sessionpool-bench-"));
+    const token = randomBytes(24).toString("hex");
+    try {
+      const server = await startServer({
+        host: "127.0.0.1",
+        port: 0,
+        dataDir,
+        adminToken: token,
+        retryAfterSeconds: 0,
+        logger: pino({ level: "silent" }),
+        runtime: dockerRuntime(),
+      });
+      return new BenchServer(server, dataDir, token, `bench-${randomBytes(4).toString("hex")}`);
+    } catch (err) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  get url(): string {
+    return this.#server.url;
+  }
+
+  /** PUTs a PythonLTS pool; resolves with the pool and the Azure-AsyncOperation URL once accepted. */
+  async putPool(
+    name: string,
+    scale: { ready: number; max: number },
+  ): Promise<{ pool: BenchPool; operationUrl: string; reply: TimedReply }> {
+    const armUrl = `${this.url}/subscriptions/${SUBSCRIPTION}/resourceGroups/${this.resourceGroup}/providers/Microsoft.App/sessionPools/${name}?api-version=${ARM_API}`;
+    const pool: BenchPool = {
+      name,
+      key: `${SUBSCRIPTION}/${this.resourceGroup}/${name}`.toLowerCase(),
+      endpoint: `${this.url}/subscriptions/${SUBSCRIPTION}/resourceGroups/${this.resourceGroup}/sessionPools/${name}`,
+      armUrl,
+    };
+    this.#pools.set(name, pool);
+    const reply = await this.client.send("PUT", armUrl, {
+      location: "eastus",
+      properties: {
+        containerType: "PythonLTS",
+        scaleConfiguration: { maxConcurrentSessions: scale.max, readySessionInstances: scale.ready },
+        dynamicPoolConfiguration: {
+          lifecycleConfiguration: { lifecycleType: "Timed", cooldownPeriodInSeconds: 3600 },
+        },
+        sessionNetworkConfiguration: { status: "EgressDisabled" },
+      },
+    });
+    const operationUrl = reply.headers["azure-asyncoperation"];
+    if ((reply.status !== 200 && reply.status !== 201) || !operationUrl) {
+      throw new Error(`PUT pool ${name} answered ${reply.status}: ${reply.text}`);
+    }
+    const body = reply.body as { properties?: { poolManagementEndpoint?: string } };
+    if (body.properties?.poolManagementEndpoint) pool.endpoint = body.properties.poolManagementEndpoint;
+    return { pool, operationUrl, reply };
+  }
+
+  /** Polls an operation every `pollMs` until it leaves InProgress; throws unless it Succeeded. */
+  async waitOperation(operationUrl: string, timeoutMs: number, pollMs = 25): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const r = await this.client.send("GET", operationUrl);
+      const status = (r.body as { status?: string } | undefined)?.status;
+      if (r.status !== 200) throw new Error(`operation poll answered ${r.status}: ${r.text}`);
+      if (status === "Succeeded") return;
+      if (status !== "InProgress") throw new Error(`operation ended ${status}: ${r.text}`);
+      if (performance.now() > deadline) throw new Error(`operation still InProgress after ${timeoutMs} ms`);
+      await sleep(pollMs);
+    }
+  }
+
+  async createPool(
+    name: string,
+    scale: { ready: number; max: number },
+    timeoutMs: number,
+  ): Promise<BenchPool> {
+    const { pool, operationUrl } = await this.putPool(name, scale);
+    await this.waitOperation(operationUrl, timeoutMs);
+    return pool;
+  }
+
+  /** Deletes the pool through ARM and waits (bounded) until the engine has none of its sandboxes left. */
+  async deletePool(pool: BenchPool, timeoutMs = 120_000): Promise<void> {
+    const r = await this.client.send("DELETE", pool.armUrl);
+    if (r.status === 202 && r.headers["azure-asyncoperation"]) {
+      await this.waitOperation(r.headers["azure-asyncoperation"], timeoutMs, 100);
+    } else if (r.status !== 200 && r.status !== 204) {
+      throw new Error(`DELETE pool ${pool.name} answered ${r.status}: ${r.text}`);
+    }
+    await this.waitSandboxesGone(pool, timeoutMs);
+    this.#pools.delete(pool.name);
+  }
+
+  async sandboxes(pool: BenchPool): Promise<string[]> {
+    return (await this.driver.list({ [LABEL_POOL]: pool.key })).map((s) => s.id);
+  }
+
+  async waitSandboxesGone(pool: BenchPool, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const left = await this.sandboxes(pool);
+      if (left.length === 0) return;
+      if (performance.now() > deadline) {
+        throw new Error(`${left.length} sandboxes of pool ${pool.name} still exist after ${timeoutMs} ms`);
+      }
+      await sleep(200);
+    }
+  }
+
+  /** Ready/pending gauges from /metrics: what the reconciler reports, read like an operator would. */
+  async gauges(pool: BenchPool): Promise<{ ready: number; allocated: number; pending: number }> {
+    const r = await this.client.send("GET", `${this.url}/metrics`);
+    if (r.status !== 200) throw new Error(`/metrics answered ${r.status}: ${r.text}`);
+    const read = (name: string) => {
+      const line = r.text
+        .split("\n")
+        .find((l) => l.startsWith(`${name}{`) && l.includes(`pool="${pool.key}"`));
+      return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+    };
+    return {
+      ready: read("sessionpool_pool_ready_sessions"),
+      allocated: read("sessionpool_pool_allocated_sessions"),
+      pending: read("sessionpool_pool_pending_sessions"),
+    };
+  }
+
+  /** Waits until the pool holds `ready` warm sessions and creates nothing more. */
+  async waitReady(pool: BenchPool, ready: number, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const g = await this.gauges(pool);
+      if (g.ready >= ready && g.pending === 0) return;
+      if (performance.now() > deadline) {
+        throw new Error(
+          `pool ${pool.name}: ${g.ready}/${ready} ready, ${g.pending} pending after ${timeoutMs} ms`,
+        );
+      }
+      await sleep(20);
+    }
+  }
+
+  execUrl(pool: BenchPool, identifier: string): string {
+    return `${pool.endpoint}/executions?api-version=${DATA_API}&identifier=${encodeURIComponent(identifier)}`;
+  }
+
+  execute(pool: BenchPool, identifier: string, code = "1+1"): Promise<TimedReply> {
+    return this.client.send("POST", this.execUrl(pool, identifier), { code, timeoutInSeconds: 60 });
+  }
+
+  async deleteSession(pool: BenchPool, identifier: string): Promise<void> {
+    const r = await this.client.send(
+      "DELETE",
+      `${pool.endpoint}/session?api-version=${DATA_API}&identifier=${encodeURIComponent(identifier)}`,
+    );
+    if (r.status !== 204 && r.status !== 200 && r.status !== 404) {
+      throw new Error(`DELETE session ${identifier} answered ${r.status}: ${r.text}`);
+    }
+  }
+
+  /**
+   * Deletes every pool still tracked, stops the server, removes any sandbox the engine still has for those
+   * pools (a stopped server leaves sandboxes running for adoption), and removes the data dir. Safe twice.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      const errors: unknown[] = [];
+      for (const pool of [...this.#pools.values()]) {
+        await this.deletePool(pool, 60_000).catch((err) => errors.push(err));
+      }
+      await this.client.close().catch(() => {});
+      await this.#server.close().catch((err) => errors.push(err));
+      for (const pool of this.#pools.values()) {
+        for (const id of await this.sandboxes(pool).catch(() => [] as string[])) {
+          await this.driver.remove(id).catch((err) => errors.push(err));
+        }
+      }
+      await this.driver.close();
+      rmSync(this.#dataDir, { recursive: true, force: true });
+      if (errors.length > 0) {
+        process.stderr.write(`bench: cleanup problems: ${errors.map((e) => String(e)).join("; ")}\n`);
+      }
+    })();
+    return this.#closed;
+  }
+}

@@ -1,0 +1,150 @@
+// What one benchmark run measures and how much: the three sizes (smoke for the test, quick, full) and the shape
+// of a result row, shared by every measuring module, the report and the chart.
+import type { Summary } from "./stats.ts";
+
+export type Mode = "smoke" | "quick" | "full";
+
+export interface Plan {
+  mode: Mode;
+  /** New identifiers claimed from the warm pool, one at a time, with the pool refilled in between. */
+  warmClaimSamples: number;
+  /** readySessionInstances of the pool the hot-path rows use. */
+  warmPoolReady: number;
+  existingExecSamples: number;
+  /** Concurrent sessions per throughput row; the row ids keep the nominal 1, 8 and 32. */
+  throughputSessions: [number, number, number];
+  throughputDurationMs: number;
+  coldSamples: number;
+  /** readySessionInstances (and maxConcurrentSessions) of the time-to-warm row. */
+  warmPoolSize: number;
+  idleSessions: number;
+  /** Quiet time after the idle sessions ran their 1+1, before memory is read. */
+  idleSettleMs: number;
+  naiveSamples: number;
+  jupyterStarts: number;
+  jupyterExecs: number;
+  floorSamples: number;
+  /** Install Debian's Jupyter packages when absent (smoke never does). */
+  installJupyter: boolean;
+}
+
+export const PLANS: Record<Mode, Plan> = {
+  smoke: {
+    mode: "smoke",
+    warmClaimSamples: 3,
+    warmPoolReady: 2,
+    existingExecSamples: 3,
+    throughputSessions: [1, 2, 3],
+    throughputDurationMs: 300,
+    coldSamples: 3,
+    warmPoolSize: 3,
+    idleSessions: 2,
+    idleSettleMs: 500,
+    naiveSamples: 3,
+    jupyterStarts: 1,
+    jupyterExecs: 3,
+    floorSamples: 100,
+    installJupyter: false,
+  },
+  quick: {
+    mode: "quick",
+    warmClaimSamples: 30,
+    warmPoolReady: 4,
+    existingExecSamples: 300,
+    throughputSessions: [1, 8, 32],
+    throughputDurationMs: 3_000,
+    coldSamples: 5,
+    warmPoolSize: 20,
+    idleSessions: 10,
+    idleSettleMs: 3_000,
+    naiveSamples: 5,
+    jupyterStarts: 3,
+    jupyterExecs: 200,
+    floorSamples: 2_000,
+    installJupyter: true,
+  },
+  full: {
+    mode: "full",
+    warmClaimSamples: 200,
+    warmPoolReady: 8,
+    existingExecSamples: 1_000,
+    throughputSessions: [1, 8, 32],
+    throughputDurationMs: 10_000,
+    coldSamples: 20,
+    warmPoolSize: 100,
+    idleSessions: 50,
+    idleSettleMs: 5_000,
+    naiveSamples: 20,
+    jupyterStarts: 5,
+    jupyterExecs: 1_000,
+    floorSamples: 10_000,
+    installJupyter: true,
+  },
+};
+
+export type Group = "sessionpool" | "naive" | "peer" | "floor";
+
+export interface Row {
+  id: string;
+  group: Group;
+  label: string;
+  /** Client-side latencies in milliseconds, summarised. */
+  latency?: Summary;
+  /** Other measured values; the unit is in the name (…Ms, …Bytes, …PerSecond, count). */
+  values?: Record<string, number>;
+  /** Why there is no number: the row could not be measured on this run. */
+  unavailable?: string;
+  note?: string;
+}
+
+/** Every row a complete run reports, in report order; the smoke test checks the JSON against it. */
+export const ROW_IDS = [
+  "warm-claim",
+  "existing-exec",
+  "throughput-1",
+  "throughput-8",
+  "throughput-32",
+  "cold-allocation",
+  "warm-pool-fill",
+  "idle-memory",
+  "custom-ingress-proxy",
+  "custom-ingress-direct",
+  "naive-docker-run",
+  "jupyter-kernel-start",
+  "jupyter-start-first-result",
+  "jupyter-execute",
+  "floor-python-pipe",
+  "floor-http-keepalive",
+] as const;
+
+export type RowId = (typeof ROW_IDS)[number];
+
+/** The group and label of every row, for rows that could not be measured. */
+export const ROW_LABELS: Record<RowId, { group: Group; label: string }> = {
+  "warm-claim": { group: "sessionpool", label: "New identifier -> first result of 1+1 (warm pool)" },
+  "existing-exec": { group: "sessionpool", label: "1+1 in an existing session" },
+  "throughput-1": { group: "sessionpool", label: "Throughput, 1 session" },
+  "throughput-8": { group: "sessionpool", label: "Throughput, 8 sessions in parallel" },
+  "throughput-32": { group: "sessionpool", label: "Throughput, 32 sessions in parallel" },
+  "cold-allocation": {
+    group: "sessionpool",
+    label: "New identifier -> first result of 1+1 (no ready session)",
+  },
+  "warm-pool-fill": { group: "sessionpool", label: "Time to warm 100 ready sessions from an empty pool" },
+  "idle-memory": { group: "sessionpool", label: "Host memory per idle PythonLTS session (all included)" },
+  "custom-ingress-proxy": { group: "sessionpool", label: "Custom container: request through the proxy" },
+  "custom-ingress-direct": {
+    group: "sessionpool",
+    label: "Custom container: request straight to the container",
+  },
+  "naive-docker-run": { group: "naive", label: "Naive: docker run --rm per request" },
+  "jupyter-kernel-start": { group: "peer", label: "Jupyter: kernel start (start_kernel + wait_for_ready)" },
+  "jupyter-start-first-result": { group: "peer", label: "Jupyter: kernel start -> first result of 1+1" },
+  "jupyter-execute": { group: "peer", label: "Jupyter: 1+1 on a warm kernel (jupyter_client, ZMQ)" },
+  "floor-python-pipe": { group: "floor", label: "Floor: warm Python process, 1+1 over a pipe" },
+  "floor-http-keepalive": { group: "floor", label: "Floor: loopback HTTP keep-alive round trip (Node)" },
+};
+
+export function unavailableRow(id: RowId, reason: string): Row {
+  return { id, ...ROW_LABELS[id], unavailable: reason };
+}

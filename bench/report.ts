@@ -1,0 +1,279 @@
+// From rows to what a person reads: DESIGN.md's targets with PASS/MISS, the ratios against the naive way, the
+// peer and the floor, and the plain-text table printed on stdout.
+import type { MachineInfo } from "./machine.ts";
+import type { Mode, Row } from "./plan.ts";
+import { formatMiB, formatMs } from "./stats.ts";
+
+export interface TargetResult {
+  target: string;
+  limit: string;
+  measured: string;
+  /** N/A when the run did not measure it at the target's size or the row is unavailable. */
+  verdict: "PASS" | "MISS" | "N/A";
+  why?: string;
+}
+
+export interface Ratio {
+  what: string;
+  value: number | undefined;
+  text: string;
+}
+
+export interface BenchReport {
+  mode: Mode;
+  date: string;
+  durationMs: number;
+  machine: MachineInfo;
+  rows: Row[];
+  targets: TargetResult[];
+  ratios: Ratio[];
+}
+
+const MiB = 1024 * 1024;
+
+function byId(rows: Row[], id: string): Row | undefined {
+  return rows.find((r) => r.id === id);
+}
+
+function latency(rows: Row[], id: string, stat: "p50Ms" | "p99Ms"): number | undefined {
+  const v = byId(rows, id)?.latency?.[stat];
+  return v !== undefined && Number.isFinite(v) ? v : undefined;
+}
+
+function value(rows: Row[], id: string, name: string): number | undefined {
+  const v = byId(rows, id)?.values?.[name];
+  return v !== undefined && Number.isFinite(v) ? v : undefined;
+}
+
+export function evaluateTargets(rows: Row[]): TargetResult[] {
+  const ms = (target: string, id: string, stat: "p50Ms" | "p99Ms", limitMs: number): TargetResult => {
+    const v = latency(rows, id, stat);
+    const row = byId(rows, id);
+    const small = row?.latency && row.latency.n < 100 && stat === "p99Ms";
+    return {
+      target,
+      limit: `<= ${formatMs(limitMs)}`,
+      measured: formatMs(v),
+      verdict: v === undefined ? "N/A" : v <= limitMs ? "PASS" : "MISS",
+      ...(v === undefined
+        ? { why: row?.unavailable ?? "not measured" }
+        : small
+          ? { why: `p99 of ${row!.latency!.n} samples is their maximum` }
+          : {}),
+    };
+  };
+  const fill = byId(rows, "warm-pool-fill");
+  const fillMs = value(rows, "warm-pool-fill", "fillMs");
+  const fillSessions = value(rows, "warm-pool-fill", "sessions");
+  // On a shared host the MemAvailable reading can come out below what the parts visibly use (others freed
+  // memory meanwhile): judge by the larger of the two.
+  const memoryHost = value(rows, "idle-memory", "hostBytesPerSession");
+  const memoryAccounted = value(rows, "idle-memory", "accountedBytesPerSession");
+  const memory =
+    memoryHost === undefined ? memoryAccounted : Math.max(memoryHost, memoryAccounted ?? memoryHost);
+  return [
+    ms("Warm claim to first result, p50", "warm-claim", "p50Ms", 10),
+    ms("Warm claim to first result, p99", "warm-claim", "p99Ms", 50),
+    ms("1+1 in an existing session, p50", "existing-exec", "p50Ms", 3),
+    ms("Cold session (pool drained), p50", "cold-allocation", "p50Ms", 400),
+    {
+      target: "100 ready sessions warmed from an empty pool",
+      limit: "<= 30 s",
+      measured:
+        fillMs === undefined
+          ? "-"
+          : `${formatMs(fillMs)}${fillSessions !== 100 ? ` for ${fillSessions}` : ""}`,
+      verdict: fillMs === undefined || fillSessions !== 100 ? "N/A" : fillMs <= 30_000 ? "PASS" : "MISS",
+      ...(fillMs === undefined
+        ? { why: fill?.unavailable ?? "not measured" }
+        : fillSessions !== 100
+          ? { why: `this run warmed ${fillSessions}, not 100 (the full run measures 100)` }
+          : {}),
+    },
+    {
+      target: "Host memory per idle PythonLTS session, all included",
+      limit: "<= 40.0 MiB",
+      measured: formatMiB(memory),
+      verdict: memory === undefined ? "N/A" : memory <= 40 * MiB ? "PASS" : "MISS",
+      ...(memory === undefined
+        ? { why: byId(rows, "idle-memory")?.unavailable ?? "not measured" }
+        : memoryHost !== undefined && memory !== memoryHost
+          ? { why: `MemAvailable said ${formatMiB(memoryHost)}, below the parts: the accounted sum is used` }
+          : {}),
+    },
+  ];
+}
+
+export function computeRatios(rows: Row[]): Ratio[] {
+  const ratio = (
+    what: string,
+    a: number | undefined,
+    b: number | undefined,
+    phrase: (x: number) => string,
+  ) => {
+    const v = a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
+    return { what, value: v, text: v === undefined ? "n/a (a row is unavailable)" : phrase(v) };
+  };
+  const x = (v: number) => (v >= 10 ? v.toFixed(0) : v.toFixed(1));
+  const warm = latency(rows, "warm-claim", "p50Ms");
+  const existing = latency(rows, "existing-exec", "p50Ms");
+  const cold = latency(rows, "cold-allocation", "p50Ms");
+  const naive = latency(rows, "naive-docker-run", "p50Ms");
+  const jStartFirst = latency(rows, "jupyter-start-first-result", "p50Ms");
+  const jExec = latency(rows, "jupyter-execute", "p50Ms");
+  const http = latency(rows, "floor-http-keepalive", "p50Ms");
+  const pipe = latency(rows, "floor-python-pipe", "p50Ms");
+  const floor = http !== undefined && pipe !== undefined ? http + pipe : undefined;
+  return [
+    ratio(
+      "naive docker run p50 / warm claim p50",
+      naive,
+      warm,
+      (v) => `warm claim is ${x(v)}x faster than docker run per request`,
+    ),
+    ratio(
+      "Jupyter kernel start + first result p50 / warm claim p50",
+      jStartFirst,
+      warm,
+      (v) => `warm claim is ${x(v)}x faster than starting a Jupyter kernel`,
+    ),
+    ratio("Jupyter warm execute p50 / existing-session execute p50", jExec, existing, (v) =>
+      v >= 1
+        ? `existing session is ${x(v)}x faster than a warm Jupyter kernel`
+        : `a warm Jupyter kernel is ${x(1 / v)}x faster than an existing session`,
+    ),
+    ratio(
+      "cold allocation p50 / naive docker run p50",
+      cold,
+      naive,
+      (v) => `a cold session costs ${x(v)}x one docker run`,
+    ),
+    ratio(
+      "existing-session execute p50 / floor (HTTP keep-alive + Python pipe) p50",
+      existing,
+      floor,
+      (v) => `${x(v)}x the physical floor`,
+    ),
+    ratio(
+      "warm claim p50 / floor (HTTP keep-alive + Python pipe) p50",
+      warm,
+      floor,
+      (v) => `${x(v)}x the physical floor`,
+    ),
+  ];
+}
+
+/** Long reasons (an engine error, a 400 body) cut to one readable line. */
+function short(text: string, n = 110): string {
+  const one = text.replace(/\s+/g, " ");
+  return one.length <= n ? one : `${one.slice(0, n - 1)}…`;
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + " ".repeat(n - s.length);
+}
+
+function lpad(s: string, n: number): string {
+  return s.length >= n ? s : " ".repeat(n - s.length) + s;
+}
+
+export function renderTable(report: BenchReport): string {
+  const m = report.machine;
+  const out: string[] = [];
+  out.push(`sessionpool benchmark (${report.mode}) ${report.date}, took ${formatMs(report.durationMs)}`);
+  out.push(
+    `${m.cpuModel}, ${m.cores} cores, ${(m.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Linux ${m.kernel}, Docker ${m.dockerVersion} (cgroup v${m.cgroupVersion}), Node ${m.nodeVersion}, commit ${m.gitCommit}`,
+  );
+  out.push(
+    `Other containers running at start: ${m.otherContainersAtStart}; 1-minute load average ${m.loadAverage1mAtStart.toFixed(2)} at start, ${(m.loadAverage1mAtEnd ?? Number.NaN).toFixed(2)} at the end (${m.cores} cores)`,
+  );
+  if (report.mode !== "full")
+    out.push(`Mode ${report.mode}: fewer samples; the pool-fill row warms fewer than 100 sessions.`);
+  out.push("");
+  const W = 58;
+  out.push(
+    `${pad("Latency (client wall time)", W)}${lpad("p50", 10)}${lpad("p95", 10)}${lpad("p99", 10)}${lpad("n", 6)}`,
+  );
+  for (const r of report.rows) {
+    if (!r.latency || r.id.startsWith("throughput-")) continue;
+    const l = r.latency;
+    out.push(
+      `  ${pad(r.label, W - 2)}${lpad(formatMs(l.p50Ms), 10)}${lpad(formatMs(l.p95Ms), 10)}${lpad(formatMs(l.p99Ms), 10)}${lpad(String(l.n), 6)}`,
+    );
+  }
+  const warm = byId(report.rows, "warm-claim");
+  const existing = byId(report.rows, "existing-exec");
+  const cold = byId(report.rows, "cold-allocation");
+  const server = (r: Row | undefined) =>
+    r?.values?.["serverOverallP50Ms"] === undefined
+      ? undefined
+      : `server ${formatMs(r.values["serverOverallP50Ms"])} (allocation ${formatMs(r.values["serverAllocationP50Ms"])}, agent ${formatMs(r.values["agentExecutionP50Ms"])})`;
+  const serverLines = [
+    ["warm claim", server(warm)],
+    ["existing session", server(existing)],
+    ["cold allocation", server(cold)],
+  ].filter((x): x is [string, string] => x[1] !== undefined);
+  if (serverLines.length > 0) {
+    out.push(
+      "  Server-side p50 from the response headers (x-ms-overall-execution-time, -preparation-time, -container-execution-duration):",
+    );
+    for (const [what, text] of serverLines) out.push(`    ${pad(what, 18)}${text}`);
+  }
+  out.push("");
+  out.push(
+    `${pad("Throughput (1+1, each session sequential)", W)}${lpad("exec/s", 10)}${lpad("p50", 10)}${lpad("p99", 10)}`,
+  );
+  for (const r of report.rows.filter((x) => x.id.startsWith("throughput-"))) {
+    if (r.unavailable) {
+      out.push(`  ${pad(r.label, W - 2)}  unavailable: ${short(r.unavailable)}`);
+      continue;
+    }
+    const label = `${r.label}${r.note ? ` [${r.note}]` : ""}`;
+    out.push(
+      `  ${pad(label, W - 2)}${lpad((r.values?.["executionsPerSecond"] ?? Number.NaN).toFixed(0), 10)}${lpad(formatMs(r.latency?.p50Ms), 10)}${lpad(formatMs(r.latency?.p99Ms), 10)}`,
+    );
+  }
+  out.push("");
+  out.push("Capacity");
+  const fill = byId(report.rows, "warm-pool-fill");
+  if (fill?.values) {
+    const v = fill.values;
+    out.push(
+      `  ${fill.label}: ${formatMs(v["fillMs"])} (${formatMs(v["perSessionMs"])} per session; deleting the pool took ${formatMs(v["deleteMs"])})`,
+    );
+  }
+  const mem = byId(report.rows, "idle-memory");
+  if (mem?.values) {
+    const v = mem.values;
+    out.push(
+      `  ${mem.label}, N=${v["sessions"]}: ${formatMiB(v["hostBytesPerSession"])} (MemAvailable, drift-corrected)`,
+    );
+    out.push(
+      `    raw MemAvailable delta ${formatMiB(v["hostRawDeltaBytesPerSession"])} per session; host drift over the row ${formatMiB(v["hostDriftBytes"])}; accounted parts ${formatMiB(v["accountedBytesPerSession"])}`,
+    );
+    out.push(
+      `    container cgroup ${formatMiB(v["cgroupUsageBytesPerSession"])} (anon ${formatMiB(v["cgroupAnonBytesPerSession"])}, page cache+tmpfs ${formatMiB(v["cgroupCacheBytesPerSession"])}, kernel ${formatMiB(v["cgroupKernelBytesPerSession"])}); docker stats ${formatMiB(v["dockerStatsBytesPerSession"])}`,
+    );
+    out.push(
+      `    containerd-shim RSS ${formatMiB(v["shimRssBytesPerSession"])} (PSS ${formatMiB(v["shimPssBytesPerSession"])}); dockerd+containerd growth ${formatMiB(v["daemonsRssGrowthBytesPerSession"])} per session`,
+    );
+  }
+  const missing = report.rows.filter((r) => r.unavailable && !r.id.startsWith("throughput-"));
+  if (missing.length > 0) {
+    out.push("");
+    out.push("Unavailable");
+    for (const r of missing) out.push(`  ${pad(r.label, W - 2)}${short(r.unavailable!)}`);
+  }
+  out.push("");
+  out.push("Ratios (p50)");
+  for (const r of report.ratios)
+    out.push(`  ${pad(r.what, 76)}${r.value === undefined ? "" : `${r.value.toPrecision(3)}  `}${r.text}`);
+  out.push("");
+  out.push("Targets (DESIGN.md)");
+  for (const t of report.targets) {
+    out.push(
+      `  ${pad(t.target, 56)}${pad(t.limit, 12)}${lpad(t.measured, 16)}  ${t.verdict}${t.why ? `  (${short(t.why, 80)})` : ""}`,
+    );
+  }
+  return out.join("\n");
+}

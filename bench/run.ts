@@ -1,0 +1,152 @@
+// `npm run bench [-- --quick | --smoke] [--out DIR]`: measures sessionpool on the real server and the real Docker
+// engine next to the naive way, Jupyter's kernel and the physical floor, in one run; prints a table, writes
+// DIR/latest.json and DIR/latest.svg (DIR defaults to bench/results). Cleans up what it made, even on failure.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { BenchServer } from "./bench-server.ts";
+import { renderChart } from "./chart.ts";
+import { machineInfo } from "./machine.ts";
+import {
+  measureHttpLoopback,
+  measureJupyter,
+  measureNaiveDockerRun,
+  measurePythonPipe,
+  SANDBOX_IMAGE,
+} from "./peer-rows.ts";
+import { type Mode, PLANS, ROW_IDS, type Row, type RowId, unavailableRow } from "./plan.ts";
+import { killAll } from "./processes.ts";
+import { type BenchReport, computeRatios, evaluateTargets, renderTable } from "./report.ts";
+import {
+  failed,
+  measureColdAllocation,
+  measureCustomIngress,
+  measureHotPath,
+  measureIdleMemory,
+  measureWarmPoolFill,
+} from "./sessionpool-rows.ts";
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    smoke: { type: "boolean", default: false },
+    out: { type: "string" },
+  },
+  strict: true,
+});
+const mode: Mode = flags.smoke ? "smoke" : flags.quick ? "quick" : "full";
+const plan = PLANS[mode];
+const outDir = resolve(flags.out ?? join(import.meta.dirname, "results"));
+
+const rows: Row[] = [];
+const record = (row: Row) => {
+  rows.push(row);
+  const what = row.unavailable
+    ? `unavailable: ${row.unavailable}`
+    : row.latency
+      ? `p50 ${row.latency.p50Ms.toFixed(3)} ms (n=${row.latency.n})`
+      : JSON.stringify(row.values);
+  process.stderr.write(`bench: ${row.id}: ${what}\n`);
+};
+
+async function step(ids: RowId[], label: string, fn: () => Promise<Row | Row[] | undefined>): Promise<void> {
+  const t = performance.now();
+  process.stderr.write(`bench: ${label}...\n`);
+  try {
+    const out = await fn();
+    if (Array.isArray(out)) out.forEach(record);
+    else if (out) record(out);
+  } catch (err) {
+    for (const id of ids) {
+      if (!rows.some((r) => r.id === id)) record(failed(id, err));
+    }
+  }
+  process.stderr.write(`bench: ${label}: ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+}
+
+function imageMissing(): string | undefined {
+  try {
+    execFileSync("docker", ["image", "inspect", SANDBOX_IMAGE], { stdio: "ignore", timeout: 30_000 });
+    return undefined;
+  } catch {
+    return `the Docker engine or the image ${SANDBOX_IMAGE} is not available (build it with bash scripts/build-images.sh)`;
+  }
+}
+
+let server: BenchServer | undefined;
+let cleaned: Promise<void> | undefined;
+const cleanup = () => {
+  cleaned ??= (async () => {
+    killAll();
+    await server?.close();
+  })();
+  return cleaned;
+};
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`bench: ${signal}: cleaning up\n`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+const started = performance.now();
+const date = new Date().toISOString();
+const machine = machineInfo();
+try {
+  await step(["floor-python-pipe"], "floor: Python pipe", () => measurePythonPipe(plan));
+  await step(["floor-http-keepalive"], "floor: loopback HTTP", () => measureHttpLoopback(plan));
+  await step(
+    ["jupyter-kernel-start", "jupyter-start-first-result", "jupyter-execute"],
+    "Jupyter kernel",
+    () => measureJupyter(plan),
+  );
+  const missing = imageMissing();
+  if (missing) {
+    for (const id of ROW_IDS) {
+      if (!rows.some((r) => r.id === id)) record(unavailableRow(id, missing));
+    }
+  } else {
+    await step(["naive-docker-run"], "naive docker run", () => measureNaiveDockerRun(plan));
+    try {
+      server = await BenchServer.start();
+    } catch (err) {
+      process.stderr.write(`bench: the server did not start: ${(err as Error).message}\n`);
+    }
+    const s = server;
+    const hot: RowId[] = ["warm-claim", "existing-exec", "throughput-1", "throughput-8", "throughput-32"];
+    const need = (ids: RowId[], label: string, fn: (s: BenchServer) => Promise<Row | Row[] | undefined>) =>
+      step(ids, label, () => (s ? fn(s) : Promise.reject(new Error("the server did not start"))));
+    await need(hot, "warm claims, existing session, throughput", (x) => measureHotPath(x, plan, record));
+    await need(["cold-allocation"], "cold allocation", (x) => measureColdAllocation(x, plan));
+    await need(["warm-pool-fill"], `warming ${plan.warmPoolSize} sessions`, (x) =>
+      measureWarmPoolFill(x, plan),
+    );
+    await need(["idle-memory"], "idle memory", (x) => measureIdleMemory(x, plan));
+    await need(["custom-ingress-proxy", "custom-ingress-direct"], "custom-container ingress", (x) =>
+      measureCustomIngress(x, plan),
+    );
+  }
+} finally {
+  await cleanup();
+}
+
+const ordered = ROW_IDS.map(
+  (id) => rows.find((r) => r.id === id) ?? unavailableRow(id, "not measured in this run"),
+);
+const report: BenchReport = {
+  mode,
+  date,
+  durationMs: performance.now() - started,
+  machine: { ...machine, loadAverage1mAtEnd: loadavg()[0] ?? 0 },
+  rows: ordered,
+  targets: evaluateTargets(ordered),
+  ratios: computeRatios(ordered),
+};
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(report, null, 2)}\n`);
+writeFileSync(join(outDir, "latest.svg"), renderChart(report));
+process.stdout.write(
+  `${renderTable(report)}\n\nWrote ${join(outDir, "latest.json")} and ${join(outDir, "latest.svg")}\n`,
+);

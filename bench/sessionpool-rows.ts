@@ -1,0 +1,349 @@
+// The rows measured on sessionpool itself, through its HTTP API against the real engine: warm claims, executions
+// in an existing session, throughput, cold allocation, time to warm a pool, idle memory, custom-container ingress.
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { assertTwo, type TimedReply } from "./bench-client.ts";
+import type { BenchPool, BenchServer } from "./bench-server.ts";
+import {
+  containerCgroupMemory,
+  daemonsRssBytes,
+  processMemory,
+  processTable,
+  shimPid,
+  steadyMemAvailableBytes,
+} from "./host-memory.ts";
+import { type Plan, ROW_LABELS, type Row, type RowId } from "./plan.ts";
+import { summarize } from "./stats.ts";
+
+/** Lets the engine and the new sandbox's interpreter settle after a refill before the next sample. */
+const SETTLE_MS = 150;
+
+const tag = () => randomBytes(3).toString("hex");
+
+/** Server-side timing headers of a data-plane reply, in ms. */
+function serverTimings(r: TimedReply): { allocationMs: number; containerMs: number; overallMs: number } {
+  const n = (name: string) => Number(r.headers[name] ?? Number.NaN);
+  return {
+    allocationMs: n("x-ms-preparation-time"),
+    containerMs: n("x-ms-container-execution-duration"),
+    overallMs: n("x-ms-overall-execution-time"),
+  };
+}
+
+function medianOf(values: number[]): number {
+  return summarize(values.filter((v) => Number.isFinite(v))).p50Ms;
+}
+
+function breakdown(replies: TimedReply[]): Record<string, number> {
+  const t = replies.map(serverTimings);
+  return {
+    serverOverallP50Ms: medianOf(t.map((x) => x.overallMs)),
+    serverAllocationP50Ms: medianOf(t.map((x) => x.allocationMs)),
+    agentExecutionP50Ms: medianOf(t.map((x) => x.containerMs)),
+  };
+}
+
+/**
+ * The hot path on one warm pool: new identifier -> first result (rows warm-claim), then `1+1` in an existing
+ * session (existing-exec), then throughput with 1, 8 and 32 sessions in parallel (throughput-*).
+ */
+export async function measureHotPath(
+  s: BenchServer,
+  plan: Plan,
+  record: (row: Row) => void,
+): Promise<undefined> {
+  const ready = plan.warmPoolReady;
+  const most = Math.max(...plan.throughputSessions);
+  const pool = await s.createPool(`benchwarm${tag()}`, { ready, max: most + ready + 2 }, 180_000);
+  // Sessions the warm claims allocated are kept (up to what the throughput rows need) and reused there.
+  const kept: string[] = [];
+  try {
+    record(await warmClaims(s, pool, plan, kept, most));
+  } catch (err) {
+    record(failed("warm-claim", err));
+  }
+  try {
+    record(await existingExecutions(s, pool, plan, kept));
+  } catch (err) {
+    record(failed("existing-exec", err));
+  }
+  try {
+    for (const row of await throughput(s, pool, plan, kept)) record(row);
+  } catch (err) {
+    for (const id of ["throughput-1", "throughput-8", "throughput-32"] as const) record(failed(id, err));
+  }
+  await s.deletePool(pool, 300_000);
+  return undefined;
+}
+
+async function warmClaims(
+  s: BenchServer,
+  pool: BenchPool,
+  plan: Plan,
+  kept: string[],
+  keep: number,
+): Promise<Row> {
+  const replies: TimedReply[] = [];
+  // Bounded so the whole run keeps its budget on a busy host; the row says when it stopped early.
+  const deadline = performance.now() + Math.min(420_000, Math.max(60_000, plan.warmClaimSamples * 3_000));
+  for (let i = 0; i < plan.warmClaimSamples && performance.now() < deadline; i++) {
+    // Every sample is a warm claim: the pool is full and quiet before the request goes out.
+    await s.waitReady(pool, plan.warmPoolReady, 60_000);
+    await sleep(SETTLE_MS);
+    const identifier = `warm-${i}-${tag()}`;
+    const r = await s.execute(pool, identifier);
+    assertTwo(r, "warm claim");
+    replies.push(r);
+    if (kept.length < keep) kept.push(identifier);
+    else await s.deleteSession(pool, identifier);
+  }
+  return {
+    id: "warm-claim",
+    group: "sessionpool",
+    label: "New identifier -> first result of 1+1 (warm pool)",
+    latency: summarize(replies.map((r) => r.ms)),
+    values: { readySessionInstances: plan.warmPoolReady, ...breakdown(replies) },
+    note: `client wall time of POST /executions on a keep-alive connection; pool refilled and quiet before each sample${replies.length < plan.warmClaimSamples ? `; stopped at the deadline after ${replies.length} of ${plan.warmClaimSamples} samples` : ""}`,
+  };
+}
+
+async function existingExecutions(s: BenchServer, pool: BenchPool, plan: Plan, kept: string[]): Promise<Row> {
+  let identifier = kept[0];
+  if (identifier === undefined) {
+    identifier = `existing-${tag()}`;
+    assertTwo(await s.execute(pool, identifier), "first execution");
+    kept.push(identifier);
+  }
+  await s.waitReady(pool, plan.warmPoolReady, 60_000);
+  await sleep(SETTLE_MS);
+  const replies: TimedReply[] = [];
+  const deadline = performance.now() + 120_000;
+  for (let i = 0; i < plan.existingExecSamples && performance.now() < deadline; i++) {
+    const r = await s.execute(pool, identifier);
+    assertTwo(r, "execution in an existing session");
+    replies.push(r);
+  }
+  return {
+    id: "existing-exec",
+    group: "sessionpool",
+    label: "1+1 in an existing session",
+    latency: summarize(replies.map((r) => r.ms)),
+    values: breakdown(replies),
+  };
+}
+
+async function throughput(s: BenchServer, pool: BenchPool, plan: Plan, kept: string[]): Promise<Row[]> {
+  const most = Math.max(...plan.throughputSessions);
+  const ids = kept.slice(0, most);
+  // Allocate what the warm claims did not leave (warm claims while they last, cold starts after), 4 at a time.
+  const extra = Array.from({ length: most - ids.length }, (_, i) => `tput-${i}-${tag()}`);
+  for (let i = 0; i < extra.length; i += 4) {
+    await Promise.all(extra.slice(i, i + 4).map(async (id) => assertTwo(await s.execute(pool, id), "setup")));
+  }
+  ids.push(...extra);
+  await s.waitReady(pool, plan.warmPoolReady, 120_000);
+  await sleep(500);
+  const rows: Row[] = [];
+  for (const [index, nominal] of ([1, 8, 32] as const).entries()) {
+    const sessions = plan.throughputSessions[index]!;
+    const latencies: number[] = [];
+    let failures = 0;
+    const started = performance.now();
+    const stopAt = started + plan.throughputDurationMs;
+    await Promise.all(
+      ids.slice(0, sessions).map(async (id) => {
+        // Each session sequential, sessions concurrent; bounded by the duration.
+        while (performance.now() < stopAt) {
+          const r = await s.execute(pool, id);
+          if (r.status === 200 && (r.body as { status?: string }).status === "Succeeded")
+            latencies.push(r.ms);
+          else failures++;
+        }
+      }),
+    );
+    const elapsedMs = performance.now() - started;
+    rows.push({
+      id: `throughput-${nominal}`,
+      group: "sessionpool",
+      label: nominal === 1 ? "Throughput, 1 session" : `Throughput, ${nominal} sessions in parallel`,
+      latency: summarize(latencies),
+      values: {
+        sessions,
+        executionsPerSecond: latencies.length / (elapsedMs / 1000),
+        executions: latencies.length,
+        failures,
+        durationMs: elapsedMs,
+      },
+      ...(sessions !== nominal ? { note: `${plan.mode}: ${sessions} sessions instead of ${nominal}` } : {}),
+    });
+  }
+  return rows;
+}
+
+/** New identifier -> first result with no ready session: the sandbox is created on the request's path. */
+export async function measureColdAllocation(s: BenchServer, plan: Plan): Promise<Row> {
+  const pool = await s.createPool(`benchcold${tag()}`, { ready: 0, max: 3 }, 60_000);
+  try {
+    const replies: TimedReply[] = [];
+    const deadline = performance.now() + Math.max(60_000, plan.coldSamples * 10_000);
+    for (let i = 0; i < plan.coldSamples && performance.now() < deadline; i++) {
+      const identifier = `cold-${i}-${tag()}`;
+      const r = await s.execute(pool, identifier);
+      assertTwo(r, "cold allocation");
+      replies.push(r);
+      await s.deleteSession(pool, identifier);
+      await sleep(SETTLE_MS);
+    }
+    return {
+      id: "cold-allocation",
+      group: "sessionpool",
+      label: "New identifier -> first result of 1+1 (no ready session)",
+      latency: summarize(replies.map((r) => r.ms)),
+      values: breakdown(replies),
+      note: "readySessionInstances 0; the session is deleted between samples",
+    };
+  } finally {
+    await s.deletePool(pool);
+  }
+}
+
+/** PUT a pool with N ready sessions -> operation Succeeded; then the pool is deleted and its sandboxes waited out. */
+export async function measureWarmPoolFill(s: BenchServer, plan: Plan): Promise<Row> {
+  const n = plan.warmPoolSize;
+  const started = performance.now();
+  const { pool, operationUrl } = await s.putPool(`benchfill${tag()}`, { ready: n, max: n });
+  let fillMs = Number.NaN;
+  let deleteMs = Number.NaN;
+  try {
+    await s.waitOperation(operationUrl, 600_000);
+    fillMs = performance.now() - started;
+  } finally {
+    const deleteStarted = performance.now();
+    await s.deletePool(pool, 300_000);
+    deleteMs = performance.now() - deleteStarted;
+  }
+  return {
+    id: "warm-pool-fill",
+    group: "sessionpool",
+    label: `Time to warm ${n} ready sessions from an empty pool`,
+    values: { sessions: n, fillMs, perSessionMs: fillMs / n, deleteMs },
+    ...(n !== 100 ? { note: `${plan.mode}: ${n} sessions instead of 100` } : {}),
+  };
+}
+
+/**
+ * Host memory per idle PythonLTS session, everything included: MemAvailable before and after N sessions were
+ * allocated (each ran 1+1) and left idle, divided by N; with the per-container cgroup, the engine shim and the
+ * daemons' growth beside it so the breakdown is visible.
+ *
+ * Other work on a shared host moves MemAvailable too. A third reading after the pool is deleted gives the drift,
+ * and the "after" reading is compared with the baseline interpolated to its time (linear drift assumed).
+ */
+export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row> {
+  const n = plan.idleSessions;
+  const daemonsBefore = daemonsRssBytes(processTable());
+  const tBefore = performance.now();
+  const before = await steadyMemAvailableBytes();
+  const pool = await s.createPool(`benchidle${tag()}`, { ready: n, max: n }, 300_000);
+  let deleted = false;
+  try {
+    const ids = Array.from({ length: n }, (_, i) => `idle-${i}-${tag()}`);
+    for (let i = 0; i < ids.length; i += 4) {
+      await Promise.all(
+        ids.slice(i, i + 4).map(async (id) => assertTwo(await s.execute(pool, id), "idle setup")),
+      );
+    }
+    await sleep(plan.idleSettleMs);
+    const tAfter = performance.now();
+    const after = await steadyMemAvailableBytes();
+    const table = processTable();
+    const daemonsAfter = daemonsRssBytes(table);
+    const sandboxes = await s.sandboxes(pool);
+    const usage: number[] = [];
+    const anon: number[] = [];
+    const cache: number[] = [];
+    const kernel: number[] = [];
+    const stats: number[] = [];
+    const shimRss: number[] = [];
+    const shimPss: number[] = [];
+    for (const id of sandboxes) {
+      const cg = containerCgroupMemory(id);
+      if (cg) {
+        usage.push(cg.usageBytes);
+        anon.push(cg.anonBytes);
+        cache.push(cg.cacheBytes);
+        if (cg.kernelBytes !== undefined) kernel.push(cg.kernelBytes);
+      }
+      const dockerStats = await s.driver.memoryUsageBytes(id).catch(() => undefined);
+      if (dockerStats !== undefined) stats.push(dockerStats);
+      const pid = shimPid(table, id);
+      const shim = pid === undefined ? undefined : processMemory(pid);
+      if (shim) {
+        shimRss.push(shim.rssBytes);
+        if (shim.pssBytes !== undefined) shimPss.push(shim.pssBytes);
+      }
+    }
+    await s.deletePool(pool, 300_000);
+    deleted = true;
+    await sleep(Math.min(plan.idleSettleMs, 2_000));
+    const tEnd = performance.now();
+    const end = await steadyMemAvailableBytes();
+    const baselineAtAfter = before + ((end - before) * (tAfter - tBefore)) / (tEnd - tBefore);
+    const mean = (xs: number[]) => (xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
+    const daemonsGrowth = (daemonsAfter - daemonsBefore) / n;
+    const accounted = mean(usage) + (mean(shimPss) || mean(shimRss)) + Math.max(0, daemonsGrowth);
+    return {
+      id: "idle-memory",
+      group: "sessionpool",
+      label: "Host memory per idle PythonLTS session (all included)",
+      values: {
+        sessions: n,
+        sandboxes: sandboxes.length,
+        hostBytesPerSession: (baselineAtAfter - after) / n,
+        hostRawDeltaBytesPerSession: (before - after) / n,
+        hostDriftBytes: before - end,
+        accountedBytesPerSession: accounted,
+        cgroupUsageBytesPerSession: mean(usage),
+        cgroupAnonBytesPerSession: mean(anon),
+        cgroupCacheBytesPerSession: mean(cache),
+        cgroupKernelBytesPerSession: mean(kernel),
+        dockerStatsBytesPerSession: mean(stats),
+        shimRssBytesPerSession: mean(shimRss),
+        shimPssBytesPerSession: mean(shimPss),
+        daemonsRssGrowthBytesPerSession: daemonsGrowth,
+      },
+      note: "host = MemAvailable drop / N against a baseline interpolated between readings before the pool and after its deletion; accounted = cgroup + shim PSS + daemon growth",
+    };
+  } finally {
+    if (!deleted) await s.deletePool(pool, 300_000);
+  }
+}
+
+/**
+ * Custom-container ingress: the same request through the data plane's proxy and straight to the container.
+ * Custom-container pools are not implemented yet, so both rows say so. To fill in: create a CustomContainer pool
+ * with an HTTP echo image and ingress.targetPort, GET {endpoint}/some/path?identifier=X through the proxy and
+ * GET http://{sandbox address}:{targetPort}/some/path directly (address from s.driver.inspect), N samples each.
+ */
+export async function measureCustomIngress(_s: BenchServer, _plan: Plan): Promise<Row[]> {
+  const reason = "custom-container sessions are not implemented yet (containerType CustomContainer)";
+  return [
+    {
+      id: "custom-ingress-proxy",
+      group: "sessionpool",
+      label: "Custom container: request through the proxy",
+      unavailable: reason,
+    },
+    {
+      id: "custom-ingress-direct",
+      group: "sessionpool",
+      label: "Custom container: request straight to the container",
+      unavailable: reason,
+    },
+  ];
+}
+
+/** The row for a measurement that threw: it keeps its place in the report with the reason. */
+export function failed(id: RowId, err: unknown): Row {
+  return { id, ...ROW_LABELS[id], unavailable: `failed: ${(err as Error).message ?? String(err)}` };
+}

@@ -1,0 +1,79 @@
+// The benchmark cannot rot: `bench/run.ts --smoke` runs every row in a tiny size as a child process, and the JSON
+// it writes has each row with numbers or an explicit reason why not, plus the chart. No timing is asserted.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { test } from "node:test";
+import { ROW_IDS, type Row } from "../../bench/plan.ts";
+import type { BenchReport } from "../../bench/report.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const TIMEOUT_MS = 150_000;
+
+function hasNumbers(row: Row): boolean {
+  const latency = row.latency;
+  if (latency && latency.n > 0 && [latency.p50Ms, latency.p95Ms, latency.p99Ms].every(Number.isFinite))
+    return true;
+  const values = Object.values(row.values ?? {});
+  return values.length > 0 && values.some(Number.isFinite);
+}
+
+test("bench --smoke reports every row and draws the chart", { timeout: TIMEOUT_MS + 10_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), "sessionpool-bench-smoke-"));
+  try {
+    const child = spawn(process.execPath, [join(ROOT, "bench/run.ts"), "--smoke", "--out", out], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    // SIGTERM first so the bench removes what it created; it is bounded, this only guards a hang.
+    const timer = setTimeout(() => child.kill("SIGTERM"), TIMEOUT_MS);
+    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    clearTimeout(timer);
+    assert.equal(code, 0, output);
+
+    const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as BenchReport;
+    assert.equal(report.mode, "smoke");
+    assert.deepEqual(
+      report.rows.map((r) => r.id),
+      [...ROW_IDS],
+      "every row, in order",
+    );
+    for (const row of report.rows) {
+      assert.ok(
+        hasNumbers(row) || (typeof row.unavailable === "string" && row.unavailable.length > 0),
+        `row ${row.id} has neither numbers nor a reason: ${JSON.stringify(row)}`,
+      );
+    }
+    assert.match(
+      report.rows.find((r) => r.id === "custom-ingress-proxy")?.unavailable ?? "",
+      /not implemented/,
+    );
+    assert.equal(report.targets.length, 6);
+    for (const t of report.targets) assert.ok(["PASS", "MISS", "N/A"].includes(t.verdict), JSON.stringify(t));
+    for (const key of [
+      "cpuModel",
+      "cores",
+      "memoryBytes",
+      "kernel",
+      "dockerVersion",
+      "nodeVersion",
+    ] as const) {
+      assert.ok(report.machine[key] !== undefined && report.machine[key] !== "", `machine.${key}`);
+    }
+    assert.ok(Number.isFinite(Date.parse(report.date)));
+
+    const svgPath = join(out, "latest.svg");
+    assert.ok(existsSync(svgPath), "latest.svg is written");
+    const svg = readFileSync(svgPath, "utf8");
+    assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    assert.match(svg, /<\/svg>\s*$/);
+    assert.match(output, /Targets \(DESIGN\.md\)/, "the table is printed");
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
