@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { type AgentClient, type MetadataResponse, waitForAgent } from "../../agents/agent-client.ts";
 import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
+import { ImageNotFoundError } from "../../runtime/errors.ts";
 import {
   buildLabels,
   LABEL_INSTANCE,
@@ -453,7 +454,19 @@ export class SessionManager implements PoolRuntime {
     const secrets = custom ? this.#d.secrets(pool.key) : new Map<string, string>();
     let image = options.pull ? undefined : await this.#d.driver.getImage(ref, call);
     if (!image && custom) {
-      image = await this.#d.driver.pullImage(ref, registryAuth(doc, secrets), call);
+      try {
+        image = await this.#d.driver.pullImage(ref, registryAuth(doc, secrets), call);
+      } catch (err) {
+        // Air-gapped or locally built: an image the engine already has serves when no registry has it.
+        // A refused credential is never papered over.
+        if (!(err instanceof ImageNotFoundError)) throw err;
+        image = await this.#d.driver.getImage(ref, call);
+        if (!image) throw err;
+        this.#d.logger.warn(
+          { pool: pool.key, image: ref },
+          "image not pullable; using the engine's local copy",
+        );
+      }
     }
     if (!image) {
       throw new SessionPoolError(
