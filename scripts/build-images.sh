@@ -363,7 +363,7 @@ build_final() {
   while IFS= read -r f; do
     case "$f" in
       image/*) continue ;;
-      *.py) ;;
+      *.py | *.js | *.json) ;; # the agent, its Python modules, the Node.js kernel and its package.json
       *) continue ;;
     esac
     mkdir -p "$ctx/agent/$(dirname "$f")"

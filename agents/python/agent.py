@@ -1,18 +1,22 @@
-"""The sessionpool in-sandbox agent: serves docs/agent-protocol.md on a Unix socket and supervises kernel.py.
+"""The sessionpool in-sandbox agent: serves docs/agent-protocol.md on a Unix socket and supervises a kernel.
+
+The kernel is the session's interpreter, picked by SESSIONPOOL_KERNEL: `python` (kernel.py, the default), `node`
+(node_kernel.js, same control protocol) or `shell` (no interpreter: only the `shell` op runs code).
 
 Threads: the main thread accepts connections (a new one replaces the old); one reader thread per connection
 parses frames and answers hello, file and metadata requests itself; the supervisor thread owns the kernel
-process, its pipes, the exec queue and the timeouts, and answers execs. Standard library only, and nothing
-heavy imported: this process idles next to the kernel in every warm sandbox.
+process, its pipes, the exec queue and the timeouts, and answers execs; the shell thread (shell_runner.py, started
+with the first `shell` request) runs shell commands one at a time. Standard library only, and nothing heavy
+imported: this process idles next to the kernel in every warm sandbox.
 
 Run it as `python3 -I -S agent.py`: it needs only the standard library, and skipping site-packages keeps it
 lighter (the kernel and the metadata child are started with the full environment all the same).
 
 Environment: SESSIONPOOL_AGENT_SOCKET (default /run/sessionpool/agent.sock), SESSIONPOOL_DATA_DIR (default
-/mnt/data), SESSIONPOOL_MAX_FILE_BYTES (default 1 GiB), SESSIONPOOL_PRELOAD (read by the kernel).
+/mnt/data), SESSIONPOOL_MAX_FILE_BYTES (default 1 GiB), SESSIONPOOL_KERNEL (default python), SESSIONPOOL_PRELOAD
+(read by the Python kernel).
 """
 
-import codecs
 import errno
 import json
 import os
@@ -26,10 +30,20 @@ import threading
 import time
 from collections import deque
 
+AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+if AGENT_DIR not in sys.path:
+    sys.path.insert(0, AGENT_DIR)  # `python3 -I` leaves the script's directory out; the sibling modules are there
+
+from capture import Capture  # noqa: E402
+from shell_runner import ShellJob, ShellRunner, find_executable, shell_argv  # noqa: E402
+
 SOCKET_PATH = os.environ.get("SESSIONPOOL_AGENT_SOCKET") or "/run/sessionpool/agent.sock"
 DATA_DIR = os.environ.get("SESSIONPOOL_DATA_DIR") or "/mnt/data"
 MAX_FILE_BYTES = int(os.environ.get("SESSIONPOOL_MAX_FILE_BYTES") or (1 << 30))
-KERNEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel.py")
+KERNEL = os.environ.get("SESSIONPOOL_KERNEL") or "python"
+KERNEL_PATH = os.path.join(AGENT_DIR, "kernel.py")
+NODE_KERNEL_PATH = os.path.join(AGENT_DIR, "node_kernel.js")
+KERNELS = ("python", "node", "shell")
 
 FRAME = struct.Struct(">II")
 MAX_HEADER_BYTES = 64 << 20
@@ -66,43 +80,6 @@ def failure(rid, code, message):
 # --- exec ----------------------------------------------------------------------------------------------------
 
 
-class Capture:
-    """One output stream of one execution, decoded as UTF-8 and cut at `limit` characters as it arrives."""
-
-    __slots__ = ("room", "parts", "truncated", "decoder")
-
-    def __init__(self, limit):
-        self.room = limit
-        self.parts = []
-        self.truncated = False
-        self.decoder = None
-
-    def feed(self, data):
-        if self.truncated:
-            return
-        if self.decoder is None:
-            self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        cut = len(data) > self.room * 4 + 4  # a character is at most 4 bytes: decode no more than can fit
-        if cut:
-            data = data[: self.room * 4 + 4]
-        self._add(self.decoder.decode(data))
-        if cut:
-            self.truncated = True
-
-    def _add(self, text):
-        if len(text) > self.room:
-            text = text[: self.room]
-            self.truncated = True
-        self.room -= len(text)
-        if text:
-            self.parts.append(text)
-
-    def finish(self):
-        if self.decoder is not None and not self.truncated:
-            self._add(self.decoder.decode(b"", True))
-        return "".join(self.parts), self.truncated
-
-
 class ExecJob:
     __slots__ = ("conn", "rid", "code", "timeout_ms", "out", "err", "notes", "started", "deadline", "kill_at",
                  "timed_out", "restarted")
@@ -137,8 +114,9 @@ def describe_exit(returncode):
 class Supervisor:
     """Owns the kernel process: starts it, feeds it cells one at a time, reads its pipes, enforces timeouts."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, kernel="python"):
         self.data_dir = data_dir
+        self.kernel = kernel  # "python" or "node"
         self.ready = threading.Event()  # the kernel is up and has run a no-op
         self.kernel_pid = None
         self._jobs = deque()
@@ -473,9 +451,10 @@ class Supervisor:
         os.set_inheritable(ctrl_in_r, True)
         os.set_inheritable(ctrl_out_w, True)
         try:
+            executable, argv = kernel_command(self.kernel)
             self._pid = os.posix_spawn(
-                sys.executable,
-                [sys.executable, "-u", KERNEL_PATH, str(ctrl_in_r), str(ctrl_out_w), self.data_dir],
+                executable,
+                [*argv, str(ctrl_in_r), str(ctrl_out_w), self.data_dir],
                 env,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, devnull, 0),
@@ -512,6 +491,16 @@ class Supervisor:
     def _watch(self, fd, handler):
         self._poll.register(fd, select.POLLIN)
         self._handlers[fd] = handler
+
+
+def kernel_command(kernel):
+    """(executable, argv without the fds and data dir) of a kernel; both speak kernel.py's control protocol."""
+    if kernel == "node":
+        node = find_executable("node") or find_executable("nodejs")
+        if node is None:
+            raise FileNotFoundError(errno.ENOENT, "Node.js (node or nodejs) was not found on PATH")
+        return node, [node, NODE_KERNEL_PATH]
+    return sys.executable, [sys.executable, "-u", KERNEL_PATH]
 
 
 # --- files ---------------------------------------------------------------------------------------------------
@@ -763,7 +752,8 @@ print(json.dumps({
 
 
 class Metadata:
-    def __init__(self):
+    def __init__(self, kernel="python"):
+        self.kernel = kernel
         self._lock = threading.Lock()
         self._value = None
 
@@ -780,8 +770,38 @@ class Metadata:
                                       capture_output=True, timeout=120, check=False)
                 if done.returncode != 0:
                     raise AgentError("Internal", f"could not read the installed packages: {done.stderr[-500:]!r}")
-                self._value = json.loads(done.stdout)
+                value = json.loads(done.stdout)
+                if self.kernel == "shell":
+                    bash = find_executable("bash")
+                    version = tool_version([bash, "--version"]) if bash else None
+                    if version is None:
+                        value["kernel"] = {"name": "sh", "version": "unknown"}
+                    else:
+                        value["runtimes"].insert(0, {"name": "bash", "version": version})
+                        value["kernel"] = {"name": "bash", "version": version}
+                elif self.kernel == "node":
+                    try:
+                        node = kernel_command("node")[0]
+                    except OSError:
+                        node = None
+                    version = tool_version([node, "--version"]) if node else None
+                    value["runtimes"].insert(0, {"name": "node", "version": version or "unknown"})
+                    value["kernel"] = {"name": "sessionpool-node", "version": "1"}
+                self._value = value
             return self._value
+
+
+def tool_version(argv):
+    """The first dotted version number `argv` prints (`bash --version`, `node --version`), or None."""
+    import re
+    import subprocess
+
+    try:
+        done = subprocess.run(argv, cwd="/", stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(rb"(\d+(?:\.\d+)+)", done.stdout)
+    return match.group(1).decode("ascii") if match else None
 
 
 # --- connections ---------------------------------------------------------------------------------------------
@@ -862,10 +882,22 @@ class Payload:
 
 
 class Server:
-    def __init__(self, data_dir):
-        self.supervisor = Supervisor(data_dir)
+    def __init__(self, data_dir, kernel="python"):
+        self.kernel = kernel
+        # A Shell session has no interpreter: hello answers at once and exec is refused.
+        self.supervisor = None if kernel == "shell" else Supervisor(data_dir, kernel)
+        self.shell = ShellRunner(data_dir)
         self.files = Files(data_dir)
-        self.metadata = Metadata()
+        self.metadata = Metadata(kernel)
+
+    def start(self):
+        if self.supervisor is not None:
+            self.supervisor.start()
+
+    def stop(self):
+        self.shell.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
     def serve(self, conn):
         rfile = conn.sock.makefile("rb", buffering=65536)
@@ -912,7 +944,11 @@ class Server:
                 return
             payload.discard()
             if op == "exec":
+                if self.supervisor is None:
+                    raise AgentError("BadRequest", "this is a Shell session; use shellCommand")
                 self.supervisor.submit(exec_job(conn, rid, request))
+            elif op == "shell":
+                self.shell.submit(shell_job(conn, rid, request))
             elif op == "hello":
                 self.hello(conn, rid)
             elif op == "files.list":
@@ -946,12 +982,15 @@ class Server:
 
     def hello(self, conn, rid):
         supervisor = self.supervisor
+        if supervisor is None:  # Shell: nothing to wait for; the pid is the agent's own
+            conn.send(ok(rid, agent="shell", version="1", pid=os.getpid()))
+            return
 
         def answer():
             while not supervisor.ready.wait(1.0):
                 if conn.closed:
                     return
-            conn.send(ok(rid, agent="python", version="1", pid=supervisor.kernel_pid))
+            conn.send(ok(rid, agent=self.kernel, version="1", pid=supervisor.kernel_pid))
 
         if supervisor.ready.is_set():
             answer()
@@ -992,13 +1031,40 @@ def exec_job(conn, rid, request):
     code = request.get("code")
     if not isinstance(code, str):
         raise AgentError("BadRequest", "code must be a string")
+    timeout_ms, max_chars = limits(request)
+    return ExecJob(conn, rid, code, timeout_ms, max_chars)
+
+
+def shell_job(conn, rid, request):
+    command = request.get("command")
+    argv = request.get("argv")
+    if (command is None) == (argv is None):
+        raise AgentError("BadRequest", "exactly one of command and argv is required")
+    if command is not None:
+        if not isinstance(command, str) or "\0" in command:
+            raise AgentError("BadRequest", "command must be a string without NUL characters")
+        argv = shell_argv(command)
+    elif (not isinstance(argv, list) or not argv
+          or not all(isinstance(arg, str) and "\0" not in arg for arg in argv) or not argv[0]):
+        raise AgentError("BadRequest", "argv must be a non-empty array of strings without NUL characters")
+    stdin = request.get("stdin")
+    if stdin is None:
+        stdin = ""
+    if not isinstance(stdin, str):
+        raise AgentError("BadRequest", "stdin must be a string")
+    timeout_ms, max_chars = limits(request)
+    return ShellJob(conn, rid, argv, stdin.encode("utf-8", "replace"), timeout_ms, max_chars)
+
+
+def limits(request):
+    """The request's timeoutMs and maxOutputChars (capped), validated."""
     timeout_ms = request.get("timeoutMs", DEFAULT_TIMEOUT_MS)
     if type(timeout_ms) is not int or timeout_ms <= 0:
         raise AgentError("BadRequest", f"timeoutMs must be a positive integer, got {timeout_ms!r}")
     max_chars = request.get("maxOutputChars", DEFAULT_MAX_OUTPUT_CHARS)
     if type(max_chars) is not int or max_chars < 0:
         raise AgentError("BadRequest", f"maxOutputChars must be a non-negative integer, got {max_chars!r}")
-    return ExecJob(conn, rid, code, timeout_ms, min(max_chars, MAX_OUTPUT_CHARS))
+    return timeout_ms, min(max_chars, MAX_OUTPUT_CHARS)
 
 
 def listen(path):
@@ -1025,13 +1091,16 @@ def main():
             os.fstat(fd)
         except OSError:
             os.open(os.devnull, os.O_RDWR)
+    if KERNEL not in KERNELS:
+        log(f"SESSIONPOOL_KERNEL={KERNEL!r} is not one of {', '.join(KERNELS)}")
+        sys.exit(2)
     data_dir = os.path.realpath(DATA_DIR)
     os.makedirs(data_dir, exist_ok=True)
-    server = Server(data_dir)
+    server = Server(data_dir, KERNEL)
     listener = listen(SOCKET_PATH)
     socket_inode = os.stat(SOCKET_PATH).st_ino
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    server.supervisor.start()
+    server.start()
     current = None
     try:
         while True:
@@ -1045,7 +1114,7 @@ def main():
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        server.supervisor.stop()
+        server.stop()
         listener.close()
         try:
             if os.stat(SOCKET_PATH).st_ino == socket_inode:

@@ -1,0 +1,41 @@
+"""Bounded capture of a child's output stream, shared by exec (agent.py) and shell (shell_runner.py)."""
+
+import codecs
+
+
+class Capture:
+    """One output stream of one execution or shell command, decoded as UTF-8 and cut at `limit` characters as
+    it arrives: whatever the child writes, the memory held stays bounded."""
+
+    __slots__ = ("room", "parts", "truncated", "decoder")
+
+    def __init__(self, limit):
+        self.room = limit
+        self.parts = []
+        self.truncated = False
+        self.decoder = None
+
+    def feed(self, data):
+        if self.truncated:
+            return
+        if self.decoder is None:
+            self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        cut = len(data) > self.room * 4 + 4  # a character is at most 4 bytes: decode no more than can fit
+        if cut:
+            data = data[: self.room * 4 + 4]
+        self._add(self.decoder.decode(data))
+        if cut:
+            self.truncated = True
+
+    def _add(self, text):
+        if len(text) > self.room:
+            text = text[: self.room]
+            self.truncated = True
+        self.room -= len(text)
+        if text:
+            self.parts.append(text)
+
+    def finish(self):
+        if self.decoder is not None and not self.truncated:
+            self._add(self.decoder.decode(b"", True))
+        return "".join(self.parts), self.truncated
