@@ -360,6 +360,8 @@ build_final() {
   ctx="$WORK/context"
   mkdir -p "$ctx/agent"
   log "building $REF FROM $BASE_REF (docker build, classic builder, no registry)"
+  # Everything between the markers is hashed into HASH (which agent files are copied included).
+# >>> FINAL RECIPE
   while IFS= read -r f; do
     case "$f" in
       image/*) continue ;;
@@ -370,8 +372,6 @@ build_final() {
     cp "$AGENT_DIR/$f" "$ctx/agent/$f"
   done < <(agent_files)
 
-  # Everything between the markers is hashed into HASH.
-# >>> FINAL RECIPE
   if [ ! -f "$ctx/agent/agent.py" ]; then
     log "warning: agents/python/agent.py does not exist yet; the image gets a placeholder agent"
     cat >"$ctx/agent/agent.py" <<'PY'
