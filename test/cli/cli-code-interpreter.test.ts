@@ -198,7 +198,7 @@ describe("sessionpool session (Docker runtime)", {
         "--target-port",
         "80",
         "--max-sessions",
-        "1",
+        "2", // a custom pool needs room for one session beyond its warm one
       ]);
       assert.equal(r.code, 1, r.stderr);
       assert.equal(r.stdout, "");

@@ -154,8 +154,11 @@ export function buildCreateBody(f: PoolFlags, ctx: BodyContext): Json {
   }
 
   const maxSessions = f.maxSessions ?? DEFAULT_MAX_SESSIONS;
-  // az always sends 5; never more than the pool may hold, so `--max-sessions 2` alone still works.
-  const readySessions = f.readySessions ?? Math.min(DEFAULT_READY_SESSIONS, maxSessions);
+  // az always sends 5; never more than the pool may hold, so `--max-sessions 2` alone still works (a custom
+  // pool keeps room for one more than its warm sessions, as the server requires).
+  const readySessions =
+    f.readySessions ??
+    Math.min(DEFAULT_READY_SESSIONS, containerType === "CustomContainer" ? maxSessions - 1 : maxSessions);
   let secrets = f.secrets === undefined ? undefined : parseSecrets(f.secrets);
 
   const properties: Json = {

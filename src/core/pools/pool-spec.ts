@@ -88,7 +88,8 @@ export function poolFromPut(
   const ready =
     p.scaleConfiguration?.readySessionInstances ??
     (Number.isInteger(max) && max >= 1
-      ? Math.min(DEFAULT_READY_SESSION_INSTANCES, max)
+      ? // A custom pool keeps room for one session beyond its warm ones (Azure's rule for them).
+        Math.min(DEFAULT_READY_SESSION_INSTANCES, containerType === "CustomContainer" ? max - 1 : max)
       : DEFAULT_READY_SESSION_INSTANCES);
 
   const properties: PoolProperties = {

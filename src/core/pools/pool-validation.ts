@@ -79,6 +79,17 @@ export function validatePool(
       `'properties.scaleConfiguration.readySessionInstances' is ${scale.readySessionInstances}; it must be 0 or more.`,
     );
   }
+  if (
+    custom &&
+    (scale.readySessionInstances < 1 || scale.readySessionInstances >= scale.maxConcurrentSessions)
+  ) {
+    // Azure's rule for custom container pools: at least one warm session, and room for one more than the warm.
+    fail(
+      "SessionPoolInvalidReadySessionInstances",
+      "properties.scaleConfiguration.readySessionInstances",
+      `'properties.scaleConfiguration.readySessionInstances' (${scale.readySessionInstances}) of a CustomContainer pool must be greater than 0 and smaller than maxConcurrentSessions (${scale.maxConcurrentSessions}).`,
+    );
+  }
   if (scale.readySessionInstances > scale.maxConcurrentSessions) {
     fail(
       "SessionPoolInvalidReadySessionInstances",
