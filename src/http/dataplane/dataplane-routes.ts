@@ -80,7 +80,9 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   await app.register(multipart, {
     limits: { fileSize: UPLOAD_LIMIT_BYTES, files: 1, fields: 20 },
     throwFileSizeLimit: true,
-  });
+    // Keep the client's path ("sub/x.csv", "/mnt/data/x.csv"): sessionPath() places it and refuses escapes.
+    preservePath: true,
+  } as Parameters<typeof multipart>[1]);
 
   // Custom container pools: everything but stopSession goes to the session's container, before any body parsing.
   app.addHook("onRequest", async (request, reply) => {
