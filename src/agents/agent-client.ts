@@ -202,38 +202,29 @@ export class AgentClient {
   }
 
   async exec(request: ExecRequest, options: AgentRequestOptions = {}): Promise<ExecResult> {
-    const { header } = await this.#request(
-      {
-        op: "exec",
-        code: request.code,
-        timeoutMs: request.timeoutMs,
-        maxOutputChars: request.maxOutputChars,
-      },
-      undefined,
-      options,
-      request.timeoutMs + EXEC_DEADLINE_SLACK_MS,
-    );
-    const { id: _id, ok: _ok, ...result } = header;
-    return result as unknown as ExecResult;
+    return this.#run<ExecResult>({ op: "exec", ...request }, request.timeoutMs, options);
   }
 
   /** Runs a shell command (Shell pools): `command` through `bash -c`, or `argv` as given, in /mnt/data. */
   async shell(request: ShellRequest, options: AgentRequestOptions = {}): Promise<ShellResult> {
-    const { header } = await this.#request(
-      {
-        op: "shell",
-        ...(request.command === undefined ? {} : { command: request.command }),
-        ...(request.argv === undefined ? {} : { argv: request.argv }),
-        ...(request.stdin === undefined ? {} : { stdin: request.stdin }),
-        timeoutMs: request.timeoutMs,
-        maxOutputChars: request.maxOutputChars,
-      },
+    return this.#run<ShellResult>({ op: "shell", ...request }, request.timeoutMs, options);
+  }
+
+  /** exec and shell: the answer is the header itself, due a little after the run's own timeout. */
+  async #run<T>(
+    header: Record<string, unknown>,
+    timeoutMs: number,
+    options: AgentRequestOptions,
+  ): Promise<T> {
+    // Undefined fields (e.g. a shell request's absent stdin) vanish in JSON.stringify.
+    const { header: answer } = await this.#request(
+      header,
       undefined,
       options,
-      request.timeoutMs + EXEC_DEADLINE_SLACK_MS,
+      timeoutMs + EXEC_DEADLINE_SLACK_MS,
     );
-    const { id: _id, ok: _ok, ...result } = header;
-    return result as unknown as ShellResult;
+    const { id: _id, ok: _ok, ...result } = answer;
+    return result as unknown as T;
   }
 
   async listFiles(

@@ -45,28 +45,16 @@ export class Executions {
 
   /** Starts an execution; for Synchronous ones, await `record.done` before answering. */
   start(member: Member, input: ExecutionInput, id: string = crypto.randomUUID()): ExecutionRecord {
-    if (this.#records.has(id)) {
-      throw new ValidationError(
-        "DuplicateOperationId",
-        `An execution with operation-id '${id}' already exists.`,
-        "operation-id",
-      );
-    }
     const code =
       input.codeInputType === "InlineBase64"
         ? Buffer.from(input.code, "base64").toString("utf8")
         : input.code;
-    const record: ExecutionRecord = {
+    return this.#run(
+      member,
       id,
-      poolKey: member.rec.poolKey,
-      identifier: member.rec.identifier ?? "",
-      executionType: input.executionType,
-      status: "Running",
-      createdAt: Date.now(),
-      done: Promise.resolve(),
-    };
-    record.done = (async () => {
-      try {
+      input.executionType,
+      "The session's interpreter could not run the code",
+      async (record) => {
         const result = await agentOf(member).exec({
           code,
           timeoutMs: input.timeoutInSeconds * 1000,
@@ -86,27 +74,39 @@ export class Executions {
               "The interpreter exited during the execution and was restarted; variables were lost (files are kept).",
           };
         }
-        this.#metrics.executionSeconds.observe(
-          { pool: record.poolKey, status: result.status },
-          result.durationMs / 1000,
-        );
-      } catch (err) {
-        record.status = "Failed";
-        record.failure = {
-          code: "ExecutionFailed",
-          message: `The session's interpreter could not run the code: ${(err as Error).message}`,
-        };
-      } finally {
-        // The session was in use until now: the idle clock starts when the execution ends.
-        if (this.#sessions.find(record.poolKey, record.identifier) === member) this.#sessions.touch(member);
-      }
-    })();
-    this.#remember(record);
-    return record;
+        return result.durationMs;
+      },
+    );
   }
 
   /** Runs a Shell pool's command; synchronous only. */
   startShell(member: Member, input: ShellInput, id: string = crypto.randomUUID()): ExecutionRecord {
+    return this.#run(member, id, "Synchronous", "The session could not run the command", async (record) => {
+      const { timeoutInSeconds, ...rest } = input;
+      const shell = await agentOf(member).shell({ ...rest, timeoutMs: timeoutInSeconds * 1000 });
+      record.shell = shell;
+      record.status = shell.exitCode === 0 ? "Succeeded" : "Failed";
+      if (shell.timedOut) {
+        record.failure = {
+          code: "ExecutionTimeout",
+          message: `The command exceeded timeoutInSeconds (${timeoutInSeconds}) and was killed.`,
+        };
+      }
+      return shell.durationMs;
+    });
+  }
+
+  /**
+   * The shared life of an execution record: refuse a reused id, run `body` (which fills in the outcome and
+   * returns the duration), map a failure to reach the agent, time it, and restart the session's idle clock.
+   */
+  #run(
+    member: Member,
+    id: string,
+    executionType: ExecutionRecord["executionType"],
+    failurePrefix: string,
+    body: (record: ExecutionRecord) => Promise<number>,
+  ): ExecutionRecord {
     if (this.#records.has(id)) {
       throw new ValidationError(
         "DuplicateOperationId",
@@ -118,34 +118,23 @@ export class Executions {
       id,
       poolKey: member.rec.poolKey,
       identifier: member.rec.identifier ?? "",
-      executionType: "Synchronous",
+      executionType,
       status: "Running",
       createdAt: Date.now(),
       done: Promise.resolve(),
     };
     record.done = (async () => {
       try {
-        const { timeoutInSeconds, ...rest } = input;
-        const shell = await agentOf(member).shell({ ...rest, timeoutMs: timeoutInSeconds * 1000 });
-        record.shell = shell;
-        record.status = shell.exitCode === 0 ? "Succeeded" : "Failed";
-        if (shell.timedOut) {
-          record.failure = {
-            code: "ExecutionTimeout",
-            message: `The command exceeded timeoutInSeconds (${timeoutInSeconds}) and was killed.`,
-          };
-        }
+        const durationMs = await body(record);
         this.#metrics.executionSeconds.observe(
           { pool: record.poolKey, status: record.status },
-          shell.durationMs / 1000,
+          durationMs / 1000,
         );
       } catch (err) {
         record.status = "Failed";
-        record.failure = {
-          code: "ExecutionFailed",
-          message: `The session could not run the command: ${(err as Error).message}`,
-        };
+        record.failure = { code: "ExecutionFailed", message: `${failurePrefix}: ${(err as Error).message}` };
       } finally {
+        // The session was in use until now: the idle clock starts when the execution ends.
         if (this.#sessions.find(record.poolKey, record.identifier) === member) this.#sessions.touch(member);
       }
     })();
