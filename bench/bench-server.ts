@@ -71,6 +71,8 @@ export class BenchServer {
   async putPool(
     name: string,
     scale: { ready: number; max: number },
+    /** Other properties (e.g. a CustomContainer template) merged over the PythonLTS defaults. */
+    extra: Record<string, unknown> = {},
   ): Promise<{ pool: BenchPool; operationUrl: string; reply: TimedReply }> {
     const armUrl = `${this.url}/subscriptions/${SUBSCRIPTION}/resourceGroups/${this.resourceGroup}/providers/Microsoft.App/sessionPools/${name}?api-version=${ARM_API}`;
     const pool: BenchPool = {
@@ -89,6 +91,7 @@ export class BenchServer {
           lifecycleConfiguration: { lifecycleType: "Timed", cooldownPeriodInSeconds: 3600 },
         },
         sessionNetworkConfiguration: { status: "EgressDisabled" },
+        ...extra,
       },
     });
     const operationUrl = reply.headers["azure-asyncoperation"];

@@ -2,6 +2,8 @@
 // in an existing session, throughput, cold allocation, time to warm a pool, idle memory, custom-container ingress.
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { LABEL_POOL } from "../src/runtime/labels.ts";
+import { ensureWebappImage, WEBAPP_PORT } from "../test/helpers/custom-image.ts";
 import { assertTwo, type TimedReply } from "./bench-client.ts";
 import type { BenchPool, BenchServer } from "./bench-server.ts";
 import {
@@ -325,22 +327,69 @@ export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row
  * with an HTTP echo image and ingress.targetPort, GET {endpoint}/some/path?identifier=X through the proxy and
  * GET http://{sandbox address}:{targetPort}/some/path directly (address from s.driver.inspect), N samples each.
  */
-export async function measureCustomIngress(_s: BenchServer, _plan: Plan): Promise<Row[]> {
-  const reason = "custom-container sessions are not implemented yet (containerType CustomContainer)";
-  return [
+/**
+ * Custom-container ingress: GET /health of a small HTTP server in a CustomContainer session, through the pool
+ * endpoint (auth, identifier lookup, proxy) and straight to the container's address, on keep-alive connections.
+ */
+export async function measureCustomIngress(s: BenchServer, plan: Plan): Promise<Row[]> {
+  const image = await ensureWebappImage();
+  const { pool, operationUrl } = await s.putPool(
+    `benchcustom${tag()}`,
+    { ready: 1, max: 2 },
     {
-      id: "custom-ingress-proxy",
-      group: "sessionpool",
-      label: "Custom container: request through the proxy",
-      unavailable: reason,
+      containerType: "CustomContainer",
+      customContainerTemplate: {
+        containers: [{ name: "webapp", image, resources: { cpu: 1, memory: "1Gi" } }],
+        ingress: { targetPort: WEBAPP_PORT },
+      },
     },
-    {
-      id: "custom-ingress-direct",
-      group: "sessionpool",
-      label: "Custom container: request straight to the container",
-      unavailable: reason,
-    },
-  ];
+  );
+  try {
+    await s.waitOperation(operationUrl, 300_000);
+    const identifier = `ingress-${tag()}`;
+    const proxied = `${pool.endpoint}/health?identifier=${identifier}`;
+    const first = await s.client.send("GET", proxied);
+    if (first.status !== 200) throw new Error(`GET /health through the proxy answered ${first.status}`);
+    // The session's container: the one whose hostname /whoami reports (Docker sets it to the short id).
+    const who = (await s.client.send("GET", `${pool.endpoint}/whoami?identifier=${identifier}`)).body as {
+      hostname?: string;
+    };
+    const sandboxes = await s.driver.list({ [LABEL_POOL]: pool.key });
+    const mine = sandboxes.find((sb) => who.hostname !== undefined && sb.id.startsWith(who.hostname));
+    if (!mine?.address) throw new Error("could not find the session's container address");
+    const direct = `http://${mine.address}:${WEBAPP_PORT}/health`;
+    const n = plan.existingExecSamples;
+    const time = async (url: string) => {
+      for (let i = 0; i < 20; i++) await s.client.send("GET", url); // warm connections on both paths
+      const samples: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = await s.client.send("GET", url);
+        if (r.status !== 200) throw new Error(`GET ${url} answered ${r.status}`);
+        samples.push(r.ms);
+      }
+      return summarize(samples);
+    };
+    const viaProxy = await time(proxied);
+    const straight = await time(direct);
+    return [
+      {
+        id: "custom-ingress-proxy",
+        group: "sessionpool",
+        label: "Custom container: request through the proxy",
+        latency: viaProxy,
+        note: "GET /health of a stdlib Python HTTP server through the pool endpoint (auth, identifier, proxy)",
+      },
+      {
+        id: "custom-ingress-direct",
+        group: "sessionpool",
+        label: "Custom container: request straight to the container",
+        latency: straight,
+        values: { proxyOverheadP50Ms: viaProxy.p50Ms - straight.p50Ms },
+      },
+    ];
+  } finally {
+    await s.deletePool(pool);
+  }
 }
 
 /** The row for a measurement that threw: it keeps its place in the report with the reason. */
