@@ -47,7 +47,6 @@ export function dockerRuntime(
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
     });
     const executions = new Executions(sessions, metrics);
-    let engineUp = true;
 
     return {
       runtime: sessions,
@@ -69,10 +68,8 @@ export function dockerRuntime(
         app.get("/readyz", async (_request, reply) => {
           try {
             await driver.ping({ signal: AbortSignal.timeout(2000) });
-            engineUp = true;
             return { status: "ready", engine: "up" };
           } catch (err) {
-            engineUp = false;
             return reply
               .code(503)
               .send({ status: "degraded", engine: "down", reason: (err as Error).message });
@@ -88,7 +85,6 @@ export function dockerRuntime(
           }
           return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
         });
-        void engineUp;
       },
       start: () => sessions.start(),
       close: async () => {

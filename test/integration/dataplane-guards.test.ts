@@ -45,6 +45,23 @@ describe("credentials", () => {
   });
 });
 
+describe("operational endpoints", () => {
+  it("answers /healthz and /readyz without credentials, and /metrics only with the admin credential", async () => {
+    const health = await call("GET", `${fx.url}/healthz`, { token: null });
+    assert.equal(health.status, 200);
+    assert.deepEqual(health.body, { status: "ok" });
+    const ready = await call("GET", `${fx.url}/readyz`, { token: null });
+    assert.equal(ready.status, 200);
+    assert.equal((ready.body as { engine: string }).engine, "up");
+    assert.equal((await call("GET", `${fx.url}/metrics`, { token: null })).status, 401);
+    assert.equal((await call("GET", `${fx.url}/metrics`, { token: await poolToken("guarded") })).status, 401);
+    const metrics = await call("GET", `${fx.url}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /^sessionpool_pool_ready_sessions\{pool="[^"]+\/guarded"\} \d+$/m);
+    assert.doesNotMatch(metrics.text, /token-user|identifier="/, "metric labels never carry identifiers");
+  });
+});
+
 describe("requests", () => {
   it("needs an identifier of 4-128 allowed characters and a known api-version", async () => {
     const base = `${fx.endpoint("guarded")}/executions`;
