@@ -162,12 +162,7 @@ export function parseExecutionInput(
   body: unknown,
   options: { defaultMaxOutputChars: number },
 ): ExecutionInput {
-  const outer = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
-  const lower = new Map(Object.entries(outer).map(([k, v]) => [k.toLowerCase(), v]));
-  const inner = lower.get("properties");
-  const src = typeof inner === "object" && inner !== null ? (inner as Record<string, unknown>) : outer;
-  const get = (name: string) =>
-    Object.entries(src).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+  const get = bodyFields(body);
 
   const code = get("code");
   if (typeof code !== "string") {
@@ -184,17 +179,7 @@ export function parseExecutionInput(
     "executionType",
   );
   const timeout = parseTimeout(get("timeoutInSeconds") ?? 60);
-  const maxRaw = get("outputStreamsMaxLength");
-  if (
-    maxRaw !== undefined &&
-    (typeof maxRaw !== "number" || !Number.isInteger(maxRaw) || maxRaw < 0 || maxRaw > 10_000_000)
-  ) {
-    throw new ValidationError(
-      "InvalidExecutionRequest",
-      `'outputStreamsMaxLength' must be a whole number from 0 to 10000000 (got ${JSON.stringify(maxRaw)}).`,
-      "outputStreamsMaxLength",
-    );
-  }
+  const maxOutputChars = parseMaxOutput(get("outputStreamsMaxLength"), options.defaultMaxOutputChars);
   for (const shellOnly of ["shellCommand", "execCommandAndArgs", "stdin"]) {
     if (get(shellOnly) !== undefined) {
       throw new ValidationError(
@@ -209,7 +194,7 @@ export function parseExecutionInput(
     codeInputType: inputType as ExecutionInput["codeInputType"],
     executionType: executionType as ExecutionInput["executionType"],
     timeoutInSeconds: timeout,
-    maxOutputChars: (maxRaw as number | undefined) ?? options.defaultMaxOutputChars,
+    maxOutputChars,
   };
 }
 
@@ -223,11 +208,7 @@ export interface ShellInput {
 
 /** A Shell pool's request: exactly one of shellCommand and execCommandAndArgs, optional stdin. */
 export function parseShellInput(body: unknown, options: { defaultMaxOutputChars: number }): ShellInput {
-  const outer = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
-  const inner = Object.entries(outer).find(([k]) => k.toLowerCase() === "properties")?.[1];
-  const src = typeof inner === "object" && inner !== null ? (inner as Record<string, unknown>) : outer;
-  const get = (name: string) =>
-    Object.entries(src).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+  const get = bodyFields(body);
   for (const codeOnly of ["codeInputType", "executionType", "code"]) {
     if (get(codeOnly) !== undefined) {
       throw new ValidationError(
@@ -263,17 +244,36 @@ export function parseShellInput(body: unknown, options: { defaultMaxOutputChars:
   if (stdin !== undefined && typeof stdin !== "string") {
     throw new ValidationError("InvalidExecutionRequest", "'stdin' must be a string.", "stdin");
   }
-  const maxRaw = get("outputStreamsMaxLength");
   return {
     ...(command === undefined ? {} : { command: command as string }),
     ...(argv === undefined ? {} : { argv: argv as string[] }),
     ...(stdin === undefined ? {} : { stdin }),
     timeoutInSeconds: parseTimeout(get("timeoutInSeconds") ?? 60),
-    maxOutputChars:
-      typeof maxRaw === "number" && Number.isInteger(maxRaw) && maxRaw >= 0
-        ? maxRaw
-        : options.defaultMaxOutputChars,
+    maxOutputChars: parseMaxOutput(get("outputStreamsMaxLength"), options.defaultMaxOutputChars),
   };
+}
+
+/**
+ * Reads a request body in either shape clients send: the fields themselves, or wrapped in `properties` (as the
+ * az CLI does); field names in any letter case.
+ */
+function bodyFields(body: unknown): (name: string) => unknown {
+  const outer = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const inner = Object.entries(outer).find(([k]) => k.toLowerCase() === "properties")?.[1];
+  const src = typeof inner === "object" && inner !== null ? (inner as Record<string, unknown>) : outer;
+  return (name) => Object.entries(src).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+}
+
+function parseMaxOutput(raw: unknown, fallback: number): number {
+  if (raw === undefined) return fallback;
+  if (typeof raw !== "number" || !Number.isInteger(raw) || raw < 0 || raw > 10_000_000) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      `'outputStreamsMaxLength' must be a whole number from 0 to 10000000 (got ${JSON.stringify(raw)}).`,
+      "outputStreamsMaxLength",
+    );
+  }
+  return raw;
 }
 
 function parseTimeout(timeoutRaw: unknown): number {
