@@ -7,7 +7,7 @@ import { Metrics } from "./core/metrics.ts";
 import { Executions } from "./core/sessions/executions.ts";
 import { DEFAULT_SANDBOX, type SandboxDefaults } from "./core/sessions/sandbox-template.ts";
 import { SessionManager } from "./core/sessions/session-manager.ts";
-import { bearerToken } from "./http/auth-hook.ts";
+import { authenticateHeaders } from "./http/auth-hook.ts";
 import { dataPlaneRoutes } from "./http/dataplane/dataplane-routes.ts";
 import { AuthenticationError } from "./http/errors.ts";
 import { DockerDriver } from "./runtime/drivers/docker/docker-driver.ts";
@@ -76,7 +76,7 @@ export function dockerRuntime(
           }
         });
         app.get("/metrics", async (request, reply) => {
-          const principal = await ctx.authenticator.authenticate(bearerToken(request));
+          const principal = await authenticateHeaders(ctx.authenticator, request.headers);
           if (principal?.kind !== "admin") {
             throw new AuthenticationError(
               "InvalidAuthenticationToken",

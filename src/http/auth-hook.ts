@@ -1,6 +1,7 @@
 // Bearer-token authentication for a Fastify scope: every route in the scope needs a credential some
 // authenticator accepts; the principal is attached to the request for the routes to authorise.
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { IncomingHttpHeaders } from "node:http";
+import type { FastifyInstance } from "fastify";
 import type { Authenticator, Principal } from "../auth/principal.ts";
 import { AuthenticationError } from "./errors.ts";
 
@@ -10,8 +11,7 @@ declare module "fastify" {
   }
 }
 
-export function bearerToken(request: FastifyRequest): string {
-  const header = request.headers.authorization;
+function bearerToken(header: string | undefined): string {
   if (header === undefined || header === "") {
     throw new AuthenticationError(
       "AuthenticationFailed",
@@ -28,16 +28,27 @@ export function bearerToken(request: FastifyRequest): string {
   return match[1]!;
 }
 
+/**
+ * The principal a request's `Authorization: Bearer` header proves, or a 401. Takes plain headers, so routes,
+ * raw upgrade requests and operational endpoints authenticate the same way.
+ */
+export async function authenticateHeaders(
+  authenticator: Authenticator,
+  headers: IncomingHttpHeaders,
+): Promise<Principal> {
+  const principal = await authenticator.authenticate(bearerToken(headers.authorization));
+  if (!principal) {
+    throw new AuthenticationError(
+      "InvalidAuthenticationToken",
+      "The access token is invalid or has expired.",
+    );
+  }
+  return principal;
+}
+
 export function requireAuthentication(scope: FastifyInstance, authenticator: Authenticator): void {
   scope.decorateRequest("principal", undefined);
   scope.addHook("onRequest", async (request) => {
-    const principal = await authenticator.authenticate(bearerToken(request));
-    if (!principal) {
-      throw new AuthenticationError(
-        "InvalidAuthenticationToken",
-        "The access token is invalid or has expired.",
-      );
-    }
-    request.principal = principal;
+    request.principal = await authenticateHeaders(authenticator, request.headers);
   });
 }

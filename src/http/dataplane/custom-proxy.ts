@@ -183,8 +183,12 @@ export function proxyUpgrade(
 /** Refuses an upgrade request with a plain HTTP error on the raw socket. */
 export function refuseUpgrade(socket: Duplex, err: SessionPoolError): void {
   const body = JSON.stringify(dataPlaneErrorBody(err));
+  // The error's own headers too (WWW-Authenticate on a 401, Retry-After on a 429), as every other path sends.
+  const extra = Object.entries(err.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
   socket.end(
-    `HTTP/1.1 ${err.statusCode} ${err.code}\r\ncontent-type: application/json; charset=utf-8\r\nx-ms-error-code: ${err.code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${err.statusCode} ${err.code}\r\ncontent-type: application/json; charset=utf-8\r\nx-ms-error-code: ${err.code}\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
 

@@ -6,7 +6,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import multipart from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { Authenticator } from "../../auth/principal.ts";
+import type { Authenticator, Principal } from "../../auth/principal.ts";
 import {
   ExecutionNotFoundError,
   SessionNotFoundError,
@@ -29,8 +29,8 @@ import {
 } from "../../core/sessions/session-manager.ts";
 import { SessionPoolError } from "../../errors.ts";
 import type { Store } from "../../store/store.ts";
-import { requireAuthentication } from "../auth-hook.ts";
-import { ApiVersionError, ForbiddenError, toCodedError } from "../errors.ts";
+import { authenticateHeaders, requireAuthentication } from "../auth-hook.ts";
+import { ApiVersionError, ForbiddenError, RouteNotFoundError, toCodedError } from "../errors.ts";
 import { proxyHttp, proxyUpgrade, refuseUpgrade } from "./custom-proxy.ts";
 import { installDataPlaneErrorHandler } from "./dataplane-errors.ts";
 import {
@@ -93,13 +93,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     const key = keyOf(request);
     const pool = o.store.getPool(key);
     if ((pool?.doc as PoolDoc | undefined)?.properties.containerType !== "CustomContainer") return;
-    const principal = request.principal!;
-    if (principal.kind === "pool" && principal.poolKey !== key) {
-      throw new ForbiddenError(
-        "Forbidden",
-        "This token is for another session pool; get one for this pool with getAuthtoken.",
-      );
-    }
+    requirePoolScope(request.principal!, key);
     const { member } = await acquire(request, reply);
     const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
     member.inFlight++;
@@ -152,19 +146,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
       string | undefined,
     ];
     const key = poolKey({ subscriptionId, resourceGroup, name });
-    const header = req.headers.authorization ?? "";
-    const token = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-    const principal = token ? await o.authenticator.authenticate(token) : undefined;
-    if (!principal) {
-      throw new SessionPoolError(
-        "InvalidAuthenticationToken",
-        401,
-        "A valid 'Authorization: Bearer <token>' is required.",
-      );
-    }
-    if (principal.kind === "pool" && principal.poolKey !== key) {
-      throw new ForbiddenError("Forbidden", "This token is for another session pool.");
-    }
+    requirePoolScope(await authenticateHeaders(o.authenticator, req.headers), key);
     const pool = o.store.getPool(key);
     if ((pool?.doc as PoolDoc | undefined)?.properties.containerType !== "CustomContainer") {
       throw new SessionPoolError(
@@ -187,13 +169,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
 
   app.addHook("preHandler", async (request) => {
     const key = keyOf(request);
-    const principal = request.principal!;
-    if (principal.kind === "pool" && principal.poolKey !== key) {
-      throw new ForbiddenError(
-        "Forbidden",
-        "This token is for another session pool; get one for this pool with getAuthtoken.",
-      );
-    }
+    requirePoolScope(request.principal!, key);
     const pool = o.store.getPool(key);
     if (!pool || (pool.doc as unknown as PoolDoc).properties.provisioningState === "Deleting") {
       throw new SessionPoolNotFoundError((request.params as Params).poolName);
@@ -377,11 +353,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   });
   // Anything else under the endpoint of a code-interpreter pool is not a route.
   const notARoute = async (request: FastifyRequest) => {
-    throw new SessionPoolError(
-      "NotFound",
-      404,
-      `No data-plane route matches ${request.method} ${request.url.split("?")[0]}.`,
-    );
+    throw new RouteNotFoundError(request.method, request.url);
   };
   app.all(PREFIX, notARoute);
   app.all(`${PREFIX}/*`, notARoute);
@@ -403,6 +375,16 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
       },
     };
   });
+}
+
+/** A pool-scoped token works for its own pool only. */
+function requirePoolScope(principal: Principal, key: string): void {
+  if (principal.kind === "pool" && principal.poolKey !== key) {
+    throw new ForbiddenError(
+      "Forbidden",
+      "This token is for another session pool; get one for this pool with getAuthtoken.",
+    );
+  }
 }
 
 function prefixOf(p: Params): string {
