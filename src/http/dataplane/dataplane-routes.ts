@@ -28,7 +28,7 @@ import {
   type SessionManager,
 } from "../../core/sessions/session-manager.ts";
 import { SessionPoolError } from "../../errors.ts";
-import type { Store } from "../../store/store.ts";
+import type { Store, StoredPool } from "../../store/store.ts";
 import { authenticateHeaders, requireAuthentication } from "../auth-hook.ts";
 import { ApiVersionError, ForbiddenError, RouteNotFoundError, toCodedError } from "../errors.ts";
 import { proxyHttp, proxyUpgrade, refuseUpgrade } from "./custom-proxy.ts";
@@ -84,6 +84,13 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     preservePath: true,
   } as Parameters<typeof multipart>[1]);
 
+  // The pool a request addresses, read from the store once per request (the hooks and handlers all need it).
+  const pools = new WeakMap<FastifyRequest, StoredPool | undefined>();
+  const poolOf = (request: FastifyRequest): StoredPool | undefined => {
+    if (!pools.has(request)) pools.set(request, o.store.getPool(keyOf(request)));
+    return pools.get(request);
+  };
+
   // Custom container pools: everything but stopSession goes to the session's container, before any body parsing.
   app.addHook("onRequest", async (request, reply) => {
     const p = request.params as Params;
@@ -91,7 +98,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     const rest = (request.url.split("?")[0] ?? "").slice(prefixOf(p).length);
     if (rest.toLowerCase() === "/.management/stopsession") return;
     const key = keyOf(request);
-    const pool = o.store.getPool(key);
+    const pool = poolOf(request);
     if ((pool?.doc as PoolDoc | undefined)?.properties.containerType !== "CustomContainer") return;
     requirePoolScope(request.principal!, key);
     const { member } = await acquire(request, reply);
@@ -170,7 +177,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   app.addHook("preHandler", async (request) => {
     const key = keyOf(request);
     requirePoolScope(request.principal!, key);
-    const pool = o.store.getPool(key);
+    const pool = poolOf(request);
     if (!pool || (pool.doc as unknown as PoolDoc).properties.provisioningState === "Deleting") {
       throw new SessionPoolNotFoundError((request.params as Params).poolName);
     }
@@ -195,7 +202,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     return member;
   };
   const poolTypeOf = (request: FastifyRequest) =>
-    (o.store.getPool(keyOf(request))?.doc as PoolDoc | undefined)?.properties.containerType;
+    (poolOf(request)?.doc as PoolDoc | undefined)?.properties.containerType;
   const endpoint = (request: FastifyRequest) => {
     const p = request.params as Params;
     return `${o.config.publicUrl}/subscriptions/${p.subscriptionId}/resourceGroups/${p.resourceGroupName}/sessionPools/${p.poolName}`;
@@ -361,7 +368,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   app.get(`${PREFIX}/metadata`, async (request) => {
     const key = keyOf(request);
     const meta = await o.sessions.metadata(key);
-    const pool = o.store.getPool(key)!;
+    const pool = poolOf(request)!;
     return {
       runtimes: meta.runtimes,
       preInstalledPackages: meta.packages,
