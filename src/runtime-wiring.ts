@@ -64,7 +64,14 @@ export function dockerRuntime(
           now: ctx.now,
         }),
       operational: async (app: FastifyInstance) => {
-        app.get("/healthz", async () => ({ status: "ok" }));
+        // Liveness stays 200 while the engine is away (restarting this process would not bring it back) but
+        // says "degraded"; readiness is 503 until the engine answers, so a balancer sends nobody here.
+        app.get("/healthz", async () => {
+          const engine = sessions.engineHealth();
+          return engine.up
+            ? { status: "ok", engine: "up" }
+            : { status: "degraded", engine: "down", since: engine.since, reason: engine.error };
+        });
         app.get("/readyz", async (_request, reply) => {
           try {
             await driver.ping({ signal: AbortSignal.timeout(2000) });
@@ -72,6 +79,7 @@ export function dockerRuntime(
           } catch (err) {
             return reply
               .code(503)
+              .header("retry-after", "5")
               .send({ status: "degraded", engine: "down", reason: (err as Error).message });
           }
         });

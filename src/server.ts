@@ -1,6 +1,6 @@
 // The composition root: from options to a listening server. Opens the data dir (store, keys, admin token),
 // wires core to the runtime and the HTTP app, resumes interrupted work, and shuts down in order.
-import { mkdirSync, readFileSync } from "node:fs";
+import { accessSync, constants, mkdirSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import pino, { type Logger } from "pino";
@@ -90,6 +90,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     );
   }
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  assertWritable(o.dataDir);
 
   let adminTokenPath: string | undefined;
   let adminToken = o.adminToken;
@@ -199,5 +200,18 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   } catch (err) {
     await close();
     throw err;
+  }
+}
+
+/** The data dir holds the store, keys and sockets: refuse to start on one that cannot be written, and say why. */
+function assertWritable(dataDir: string): void {
+  try {
+    accessSync(dataDir, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "EROFS" ? "it is on a read-only file system" : `it is not writable (${code})`;
+    throw new ConfigError(
+      `The data dir ${dataDir} cannot be used: ${why}. sessionpool keeps its pools, keys and session records there; give it a writable directory (--data-dir).`,
+    );
   }
 }

@@ -17,6 +17,7 @@ export class Metrics {
   readonly sandboxFailures: Counter<"pool" | "reason">;
   readonly allocationSeconds: Histogram<"pool" | "result">;
   readonly executionSeconds: Histogram<"pool" | "status">;
+  readonly engineUp: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -61,6 +62,11 @@ export class Metrics {
       help: "Time to hand a session to a new identifier.",
       labelNames: ["pool", "result"],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.engineUp = new Gauge({
+      name: "sessionpool_engine_up",
+      help: "1 when the container engine answered the last check, 0 while it does not.",
       registers,
     });
     this.executionSeconds = new Histogram({

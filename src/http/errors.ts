@@ -1,6 +1,7 @@
 // Errors the HTTP layer raises itself (auth, api-version, routing), plus the mapping of Fastify's own errors
 // (bad JSON, body too large, wrong content type) onto coded errors. Each surface renders them in its envelope.
 import { isSessionPoolError, SessionPoolError } from "../errors.ts";
+import { storageFailure } from "../store/storage-errors.ts";
 
 export class AuthenticationError extends SessionPoolError {
   constructor(code: string, message: string) {
@@ -79,5 +80,5 @@ export function toCodedError(err: unknown): SessionPoolError | undefined {
   if (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500) {
     return new SessionPoolError("BadRequest", e.statusCode, e.message ?? "The request is not valid.");
   }
-  return undefined;
+  return storageFailure(err);
 }

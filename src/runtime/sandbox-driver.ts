@@ -90,7 +90,15 @@ export interface SandboxDriver {
   remove(id: string, options?: CallOptions): Promise<void>;
   /** Host-side statistics used by metrics and the benchmark. */
   memoryUsageBytes(id: string, options?: CallOptions): Promise<number | undefined>;
-  /** Subscribe to lifecycle events of sandboxes carrying `labels`; returns an unsubscribe function. */
-  watch(labels: Record<string, string>, onEvent: (event: SandboxEvent) => void): () => void;
+  /**
+   * Subscribe to lifecycle events of sandboxes carrying `labels`; returns an unsubscribe function.
+   * `onResubscribed` runs when the stream comes back after failing (the engine may have restarted and events
+   * in between may be lost: callers re-list what they track).
+   */
+  watch(
+    labels: Record<string, string>,
+    onEvent: (event: SandboxEvent) => void,
+    onResubscribed?: () => void,
+  ): () => void;
   close(): Promise<void>;
 }

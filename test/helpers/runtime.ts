@@ -52,18 +52,26 @@ export function armPoolUrl(base: string, pool: string, rg: string, apiVersion = 
   return `${base}/subscriptions/${SUB}/resourceGroups/${rg}/providers/Microsoft.App/sessionPools/${pool}?api-version=${apiVersion}`;
 }
 
-export async function dockerIds(label: string): Promise<string[]> {
-  const { stdout } = await run("docker", ["ps", "-aq", "--no-trunc", "--filter", `label=${label}`], {
+/** Engine container ids carrying `label` (any state, or only those in `status`, e.g. "running"). */
+export async function dockerIds(label: string, status?: string): Promise<string[]> {
+  const filters = ["--filter", `label=${label}`, ...(status ? ["--filter", `status=${status}`] : [])];
+  const { stdout } = await run("docker", ["ps", "-aq", "--no-trunc", ...filters], {
     timeout: 30_000,
   });
   return stdout.split("\n").filter((l) => l !== "");
 }
 
 export async function startRuntimeServer(
-  options: { sandbox?: Partial<SandboxDefaults>; rg?: string; maxSessionsCap?: number } = {},
+  options: {
+    sandbox?: Partial<SandboxDefaults>;
+    rg?: string;
+    maxSessionsCap?: number;
+    /** A data dir the test made (e.g. on a small file system); removed by close() like the default one. */
+    dataDir?: string;
+  } = {},
 ): Promise<RuntimeFixture> {
   const clock = new TestClock();
-  const dataDir = tempDir("sessionpool-it-");
+  const dataDir = options.dataDir ?? tempDir("sessionpool-it-");
   const rgDefault = options.rg ?? `it${Math.random().toString(36).slice(2, 8)}`;
   const pools = new Set<string>();
   const start = () =>
@@ -138,6 +146,24 @@ export async function startRuntimeServer(
     },
   };
   return fixture;
+}
+
+/** Polls `check` every 100 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A Prometheus metric from the server's /metrics: the sum of its samples whose labels include `labels`. */
+export async function metric(url: string, name: string, labels = ""): Promise<number> {
+  const r = await call("GET", `${url}/metrics`);
+  return r.text
+    .split("\n")
+    .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(labels))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
 }
 
 /** Multipart body with one `file` part, built by hand so tests control the filename exactly. */

@@ -17,7 +17,7 @@ import { promisify } from "node:util";
 import { request } from "undici";
 import { networkGateway, type PushedImage, pushWebappImage, WEBAPP_PORT } from "../helpers/custom-image.ts";
 import { startRegistry, type TestRegistry } from "../helpers/registry.ts";
-import { armPoolUrl, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import { armPoolUrl, type RuntimeFixture, startRuntimeServer, until } from "../helpers/runtime.ts";
 import { ADMIN_TOKEN, call, type Reply, SUB, waitForOperation } from "../helpers/server.ts";
 
 const run = promisify(execFile);
@@ -181,14 +181,6 @@ after(async () => {
 });
 
 // ---- helpers ----
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function at(pool: string, path: string, identifier: string): string {
   const base = pool === MAIN ? mainEndpoint : fx.endpoint(pool);

@@ -5,7 +5,14 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { armPoolUrl, dockerIds, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import {
+  armPoolUrl,
+  dockerIds,
+  metric as metricOf,
+  type RuntimeFixture,
+  startRuntimeServer,
+  until,
+} from "../helpers/runtime.ts";
 import { call, SUB } from "../helpers/server.ts";
 
 const run = promisify(execFile);
@@ -24,19 +31,7 @@ const sessionUrl = (pool: string, id: string) =>
 const result = (r: { body: unknown }) =>
   (r.body as { result?: { executionResult?: unknown } }).result?.executionResult;
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function metric(name: string, labels: string): Promise<number> {
-  const r = await call("GET", `${fx.url}/metrics`);
-  const line = r.text.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line ? Number(line.split(" ").at(-1)) : 0;
-}
+const metric = (name: string, labels: string) => metricOf(fx.url, name, labels);
 
 describe("allocation", () => {
   it("claims a warm sandbox for a new identifier and refills the pool", async () => {
@@ -145,6 +140,8 @@ describe("lifecycle", () => {
   it("replaces a session whose sandbox was killed from outside, and says so", async () => {
     await fx.exec("cool", "killed-user", "z = 1");
     const s = await call("GET", sessionUrl("cool", "killed-user"));
+    const failures = () => metric("sessionpool_sandbox_failures_total", '/cool",reason="die"');
+    const failuresBefore = await failures();
     await run("docker", ["kill", (s.body as { etag: string }).etag]);
     await until(
       "the server to notice",
@@ -154,6 +151,13 @@ describe("lifecycle", () => {
     assert.equal(r.status, 200);
     assert.equal(result(r), false);
     assert.equal(r.headers["x-sessionpool-session-replaced"], "true");
+    assert.equal(
+      await failures(),
+      failuresBefore + 1,
+      "the death is counted in sessionpool_sandbox_failures_total",
+    );
+    const again = await fx.exec("cool", "killed-user", "1");
+    assert.equal(again.headers["x-sessionpool-session-replaced"], undefined, "said once, on the new session");
   });
 });
 

@@ -17,6 +17,7 @@ import {
   MANAGED_VALUE,
 } from "../../runtime/labels.ts";
 import type { RegistryAuth, SandboxDriver, SandboxEvent } from "../../runtime/sandbox-driver.ts";
+import { storageFailure } from "../../store/storage-errors.ts";
 import type { Store, StoredPool, StoredSession } from "../../store/store.ts";
 import {
   PoolNotReadyError,
@@ -57,6 +58,17 @@ export interface SessionManagerDeps {
   secrets?: (poolKey: string) => ReadonlyMap<string, string>;
   /** How often liveness probes are checked. */
   probeIntervalMs?: number;
+  /** How often the engine is pinged; a failed ping marks it down, the next good one resynchronises. */
+  engineCheckIntervalMs?: number;
+}
+
+/** The engine as the manager last saw it (served by /healthz and /readyz). */
+export interface EngineHealth {
+  up: boolean;
+  /** When it last changed between up and down. */
+  since: string;
+  /** Why it is down. */
+  error: string | undefined;
 }
 
 /** A live sandbox the manager knows: warm in a pool, or allocated to an identifier. */
@@ -111,6 +123,7 @@ const REFILL_DELAY_MS = 50;
 /** How long a resolved image id is trusted before the engine is asked again (a rebuilt :latest rolls the pool). */
 const TEMPLATE_TTL_MS = 10_000;
 const TEARDOWN_CONCURRENCY = 8;
+const ENGINE_PING_TIMEOUT_MS = 2_000;
 
 async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
@@ -126,6 +139,11 @@ export class SessionManager implements PoolRuntime {
   #adopted: Promise<void> | undefined;
   #reaper: NodeJS.Timeout | undefined;
   #prober: NodeJS.Timeout | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+  #engine: EngineHealth;
+  #engineCheck: Promise<void> | undefined;
+  #resyncing: Promise<void> | undefined;
+  #resyncAgain = false;
   #unwatch: (() => void) | undefined;
   #createSlots: number;
   readonly #slotWaiters: (() => void)[] = [];
@@ -138,9 +156,17 @@ export class SessionManager implements PoolRuntime {
       agentStartTimeoutMs: 60_000,
       secrets: () => new Map(),
       probeIntervalMs: 1000,
+      engineCheckIntervalMs: 2000,
       ...deps,
     };
     this.#createSlots = this.#d.createConcurrency;
+    this.#engine = { up: true, since: this.#d.now().toISOString(), error: undefined };
+    this.#d.metrics.engineUp.set(1);
+  }
+
+  /** The engine's health as last checked (every engineCheckIntervalMs). */
+  engineHealth(): EngineHealth {
+    return { ...this.#engine };
   }
 
   get instanceId(): string {
@@ -241,7 +267,13 @@ export class SessionManager implements PoolRuntime {
       allocatedAt: new Date(member.rec.allocatedAt ?? member.rec.createdAt),
       lastAccessedAt: now,
     }).toISOString();
-    this.#d.store.putSession(member.rec);
+    // The idle clock lives in memory (the reaper reads it there); the store only carries it across a restart,
+    // so a data dir that cannot be written (disk full) costs that, not the request.
+    try {
+      this.#d.store.putSession(member.rec);
+    } catch (err) {
+      this.#d.logger.warn({ session: member.rec.id, err }, "could not record a session's last access");
+    }
   }
 
   /** Ends the identifier's session now; false when there was none. */
@@ -319,6 +351,7 @@ export class SessionManager implements PoolRuntime {
     if (this.#reaper) clearInterval(this.#reaper);
     for (const st of this.#pools.values()) if (st.refillTimer) clearTimeout(st.refillTimer);
     if (this.#prober) clearInterval(this.#prober);
+    if (this.#watchdog) clearInterval(this.#watchdog);
     this.#unwatch?.();
     const states = [...this.#pools.values()];
     for (const st of states) {
@@ -381,14 +414,25 @@ export class SessionManager implements PoolRuntime {
         doc.properties.provisioningError?.message ?? "its provisioning failed.",
       );
     }
-    const replaced = st.replaced.delete(identifier);
+    // Said on the first session that is really handed out (an attempt that fails keeps it for the next).
+    const replaced = st.replaced.has(identifier);
     const metricsPool = poolKey;
     // Warm claim: no engine call on this path.
     const index = st.ready.findIndex((m) => st.template !== undefined && m.templateHash === st.template.hash);
     if (index >= 0) {
       const member = st.ready.splice(index, 1)[0]!;
-      this.#assign(member, identifier, doc);
+      try {
+        this.#assign(member, identifier, doc);
+      } catch (err) {
+        // Not recorded as allocated: it stays warm, untouched, rather than be handed out unrecorded (a restart
+        // would offer a sandbox someone used to the next identifier).
+        member.rec.state = "ready";
+        member.rec.identifier = undefined;
+        st.ready.splice(index, 0, member);
+        throw err;
+      }
       st.allocated.set(identifier, member);
+      st.replaced.delete(identifier);
       const ms = performance.now() - started;
       this.#d.metrics.claims.inc({ pool: metricsPool, result: "hit" });
       this.#d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "hit" }, ms / 1000);
@@ -411,14 +455,22 @@ export class SessionManager implements PoolRuntime {
       const template = st.template ?? (await this.#resolveTemplate(doc, pool, signal));
       st.template = template;
       const member = await this.#createMember(pool, template, signal);
-      this.#assign(member, identifier, doc);
+      try {
+        this.#assign(member, identifier, doc);
+      } catch (err) {
+        await this.#destroy(member);
+        throw err;
+      }
       st.allocated.set(identifier, member);
+      st.replaced.delete(identifier);
       const ms = performance.now() - started;
       this.#d.metrics.claims.inc({ pool: metricsPool, result: "miss" });
       this.#d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "miss" }, ms / 1000);
       return { member, fresh: true, replaced, allocationMs: ms };
     } catch (err) {
       if (isSessionPoolError(err)) throw err;
+      const storage = storageFailure(err);
+      if (storage) throw storage;
       throw new SessionStartError(`A session could not be started: ${(err as Error).message}`, err);
     } finally {
       st.coldPending--;
@@ -657,7 +709,7 @@ export class SessionManager implements PoolRuntime {
       this.#d.store.putSession(rec);
     } catch (err) {
       this.#releaseSlot();
-      this.#d.store.deleteSession(id);
+      this.#forget(id);
       if (socketDir) await rm(socketDir, { recursive: true, force: true });
       throw err;
     }
@@ -687,7 +739,7 @@ export class SessionManager implements PoolRuntime {
     } catch (err) {
       member.agent?.close();
       await this.#d.driver.remove(sandboxId).catch(() => {});
-      this.#d.store.deleteSession(id);
+      this.#forget(id);
       if (socketDir) await rm(socketDir, { recursive: true, force: true });
       throw err;
     }
@@ -772,7 +824,7 @@ export class SessionManager implements PoolRuntime {
   async #destroy(member: Member): Promise<void> {
     this.#bySandbox.delete(member.sandboxId);
     member.agent?.close();
-    this.#d.store.deleteSession(member.rec.id);
+    this.#forget(member.rec.id);
     await this.#d.driver.remove(member.sandboxId).catch((err) => {
       this.#d.logger.warn(
         { sandbox: member.sandboxId, err },
@@ -780,6 +832,16 @@ export class SessionManager implements PoolRuntime {
       );
     });
     if (member.socketDir) await rm(member.socketDir, { recursive: true, force: true });
+  }
+
+  /** Deletes a session record; a store that cannot be written (disk full) must not stop the sandbox's removal. */
+  #forget(sessionId: string): void {
+    try {
+      this.#d.store.deleteSession(sessionId);
+    } catch (err) {
+      // A record left behind is dropped by the next start, which finds no sandbox for it.
+      this.#d.logger.warn({ session: sessionId, err }, "could not delete a session record");
+    }
   }
 
   #publish(st: PoolState): void {
@@ -798,6 +860,11 @@ export class SessionManager implements PoolRuntime {
       return;
     }
     if (event.type !== "die" && event.type !== "destroy") return;
+    this.#sandboxGone(member, event.type);
+  }
+
+  /** A member's sandbox ended without us ending it (an event, or found gone on a resync). */
+  #sandboxGone(member: Member, reason: string): void {
     const st = this.#pools.get(member.rec.poolKey);
     const identifier = member.rec.identifier;
     const allocated = st !== undefined && identifier !== undefined && st.allocated.get(identifier) === member;
@@ -810,12 +877,86 @@ export class SessionManager implements PoolRuntime {
       return;
     }
     if (allocated) st.replaced.add(identifier);
-    this.#d.metrics.sandboxFailures.inc({ pool: member.rec.poolKey, reason: event.type });
+    this.#d.metrics.sandboxFailures.inc({ pool: member.rec.poolKey, reason });
     this.#d.logger.warn(
-      { pool: member.rec.poolKey, session: member.rec.id, event: event.type },
+      { pool: member.rec.poolKey, session: member.rec.id, reason },
       "sandbox ended unexpectedly",
     );
     void this.#end(member, "died");
+  }
+
+  /** Pings the engine; a change between up and down is logged, counted, and (back up) resynchronised. */
+  #checkEngine(): Promise<void> {
+    this.#engineCheck ??= (async () => {
+      let error: string | undefined;
+      try {
+        await this.#d.driver.ping({ signal: AbortSignal.timeout(ENGINE_PING_TIMEOUT_MS) });
+      } catch (err) {
+        error = (err as Error).message;
+      }
+      if (this.#closed) return;
+      const up = error === undefined;
+      if (up === this.#engine.up) {
+        this.#engine.error = error;
+        return;
+      }
+      this.#engine = { up, since: this.#d.now().toISOString(), error };
+      this.#d.metrics.engineUp.set(up ? 1 : 0);
+      if (!up) {
+        this.#d.logger.error({ err: error }, "the container engine stopped answering; sessions are degraded");
+        return;
+      }
+      this.#d.logger.info({}, "the container engine answers again; resynchronising sandboxes");
+      await this.#resync("engine back");
+    })().finally(() => {
+      this.#engineCheck = undefined;
+    });
+    return this.#engineCheck;
+  }
+
+  /**
+   * Re-reads what the engine runs after events may have been lost (its restart kills every sandbox): members
+   * whose sandbox is no longer running end as died (their identifiers get fresh sessions, said so), our
+   * leftovers that are not running go, and every pool refills at once instead of after its backoff.
+   */
+  #resync(why: string): Promise<void> {
+    if (this.#resyncing) {
+      this.#resyncAgain = true;
+      return this.#resyncing;
+    }
+    this.#resyncing = (async () => {
+      do {
+        this.#resyncAgain = false;
+        if (this.#closed) return;
+        const listed = await this.#d.driver.list(this.#ownLabels(), {
+          signal: AbortSignal.timeout(30_000),
+        });
+        const running = new Set(listed.filter((s) => s.state === "running").map((s) => s.id));
+        let gone = 0;
+        for (const member of [...this.#bySandbox.values()]) {
+          if (running.has(member.sandboxId)) continue;
+          gone++;
+          this.#sandboxGone(member, "lost");
+        }
+        // Only ended ones: a sandbox being created right now is not running yet either.
+        const leftovers = listed.filter(
+          (s) => (s.state === "exited" || s.state === "dead") && !this.#bySandbox.has(s.id),
+        );
+        await inBatches(leftovers, TEARDOWN_CONCURRENCY, (s) => this.#d.driver.remove(s.id).catch(() => {}));
+        this.#d.logger.info({ why, gone, removed: leftovers.length }, "sandboxes resynchronised");
+        for (const st of this.#pools.values()) {
+          if (st.retryTimer) clearTimeout(st.retryTimer);
+          st.retryTimer = undefined;
+          st.failures = 0;
+          void this.#reconcile(st.key);
+        }
+      } while (this.#resyncAgain);
+    })()
+      .catch((err) => this.#d.logger.warn({ err, why }, "resynchronising sandboxes failed"))
+      .finally(() => {
+        this.#resyncing = undefined;
+      });
+    return this.#resyncing;
   }
 
   async #adopt(): Promise<void> {
@@ -826,7 +967,11 @@ export class SessionManager implements PoolRuntime {
       store.setMeta("instance-id", this.#instanceId);
     }
     await mkdir(this.#d.socketsDir, { recursive: true, mode: 0o711 });
-    this.#unwatch = driver.watch(this.#ownLabels(), (e) => this.#onEvent(e));
+    this.#unwatch = driver.watch(
+      this.#ownLabels(),
+      (e) => this.#onEvent(e),
+      () => void this.#resync("event stream resubscribed"),
+    );
     const sandboxes = await driver.list(this.#ownLabels());
     const records = new Map(store.allSessions().map((s) => [s.id, s]));
     const adopted = new Set<string>();
@@ -896,10 +1041,16 @@ export class SessionManager implements PoolRuntime {
       { adopted: adopted.size, removed: sandboxes.length - adopted.size },
       "sandboxes adopted after start",
     );
-    this.#reaper = setInterval(() => void this.reap(), this.#d.reapIntervalMs);
+    this.#reaper = setInterval(() => {
+      this.reap().catch((err) => this.#d.logger.warn({ err }, "reaping expired sessions failed"));
+    }, this.#d.reapIntervalMs);
     this.#reaper.unref();
-    this.#prober = setInterval(() => void this.#checkLiveness(), this.#d.probeIntervalMs);
+    this.#prober = setInterval(() => {
+      this.#checkLiveness().catch((err) => this.#d.logger.warn({ err }, "liveness probing failed"));
+    }, this.#d.probeIntervalMs);
     this.#prober.unref();
+    this.#watchdog = setInterval(() => void this.#checkEngine(), this.#d.engineCheckIntervalMs);
+    this.#watchdog.unref();
   }
 }
 

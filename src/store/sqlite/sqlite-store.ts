@@ -65,7 +65,9 @@ export class SqliteStore implements Store {
       this.#db.exec("COMMIT");
       return result;
     } catch (err) {
-      this.#db.exec("ROLLBACK");
+      // A COMMIT that failed for want of space (SQLITE_FULL, IOERR) may have rolled back already; then ROLLBACK
+      // itself fails ("no transaction is active") and must not hide the error that says what went wrong.
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw err;
     } finally {
       this.#depth = 0;

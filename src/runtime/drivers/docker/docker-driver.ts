@@ -294,9 +294,13 @@ export class DockerDriver implements SandboxDriver {
     );
   }
 
-  watch(labels: Record<string, string>, onEvent: (event: SandboxEvent) => void): () => void {
+  watch(
+    labels: Record<string, string>,
+    onEvent: (event: SandboxEvent) => void,
+    onResubscribed?: () => void,
+  ): () => void {
     this.#assertOpen();
-    const stop = watchSandboxEvents(this.#docker, labels, onEvent, this.#logger);
+    const stop = watchSandboxEvents(this.#docker, labels, onEvent, this.#logger, onResubscribed);
     const unsubscribe = () => {
       if (this.#watchers.delete(unsubscribe)) stop();
     };

@@ -82,12 +82,16 @@ export function readJsonLines(
   });
 }
 
-/** Subscribes to die/destroy/oom of sandboxes carrying `labels`; the returned function unsubscribes. */
+/**
+ * Subscribes to die/destroy/oom of sandboxes carrying `labels`; the returned function unsubscribes.
+ * `onResubscribed` runs each time the stream opens again after a failure (a restarted engine replays nothing).
+ */
 export function watchSandboxEvents(
   docker: Docker,
   labels: Record<string, string>,
   onEvent: (event: SandboxEvent) => void,
   logger: DockerDriverLogger,
+  onResubscribed?: () => void,
 ): () => void {
   const controller = new AbortController();
   const filters = { type: ["container"], event: ["die", "destroy", "oom"], label: labelFilters(labels) };
@@ -128,11 +132,21 @@ export function watchSandboxEvents(
   const loop = async () => {
     let backoffMs = BACKOFF_START_MS;
     let failures = 0;
+    let opened = false;
     while (!controller.signal.aborted) {
       try {
         const options = { filters, since: resumeFrom, abortSignal: controller.signal };
         const stream = await docker.getEvents(options as unknown as Docker.GetEventsOptions);
         if (failures > 0) logger.info({ failures }, "docker event stream reconnected");
+        // Any stream after the first: whatever happened in between may not be replayed.
+        if (opened) {
+          try {
+            onResubscribed?.();
+          } catch (err) {
+            logger.error({ err }, "event stream resubscription handler threw");
+          }
+        }
+        opened = true;
         backoffMs = BACKOFF_START_MS;
         failures = 0;
         await readJsonLines(stream, deliver, controller.signal);
