@@ -49,7 +49,7 @@ describe("operational endpoints", () => {
   it("answers /healthz and /readyz without credentials, and /metrics only with the admin credential", async () => {
     const health = await call("GET", `${fx.url}/healthz`, { token: null });
     assert.equal(health.status, 200);
-    assert.deepEqual(health.body, { status: "ok" });
+    assert.deepEqual(health.body, { status: "ok", engine: "up" });
     const ready = await call("GET", `${fx.url}/readyz`, { token: null });
     assert.equal(ready.status, 200);
     assert.equal((ready.body as { engine: string }).engine, "up");

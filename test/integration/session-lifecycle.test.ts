@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { ensureBusyboxImage } from "../helpers/busybox-image.ts";
 import {
   armPoolUrl,
   dockerIds,
@@ -182,6 +183,7 @@ describe("restart and deletion", () => {
     ).stdout.trim();
     await fx.stop();
     // An orphan: carries this server's labels but no session of the store.
+    const image = await ensureBusyboxImage();
     const orphan = (
       await run("docker", [
         "run",
@@ -196,7 +198,7 @@ describe("restart and deletion", () => {
         `io.sessionpool.pool=${`${SUB}/${RG}/keep`.toLowerCase()}`,
         "--label",
         "io.sessionpool.session=not-in-the-store",
-        "sessionpool-test/busybox:1",
+        image,
         "sleep",
         "300",
       ])
