@@ -1,12 +1,13 @@
 // Builds the HTTP application from injected dependencies; `serve` (and tests) listen on it.
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { PoolTokenService } from "../auth/pool-tokens.ts";
 import type { Authenticator } from "../auth/principal.ts";
 import type { PoolService } from "../core/pools/pool-service.ts";
 import { armErrorBody, installArmErrorHandler } from "./arm/arm-errors.ts";
 import { armRoutes } from "./arm/arm-routes.ts";
-import { RouteNotFoundError } from "./errors.ts";
+import { isDataPlaneUrl, sendDataPlaneError } from "./dataplane/dataplane-errors.ts";
+import { InternalError, RouteNotFoundError, toCodedError } from "./errors.ts";
 
 export interface AppConfig {
   publicUrl: string;
@@ -39,6 +40,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.config.bodyLimitBytes,
     return503OnClosing: true,
     forceCloseConnections: "idle",
+    // A URL the router cannot decode or a parameter past maxParamLength fails before any route (and its
+    // error handler) is chosen; answer in the envelope of the surface the URL belongs to.
+    frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => {
+      const coded = toCodedError(error) ?? new InternalError();
+      if (isDataPlaneUrl(request.url)) return sendDataPlaneError(reply, coded);
+      return reply
+        .code(coded.statusCode)
+        .headers(coded.headers)
+        .header("x-ms-error-code", coded.code)
+        .send(armErrorBody(coded));
+    },
     ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 

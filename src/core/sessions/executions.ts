@@ -20,6 +20,8 @@ export interface ExecutionRecord {
   poolKey: string;
   identifier: string;
   executionType: "Synchronous" | "Asynchronous";
+  /** A Shell pool's command or code in an interpreter: the two answer in different shapes. */
+  kind: "code" | "shell";
   status: "Running" | "Succeeded" | "Failed";
   createdAt: number;
   result?: ExecResult;
@@ -52,6 +54,7 @@ export class Executions {
     return this.#run(
       member,
       id,
+      "code",
       input.executionType,
       "The session's interpreter could not run the code",
       async (record) => {
@@ -81,19 +84,26 @@ export class Executions {
 
   /** Runs a Shell pool's command; synchronous only. */
   startShell(member: Member, input: ShellInput, id: string = crypto.randomUUID()): ExecutionRecord {
-    return this.#run(member, id, "Synchronous", "The session could not run the command", async (record) => {
-      const { timeoutInSeconds, ...rest } = input;
-      const shell = await agentOf(member).shell({ ...rest, timeoutMs: timeoutInSeconds * 1000 });
-      record.shell = shell;
-      record.status = shell.exitCode === 0 ? "Succeeded" : "Failed";
-      if (shell.timedOut) {
-        record.failure = {
-          code: "ExecutionTimeout",
-          message: `The command exceeded timeoutInSeconds (${timeoutInSeconds}) and was killed.`,
-        };
-      }
-      return shell.durationMs;
-    });
+    return this.#run(
+      member,
+      id,
+      "shell",
+      "Synchronous",
+      "The session could not run the command",
+      async (record) => {
+        const { timeoutInSeconds, ...rest } = input;
+        const shell = await agentOf(member).shell({ ...rest, timeoutMs: timeoutInSeconds * 1000 });
+        record.shell = shell;
+        record.status = shell.exitCode === 0 ? "Succeeded" : "Failed";
+        if (shell.timedOut) {
+          record.failure = {
+            code: "ExecutionTimeout",
+            message: `The command exceeded timeoutInSeconds (${timeoutInSeconds}) and was killed.`,
+          };
+        }
+        return shell.durationMs;
+      },
+    );
   }
 
   /**
@@ -103,6 +113,7 @@ export class Executions {
   #run(
     member: Member,
     id: string,
+    kind: ExecutionRecord["kind"],
     executionType: ExecutionRecord["executionType"],
     failurePrefix: string,
     body: (record: ExecutionRecord) => Promise<number>,
@@ -119,6 +130,7 @@ export class Executions {
       poolKey: member.rec.poolKey,
       identifier: member.rec.identifier ?? "",
       executionType,
+      kind,
       status: "Running",
       createdAt: Date.now(),
       done: Promise.resolve(),
@@ -227,16 +239,24 @@ export function parseShellInput(body: unknown, options: { defaultMaxOutputChars:
       "shellCommand",
     );
   }
-  if (command !== undefined && typeof command !== "string") {
-    throw new ValidationError("InvalidExecutionRequest", "'shellCommand' must be a string.", "shellCommand");
+  // NUL cannot pass through exec(2), and an empty program name runs nothing: refused here, not by the sandbox.
+  if (command !== undefined && (typeof command !== "string" || command.includes("\0"))) {
+    throw new ValidationError(
+      "InvalidExecutionRequest",
+      "'shellCommand' must be a string without NUL characters.",
+      "shellCommand",
+    );
   }
   if (
     argv !== undefined &&
-    (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string"))
+    (!Array.isArray(argv) ||
+      argv.length === 0 ||
+      argv[0] === "" ||
+      !argv.every((a) => typeof a === "string" && !a.includes("\0")))
   ) {
     throw new ValidationError(
       "InvalidExecutionRequest",
-      "'execCommandAndArgs' must be a non-empty array of strings.",
+      "'execCommandAndArgs' must be a non-empty array of strings without NUL characters, the first one a program name.",
       "execCommandAndArgs",
     );
   }

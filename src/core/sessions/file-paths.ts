@@ -27,6 +27,14 @@ export function sessionPath(directory: string | undefined, name = ""): string {
         "path",
       );
     }
+    // Linux's NAME_MAX, in bytes: a longer name is refused here rather than by the file system in the sandbox.
+    if (Buffer.byteLength(part) > 255) {
+      throw new ValidationError(
+        "InvalidFilePath",
+        `The name '${part.slice(0, 32)}...' is longer than 255 bytes; file and directory names are at most 255 bytes (UTF-8).`,
+        "path",
+      );
+    }
     parts.push(part);
   }
   const clean = parts.join("/");

@@ -150,6 +150,11 @@ export function proxyUpgrade(
   prefix: string,
 ): void {
   const { member } = target;
+  // The client went away while its session was being allocated: nothing to pipe, and no 'close' is coming.
+  if (socket.destroyed) {
+    target.onDone();
+    return;
+  }
   const upstream: Socket = connect({ host: member.address!, port: member.port! });
   const headers = forwardedHeaders(req.headers, req.socket.remoteAddress, "encrypted" in req.socket, prefix);
   headers["host"] = `${member.address}:${member.port}`;

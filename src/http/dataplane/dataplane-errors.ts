@@ -1,6 +1,6 @@
 // The one place data-plane errors become Azure.Core's envelope: {error:{code,message}} plus x-ms-error-code.
-import type { FastifyInstance } from "fastify";
-import { SessionPoolError } from "../../errors.ts";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
 import { InternalError, toCodedError } from "../errors.ts";
 
 export function dataPlaneErrorBody(err: SessionPoolError): { error: Record<string, unknown> } {
@@ -13,28 +13,68 @@ export function dataPlaneErrorBody(err: SessionPoolError): { error: Record<strin
   };
 }
 
-export function installDataPlaneErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler(async (error, request, reply) => {
-    // Agent errors are coded already (FileNotFound -> 404, PathOutsideDataDir -> 400, ...).
-    let coded = toCodedError(error);
-    const e = error as { code?: string };
-    if (e.code === "FST_REQ_FILE_TOO_LARGE" || e.code === "FST_PARTS_LIMIT" || e.code === "FST_FILES_LIMIT") {
-      coded = new SessionPoolError("FileTooLarge", 413, "The uploaded file is larger than the 128 MB limit.");
-    } else if (e.code === "FST_INVALID_MULTIPART_CONTENT_TYPE") {
-      coded = new SessionPoolError(
+/** @fastify/multipart's coded errors as the data plane's; undefined for anything else. */
+function multipartCodedError(error: unknown): SessionPoolError | undefined {
+  switch ((error as { code?: string }).code) {
+    case "FST_REQ_FILE_TOO_LARGE":
+      return new SessionPoolError("FileTooLarge", 413, "The uploaded file is larger than the 128 MB limit.");
+    case "FST_FILES_LIMIT":
+      return new SessionPoolError("InvalidMultipartRequest", 400, "Upload one file per request.");
+    case "FST_PARTS_LIMIT":
+    case "FST_FIELDS_LIMIT":
+      return new SessionPoolError("InvalidMultipartRequest", 400, "The upload has more than 20 form fields.");
+    case "FST_PROTO_VIOLATION":
+      return new SessionPoolError("InvalidMultipartRequest", 400, "A form field may not be named __proto__.");
+    case "FST_INVALID_MULTIPART_CONTENT_TYPE":
+      return new SessionPoolError(
         "InvalidMultipartRequest",
         400,
         "Upload with Content-Type multipart/form-data and a 'file' part.",
       );
-    }
+  }
+  return undefined;
+}
+
+/**
+ * What reading an upload threw, as a coded error. The multipart parser's own errors (no boundary, a body cut
+ * short, a malformed part header) carry no code: they are the client's malformed body, not a server fault.
+ */
+export function uploadError(error: unknown): SessionPoolError {
+  if (isSessionPoolError(error)) return error;
+  return (
+    multipartCodedError(error) ??
+    new SessionPoolError(
+      "InvalidMultipartRequest",
+      400,
+      `The multipart/form-data body could not be read (${String((error as Error).message).replace(/\.$/, "")}); send one 'file' part between boundary lines of at most 70 characters.`,
+    )
+  );
+}
+
+/** The reply for a data-plane error: the envelope, the error's own headers and x-ms-error-code. */
+export function sendDataPlaneError(reply: FastifyReply, coded: SessionPoolError): FastifyReply {
+  return reply
+    .code(coded.statusCode)
+    .headers(coded.headers)
+    .header("x-ms-error-code", coded.code)
+    .send(dataPlaneErrorBody(coded));
+}
+
+const DATA_PLANE_URL = /^\/subscriptions\/[^/?]*\/resourceGroups\/[^/?]*\/sessionPools\//i;
+
+/** Whether a raw URL is under a pool management endpoint (errors raised before routing pick the envelope by it). */
+export function isDataPlaneUrl(url: string): boolean {
+  return DATA_PLANE_URL.test(url);
+}
+
+export function installDataPlaneErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler(async (error, request, reply) => {
+    // Agent errors are coded already (FileNotFound -> 404, PathOutsideDataDir -> 400, ...).
+    let coded = multipartCodedError(error) ?? toCodedError(error);
     if (!coded) {
       request.log.error({ err: error }, "unexpected error in the data plane");
       coded = new InternalError();
     }
-    return reply
-      .code(coded.statusCode)
-      .headers(coded.headers)
-      .header("x-ms-error-code", coded.code)
-      .send(dataPlaneErrorBody(coded));
+    return sendDataPlaneError(reply, coded);
   });
 }

@@ -32,7 +32,7 @@ import type { Store, StoredPool } from "../../store/store.ts";
 import { authenticateHeaders, requireAuthentication } from "../auth-hook.ts";
 import { ApiVersionError, ForbiddenError, RouteNotFoundError, toCodedError } from "../errors.ts";
 import { proxyHttp, proxyUpgrade, refuseUpgrade } from "./custom-proxy.ts";
-import { installDataPlaneErrorHandler } from "./dataplane-errors.ts";
+import { installDataPlaneErrorHandler, uploadError } from "./dataplane-errors.ts";
 import {
   executionToWire,
   fileToLegacyWire,
@@ -129,6 +129,9 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
 
   // WebSocket (and any other Upgrade) to a custom container session.
   app.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node takes its own error listener off an upgraded socket: without one, a client that resets the
+    // connection while it is authenticated, allocated or refused would crash the process.
+    socket.on("error", () => socket.destroy());
     void upgrade(req, socket, head).catch((err: unknown) => {
       refuseUpgrade(
         socket,
@@ -265,11 +268,8 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
         "Upload with Content-Type multipart/form-data and a 'file' part.",
       );
     }
-    const part = await request.file();
-    if (!part)
-      throw new ValidationError("InvalidMultipartRequest", "The request has no 'file' part.", "file");
-    const data = await part.toBuffer();
-    const path = sessionPath(queryOf(request, "path"), part.filename || "upload");
+    const { filename, data } = await readFilePart(request);
+    const path = sessionPath(queryOf(request, "path"), filename || "upload");
     if (path === "")
       throw new ValidationError("InvalidFilePath", "The uploaded file needs a file name.", "file");
     const { member } = await acquire(request, reply);
@@ -301,7 +301,9 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   };
 
   const fileRoute = async (request: FastifyRequest, reply: FastifyReply) => {
-    const rest = ((request.params as Params)["*"] ?? "").split("/").map(decodeURIComponent);
+    // The router has percent-decoded the wildcard already (%2F included); decoding again would turn a file
+    // named "100%" into a URIError and "a%41" into "aA".
+    const rest = ((request.params as Params)["*"] ?? "").split("/");
     const legacy = LEGACY_VERSIONS.has(apiVersionOf(request));
     const dir = queryOf(request, "path");
     if (request.method === "GET" && rest[0] === "content" && rest.length > 1 && legacy) {
@@ -382,6 +384,18 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
       },
     };
   });
+}
+
+/** The upload's file part, read whole; a body the parser cannot read is answered InvalidMultipartRequest. */
+async function readFilePart(request: FastifyRequest): Promise<{ filename: string; data: Buffer }> {
+  try {
+    const part = await request.file();
+    if (!part)
+      throw new ValidationError("InvalidMultipartRequest", "The request has no 'file' part.", "file");
+    return { filename: part.filename, data: await part.toBuffer() };
+  } catch (err) {
+    throw uploadError(err);
+  }
 }
 
 /** A pool-scoped token works for its own pool only. */

@@ -43,16 +43,16 @@ export function executionToWire(record: ExecutionRecord): Record<string, unknown
     status: record.status,
   };
   if (record.status === "Running") return body;
-  if (record.shell) {
-    // Shell pools: the status is the process's exit code, as a string.
+  if (record.kind === "shell") {
+    // Shell pools: the status is the process's exit code, as a string ("Failed" when it never ran or was killed).
     const sh = record.shell;
-    body["status"] = sh.exitCode === null ? "Failed" : String(sh.exitCode);
+    body["status"] = sh === undefined || sh.exitCode === null ? "Failed" : String(sh.exitCode);
     body["result"] = {
-      stdout: sh.stdout,
-      stderr: sh.stderr,
-      executionTimeInMilliseconds: Math.round(sh.durationMs),
-      ...(sh.stdoutTruncated ? { stdoutTruncated: true } : {}),
-      ...(sh.stderrTruncated ? { stderrTruncated: true } : {}),
+      stdout: sh?.stdout ?? "",
+      stderr: sh ? sh.stderr : withFailure("", record),
+      executionTimeInMilliseconds: Math.round(sh?.durationMs ?? 0),
+      ...(sh?.stdoutTruncated ? { stdoutTruncated: true } : {}),
+      ...(sh?.stderrTruncated ? { stderrTruncated: true } : {}),
     };
     if (record.failure) body["error"] = record.failure;
     return body;
