@@ -50,6 +50,9 @@ MAX_HEADER_BYTES = 64 << 20
 DEFAULT_TIMEOUT_MS = 60_000
 DEFAULT_MAX_OUTPUT_CHARS = 100_000
 MAX_OUTPUT_CHARS = 16 << 20  # per stream; bounds the agent's memory whatever the request says
+# One control message from the kernel (a cell's result and images): bounds the agent's memory and the frame the
+# server gets, whatever the code returns or writes to the control pipe itself.
+MAX_CONTROL_BYTES = 16 << 20
 INTERRUPT_GRACE_S = 2.0
 KERNEL_START_TIMEOUT_S = 120.0
 SEND_TIMEOUT_S = 30
@@ -132,6 +135,7 @@ class Supervisor:
         self._pid = None  # the kernel's pid, also its process group id
         self._ctrl_w = self._ctrl_r = self._out_r = self._err_r = self._pidfd = -1
         self._ctrl_buf = bytearray()
+        self._ctrl_oversized = False  # the message being read went past MAX_CONTROL_BYTES: its rest is dropped
         self._ctrl_pending = None
         self._spawned_at = 0.0
         self._respawn_at = None
@@ -294,14 +298,21 @@ class Supervisor:
                 line = bytes(buf[:end])
                 del buf[: end + 1]
                 start = 0
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    log("the interpreter sent a malformed control message")
-                    continue
+                if self._ctrl_oversized:
+                    self._ctrl_oversized = False
+                    message = oversized_done()
+                else:
+                    try:
+                        message = json.loads(line)
+                    except ValueError:
+                        log("the interpreter sent a malformed control message")
+                        continue
                 self._on_message(message)
                 if self._generation != generation:
                     return False  # the kernel was replaced while handling the message
+            if len(buf) > MAX_CONTROL_BYTES:
+                buf.clear()
+                self._ctrl_oversized = True
 
     def _on_pidfd(self, mask):
         """The kernel process exited. Its last messages are read first: a cell may have finished just before."""
@@ -415,6 +426,7 @@ class Supervisor:
                 self._forget(fd)
         self._ctrl_w = self._ctrl_r = self._out_r = self._err_r = self._pidfd = -1
         self._ctrl_buf.clear()
+        self._ctrl_oversized = False
         self._ctrl_pending = None
         self._pid = None
         self.kernel_pid = None
@@ -491,6 +503,15 @@ class Supervisor:
     def _watch(self, fd, handler):
         self._poll.register(fd, select.POLLIN)
         self._handlers[fd] = handler
+
+
+def oversized_done():
+    """What a cell answers when its outcome is too large to pass on: its stdout and stderr, and this error."""
+    return {"type": "done", "result": None, "images": [], "error": {
+        "name": "ResultTooLarge",
+        "message": f"the result and images of the execution exceed {MAX_CONTROL_BYTES >> 20} MiB and were dropped; "
+                   "print a part of it or write it to a file in /mnt/data instead",
+    }}
 
 
 def kernel_command(kernel):
@@ -1085,7 +1106,41 @@ def listen(path):
     return sock
 
 
+PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def from_outside(sock):
+    """Whether a client may speak to this agent: the server, never code running in the sandbox. The kernel gives
+    the peer's pid as seen from our PID namespace: 0 for a process outside it (the server, in a sandbox), its pid
+    for one inside. An agent run directly (tests, no sandbox) also accepts the process that started it."""
+    try:
+        pid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))[0]
+    except OSError:
+        return False
+    parent = os.getppid()
+    if pid == 0 or (pid == parent and parent != 1):
+        return True
+    log(f"refused a connection from pid {pid}, a process in this sandbox")
+    return False
+
+
+def make_undumpable():
+    """User code runs as the agent's own user, so it could otherwise ptrace the agent or open its /proc/<pid>/mem
+    and fd/ and speak for it on the server's connection. A non-dumpable process's /proc entries belong to root and
+    attaching to it needs CAP_SYS_PTRACE, which a sandbox never has. The kernel and every other child are
+    dumpable again after their exec, as usual."""
+    try:
+        import ctypes  # only here, once
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            log(f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(ctypes.get_errno())}")
+    except (ImportError, OSError, AttributeError) as exc:
+        log(f"could not make the agent non-dumpable: {exc}")
+
+
 def main():
+    make_undumpable()
     for fd in (0, 1, 2):  # so that no pipe or socket of ours can land on a standard fd number
         try:
             os.fstat(fd)
@@ -1105,6 +1160,9 @@ def main():
     try:
         while True:
             sock, _ = listener.accept()
+            if not from_outside(sock):
+                sock.close()  # code in this sandbox may not take the server's place (newest wins, below)
+                continue
             # Bounded sends: a client that stops reading cannot wedge the supervisor thread forever.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT_S, 0))
             previous, current = current, Connection(sock)

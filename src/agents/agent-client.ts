@@ -113,6 +113,18 @@ const DEFAULT_METADATA_TIMEOUT_MS = 60_000;
 const EXEC_DEADLINE_SLACK_MS = 15_000;
 const MAX_PAYLOAD_BYTES = 0xffff_ffff;
 const FRAME_PREFIX_BYTES = 8;
+/**
+ * The largest frame the agent sends: a header with two output streams of 16 Mi characters each (JSON-escaped)
+ * and a 16 MiB result, a payload of one file of at most 1 GiB. Larger means the peer is not our agent (code in
+ * the sandbox can replace the socket before a restarted server reconnects): it may not make us buffer more.
+ */
+const MAX_INCOMING_HEADER_BYTES = 256 << 20;
+const MAX_INCOMING_PAYLOAD_BYTES = 1 << 30;
+
+/** An errno code for a caller-facing message: the socket's host path is not the caller's business. */
+function errnoOf(err: Error): string {
+  return (err as NodeJS.ErrnoException).code ?? err.name;
+}
 
 interface Frame {
   header: Record<string, unknown>;
@@ -144,11 +156,11 @@ export class AgentClient {
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("error", (err) => {
       this.#teardown(
-        new AgentUnavailableError(`the connection to the agent at ${socketPath} failed: ${err.message}`, err),
+        new AgentUnavailableError(`the connection to the session's agent failed (${errnoOf(err)})`, err),
       );
     });
     socket.on("close", () => {
-      this.#teardown(new AgentUnavailableError(`the agent at ${socketPath} closed the connection`));
+      this.#teardown(new AgentUnavailableError("the session's agent closed the connection"));
     });
   }
 
@@ -172,17 +184,12 @@ export class AgentClient {
       };
       const onConnect = (): void => settle(undefined);
       const onError = (err: Error): void => {
-        settle(
-          new AgentUnavailableError(`cannot connect to the agent at ${socketPath}: ${err.message}`, err),
-        );
+        settle(new AgentUnavailableError(`cannot connect to the session's agent (${errnoOf(err)})`, err));
       };
       const onAbort = (): void => settle(signal?.reason);
       const timer = setTimeout(() => {
         settle(
-          new AgentTimeoutError(
-            `connecting to the agent at ${socketPath} took over ${timeoutMs} ms`,
-            timeoutMs,
-          ),
+          new AgentTimeoutError(`connecting to the session's agent took over ${timeoutMs} ms`, timeoutMs),
         );
       }, timeoutMs);
       socket.once("connect", onConnect);
@@ -299,7 +306,9 @@ export class AgentClient {
 
   /** Closes the connection; pending requests reject with AgentUnavailableError. Safe to call twice. */
   close(): void {
-    this.#teardown(new AgentUnavailableError(`the client for the agent at ${this.socketPath} was closed`));
+    this.#teardown(
+      new AgentUnavailableError("the connection to the session's agent was closed by the server"),
+    );
   }
 
   #request(
@@ -367,6 +376,14 @@ export class AgentClient {
     while (buf.length - offset >= FRAME_PREFIX_BYTES) {
       const headerBytes = buf.readUInt32BE(offset);
       const payloadBytes = buf.readUInt32BE(offset + 4);
+      if (headerBytes > MAX_INCOMING_HEADER_BYTES || payloadBytes > MAX_INCOMING_PAYLOAD_BYTES) {
+        this.#teardown(
+          new AgentUnavailableError(
+            `the session's agent announced a frame of ${headerBytes} + ${payloadBytes} bytes, more than an agent sends`,
+          ),
+        );
+        return;
+      }
       const total = FRAME_PREFIX_BYTES + headerBytes + payloadBytes;
       if (buf.length - offset < total) {
         this.#need = total;
@@ -393,9 +410,7 @@ export class AgentClient {
     try {
       header = JSON.parse(buf.toString("utf8", headerStart, payloadStart)) as Record<string, unknown>;
     } catch (err) {
-      this.#teardown(
-        new AgentUnavailableError(`the agent at ${this.socketPath} sent a malformed frame`, err),
-      );
+      this.#teardown(new AgentUnavailableError("the session's agent sent a malformed frame", err));
       return;
     }
     const id = header.id as number;
@@ -445,10 +460,7 @@ export async function waitForAgent(
     signal?.throwIfAborted();
     const remainingMs = Math.ceil(deadline - performance.now());
     if (remainingMs <= 0) {
-      throw new AgentUnavailableError(
-        `the agent at ${socketPath} was not ready within ${timeoutMs} ms`,
-        lastError,
-      );
+      throw new AgentUnavailableError(`the session's agent was not ready within ${timeoutMs} ms`, lastError);
     }
     let client: AgentClient | undefined;
     try {

@@ -1,0 +1,541 @@
+// Hostile code in real sandboxes, beyond isolation.test.ts: raw sockets, setuid binaries, device nodes, /proc and
+// mount tricks, the agent's own process, huge output, code that ignores interrupts and a daemon that outlives its
+// execution. Each attempt fails or is contained with a clear result, and a bystander session keeps answering.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import { ADMIN_TOKEN, call, SUB } from "../helpers/server.ts";
+
+const run = promisify(execFile);
+const POOL = "hostile";
+const RG = `hostile${Math.random().toString(36).slice(2, 8)}`;
+const MAX_CHARS = 20000;
+let fx: RuntimeFixture;
+
+before(async () => {
+  fx = await startRuntimeServer({
+    rg: RG,
+    sandbox: {
+      memoryBytes: 256 * 1024 * 1024,
+      pidsLimit: 64,
+      dataDirBytes: 32 * 1024 * 1024,
+      tmpBytes: 16 * 1024 * 1024,
+    },
+  });
+  await fx.createPool(POOL, { scaleConfiguration: { maxConcurrentSessions: 12, readySessionInstances: 2 } });
+});
+after(async () => {
+  await fx?.close();
+});
+
+interface ExecBody {
+  status: string;
+  result: {
+    stdout: string;
+    stderr: string;
+    executionResult: unknown;
+    stdoutTruncated?: boolean;
+    stderrTruncated?: boolean;
+  };
+  error?: { code: string; message: string };
+}
+
+async function execIn(
+  identifier: string,
+  code: string,
+  timeoutInSeconds = 30,
+): Promise<{ body: ExecBody; guid: string }> {
+  const r = await fx.exec(POOL, identifier, code, { timeoutInSeconds, outputStreamsMaxLength: MAX_CHARS });
+  assert.equal(r.status, 200, r.text);
+  return { body: r.body as ExecBody, guid: r.headers["x-ms-session-guid"] ?? "" };
+}
+
+async function py(identifier: string, code: string, timeoutInSeconds = 30): Promise<ExecBody> {
+  return (await execIn(identifier, code, timeoutInSeconds)).body;
+}
+
+/** Runs `code`, which prints one JSON object on a line of its own, and parses it. */
+async function probe<T>(identifier: string, code: string): Promise<T> {
+  const body = await py(identifier, code);
+  assert.equal(body.status, "Succeeded", `${body.result.stderr}\n${JSON.stringify(body.error)}`);
+  // A background process of the session may write to the same stdout (the daemon test's does).
+  const line = body.result.stdout.split("\n").findLast((l) => l.startsWith("{"));
+  assert.ok(line !== undefined, body.result.stdout);
+  return JSON.parse(line) as T;
+}
+
+/** The bystander session answers normally while another session misbehaves. */
+async function bystanderAnswers(): Promise<void> {
+  const b = await py("bystander", "21 * 2");
+  assert.equal(b.result.executionResult, 42);
+}
+
+/** Host processes whose command line contains `needle` (the host's /proc sees every sandbox process). */
+function hostProcessesWith(needle: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`).includes(needle)) found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+// Python helpers shared by the probes: the outcome of a call as a short string, errno names for errors.
+const TRY = `import errno, json, os
+def attempt(f):
+    try:
+        f()
+        return 'allowed'
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+`;
+
+describe("hostile code", () => {
+  it("cannot open raw or packet sockets (no CAP_NET_RAW)", async () => {
+    const out = await probe<Record<string, string>>(
+      "raw-sockets",
+      `${TRY}import socket
+print(json.dumps({
+    'packet': attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)).close()),
+    'packet-dgram': attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3)).close()),
+    'icmp-raw': attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()),
+    'ip-raw': attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()),
+    'icmp6-raw': attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6).close()),
+}))`,
+    );
+    // (Unprivileged ICMP "ping" datagram sockets are another matter: the engine allows them, and they reach only
+    // what the sandbox's network reaches, which by default is its own loopback.)
+    assert.deepEqual(out, {
+      packet: "EPERM",
+      "packet-dgram": "EPERM",
+      "icmp-raw": "EPERM",
+      "ip-raw": "EPERM",
+      "icmp6-raw": "EPERM",
+    });
+    await bystanderAnswers();
+  });
+
+  it("gains nothing from setuid binaries: no-new-privileges, no capabilities, nosuid mounts", async () => {
+    const out = await probe<{
+      setuid: string[];
+      status: Record<string, string>;
+      suIds: string[] | null;
+      mounts: Record<string, string[]>;
+      chmodSuid: string;
+    }>(
+      "setuid",
+      `${TRY}import subprocess, time
+setuid = subprocess.run('find / -xdev -type f -perm /6000 2>/dev/null', shell=True, capture_output=True, text=True).stdout.split()
+status = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)
+# su is setuid root. Waiting for a password on its stdin, its credentials are those exec gave it.
+p = subprocess.Popen(['su', 'root', '-c', 'id'], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+su_ids = None
+for _ in range(1000):
+    try:
+        text = open(f'/proc/{p.pid}/status').read()
+    except OSError:
+        break
+    if 'Name:\\tsu\\n' in text:
+        su_ids = [l for l in text.splitlines() if l.startswith('Uid:')][0].split()[1:]
+        break
+    time.sleep(0.01)
+p.kill(); p.wait()
+mounts = {m.split()[1]: m.split()[3].split(',') for m in open('/proc/mounts').read().splitlines()}
+# A setuid file of our own on /mnt/data: allowed to create, but the mount ignores the bit.
+open('/mnt/data/suid', 'w').close()
+print(json.dumps({
+    'setuid': setuid,
+    'status': {k: status[k].strip() for k in ('Uid', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs', 'Seccomp')},
+    'suIds': su_ids,
+    'mounts': {k: mounts[k] for k in ('/mnt/data', '/tmp', '/dev/shm')},
+    'chmodSuid': attempt(lambda: os.chmod('/mnt/data/suid', 0o4755)),
+}))`,
+    );
+    assert.ok(out.setuid.includes("/usr/bin/su"), `the image's setuid files: ${out.setuid.join(" ")}`);
+    assert.deepEqual(out.status, {
+      Uid: "1000\t1000\t1000\t1000",
+      CapInh: "0000000000000000",
+      CapPrm: "0000000000000000",
+      CapEff: "0000000000000000",
+      CapBnd: "0000000000000000",
+      CapAmb: "0000000000000000",
+      NoNewPrivs: "1",
+      Seccomp: "2",
+    });
+    assert.deepEqual(out.suIds, ["1000", "1000", "1000", "1000"], "the setuid bit of su gave it no root");
+    for (const [mount, options] of Object.entries(out.mounts)) {
+      assert.ok(options.includes("nosuid") && options.includes("nodev"), `${mount}: ${options.join(",")}`);
+    }
+    assert.equal(out.chmodSuid, "allowed");
+    await bystanderAnswers();
+  });
+
+  it("cannot make device nodes and sees only harmless ones", async () => {
+    const out = await probe<{
+      mknodChar: string;
+      mknodBlock: string;
+      fifo: string;
+      dev: string[];
+      blockDevices: string[];
+      devWrite: string;
+      shmBytes: number;
+    }>(
+      "devices",
+      `${TRY}import stat
+blocks = []
+for d, dirs, files in os.walk('/dev'):
+    for f in files:
+        try:
+            if stat.S_ISBLK(os.lstat(os.path.join(d, f)).st_mode): blocks.append(os.path.join(d, f))
+        except OSError:
+            pass
+shm = os.statvfs('/dev/shm')
+print(json.dumps({
+    'mknodChar': attempt(lambda: os.mknod('/tmp/mem', 0o666 | stat.S_IFCHR, os.makedev(1, 1))),
+    'mknodBlock': attempt(lambda: os.mknod('/mnt/data/disk', 0o666 | stat.S_IFBLK, os.makedev(8, 0))),
+    'fifo': attempt(lambda: os.mkfifo('/tmp/fifo')),
+    'dev': sorted(os.listdir('/dev')),
+    'blockDevices': blocks,
+    'devWrite': attempt(lambda: open('/dev/evil', 'w')),
+    'shmBytes': shm.f_blocks * shm.f_frsize,
+}))`,
+    );
+    assert.equal(out.mknodChar, "EPERM");
+    assert.equal(out.mknodBlock, "EPERM");
+    assert.equal(out.fifo, "allowed", "a FIFO is no device");
+    const harmless = new Set([
+      "console",
+      "core",
+      "fd",
+      "full",
+      "mqueue",
+      "null",
+      "ptmx",
+      "pts",
+      "random",
+      "shm",
+      "stderr",
+      "stdin",
+      "stdout",
+      "tty",
+      "urandom",
+      "zero",
+    ]);
+    assert.deepEqual(
+      out.dev.filter((n) => !harmless.has(n)),
+      [],
+      "no /dev/mem, /dev/kmsg, disks or other host devices",
+    );
+    assert.deepEqual(out.blockDevices, []);
+    assert.equal(out.devWrite, "EACCES");
+    assert.ok(out.shmBytes <= 64 * 1024 * 1024, `/dev/shm is ${out.shmBytes} bytes`);
+    await bystanderAnswers();
+  });
+
+  it("cannot take the server's place on the agent's socket", async () => {
+    // The agent serves one client at a time, the newest; a client from inside the sandbox is refused outright,
+    // so the server's connection survives.
+    const { guid } = await execIn("socket-thief", "kept = 'state'");
+    const out = await probe<{ answer: string }>(
+      "socket-thief",
+      `import json, socket, struct
+s = socket.socket(socket.AF_UNIX)
+s.connect('/run/sessionpool/agent.sock')
+header = b'{"id":1,"op":"hello"}'
+try:
+    s.sendall(struct.pack('>II', len(header), 0) + header)
+    answer = repr(s.recv(65536))
+except OSError as e:
+    answer = type(e).__name__
+print(json.dumps({'answer': answer}))`,
+    );
+    assert.ok(["b''", "ConnectionResetError", "BrokenPipeError"].includes(out.answer), out.answer);
+    const again = await execIn("socket-thief", "kept");
+    assert.equal(again.body.result.executionResult, "state");
+    assert.equal(again.guid, guid);
+    await bystanderAnswers();
+  });
+
+  it("cannot mount, unshare, chroot, write /proc/sys or cgroups, trace the agent or read secrets", async () => {
+    const poolToken = await call(
+      "POST",
+      `${fx.url}/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.App/sessionPools/${POOL}/getAuthtoken?api-version=2025-07-01`,
+    );
+    assert.equal(poolToken.status, 200, poolToken.text);
+    const token = (poolToken.body as { properties: { token: string } }).properties.token;
+    assert.ok(token.length > 16);
+
+    const out = await probe<Record<string, unknown>>(
+      "proc-tricks",
+      `${TRY}import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def syscall(f):
+    def call():
+        if f() != 0:
+            e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
+    return call
+def ptrace_seize(pid):  # PTRACE_SEIZE does not stop the tracee; the tracer's exit releases it
+    return attempt(syscall(lambda: libc.ptrace(0x4206, pid, 0, 0)))
+def write(path, text):
+    def f():
+        with open(path, 'w') as fh: fh.write(text)
+    return f
+def read(path):
+    def f():
+        with open(path, 'rb') as fh:
+            if fh.read(1): raise OSError(0, 'readable')
+    return f
+agent = os.getppid()
+environ = {}
+for p in [p for p in os.listdir('/proc') if p.isdigit()]:
+    try:
+        environ[p] = open(f'/proc/{p}/environ', 'rb').read().decode('utf-8', 'replace')
+    except OSError as e:
+        environ[p] = errno.errorcode.get(e.errno, str(e.errno))
+pid1 = dict(l.split(':\\t', 1) for l in open('/proc/1/status').read().splitlines() if ':\\t' in l)
+print(json.dumps({
+    'mount': attempt(syscall(lambda: libc.mount(b'none', b'/mnt/data', b'tmpfs', 0, None))),
+    'remountRoot': attempt(syscall(lambda: libc.mount(None, b'/', None, 32, None))),
+    'unshareUser': attempt(syscall(lambda: libc.unshare(0x10000000))),
+    'unshareMount': attempt(syscall(lambda: libc.unshare(0x00020000))),
+    'chroot': attempt(lambda: os.chroot('/tmp')),
+    'procSys': attempt(write('/proc/sys/kernel/hostname', 'x')),
+    'sysrq': attempt(write('/proc/sysrq-trigger', 'b')),
+    'kcore': attempt(read('/proc/kcore')),
+    'cgroupPids': attempt(write('/sys/fs/cgroup/pids/pids.max', 'max')),
+    'cgroupMove': attempt(write('/sys/fs/cgroup/pids/cgroup.procs', str(os.getpid()))),
+    'sysfs': attempt(write('/sys/kernel/uevent_helper', '/tmp/x')),
+    'oomScoreAdj': attempt(write('/proc/self/oom_score_adj', '-1000')),
+    'agentIsParent': b'agent.py' in open(f'/proc/{agent}/cmdline', 'rb').read(),
+    'ptraceAgent': ptrace_seize(agent),
+    'agentMem': attempt(read(f'/proc/{agent}/mem')),
+    'agentFds': attempt(lambda: os.listdir(f'/proc/{agent}/fd')),
+    'agentEnviron': environ.pop(str(agent)),
+    'environ': environ,
+    'pid1': {'uid': pid1['Uid'].split(), 'capEff': pid1['CapEff'].strip(), 'name': pid1['Name'].strip()},
+}))`,
+    );
+    assert.deepEqual(
+      {
+        mount: out.mount,
+        remountRoot: out.remountRoot,
+        unshareUser: out.unshareUser,
+        unshareMount: out.unshareMount,
+        chroot: out.chroot,
+        procSys: out.procSys,
+        cgroupPids: out.cgroupPids,
+        cgroupMove: out.cgroupMove,
+        sysfs: out.sysfs,
+        oomScoreAdj: out.oomScoreAdj,
+      },
+      {
+        mount: "EPERM",
+        remountRoot: "EPERM",
+        unshareUser: "EPERM",
+        unshareMount: "EPERM",
+        chroot: "EPERM",
+        procSys: "EROFS",
+        cgroupPids: "EROFS",
+        cgroupMove: "EROFS",
+        sysfs: "EROFS",
+        oomScoreAdj: "EACCES",
+      },
+    );
+    // Absent from some kernels; masked or read-only where present.
+    assert.ok(["ENOENT", "EROFS", "EACCES"].includes(out.sysrq as string), `sysrq-trigger: ${out.sysrq}`);
+    assert.ok(["ENOENT", "EACCES", "EPERM"].includes(out.kcore as string), `kcore: ${out.kcore}`);
+
+    // The agent runs as the same user as the code but is not dumpable: no ptrace, no /proc/<agent>/mem, fd/ or
+    // environ, so the code cannot take over the agent's connection to the server.
+    assert.equal(out.agentIsParent, true);
+    assert.equal(out.ptraceAgent, "EPERM");
+    assert.equal(out.agentMem, "EACCES");
+    assert.equal(out.agentFds, "EACCES");
+    assert.equal(out.agentEnviron, "EACCES");
+    // PID 1 is the sandbox's own init (the engine's tini), as unprivileged as the code: nothing to gain there.
+    assert.deepEqual(out.pid1, {
+      uid: ["1000", "1000", "1000", "1000"],
+      capEff: "0000000000000000",
+      name: "docker-init",
+    });
+    // No environment in the sandbox holds a credential of the control plane.
+    const environ = out.environ as Record<string, string>;
+    assert.ok(
+      "1" in environ && environ["1"]!.includes("SESSIONPOOL_KERNEL=python"),
+      "PID 1's environ was read",
+    );
+    for (const [pid, text] of Object.entries(environ)) {
+      assert.ok(!text.includes(ADMIN_TOKEN), `pid ${pid} has the admin token`);
+      assert.ok(!text.includes(token), `pid ${pid} has a pool token`);
+      const names = text.split("\0").map((kv) => kv.split("=")[0]!);
+      assert.deepEqual(
+        names.filter((n) => /TOKEN|SECRET|PASSWORD|CREDENTIAL|KEY/i.test(n)),
+        [],
+        `pid ${pid}: ${names.join(" ")}`,
+      );
+    }
+    await bystanderAnswers();
+  });
+
+  it("bounds huge stdout and stderr and an oversized result; the server does not buffer them", async () => {
+    await py("huge-output", "kept = 'state'");
+    const rssBefore = process.memoryUsage().rss;
+    const { body, guid } = await execIn(
+      "huge-output",
+      `import os
+chunk = b'o' * (1 << 20)
+for _ in range(200):
+    os.write(1, chunk)
+for _ in range(100):
+    os.write(2, b'e' * (1 << 20))
+'done'`,
+    );
+    assert.equal(body.status, "Succeeded");
+    assert.equal(body.result.executionResult, "done");
+    assert.equal(body.result.stdout, "o".repeat(MAX_CHARS));
+    assert.equal(body.result.stderr, "e".repeat(MAX_CHARS));
+    assert.equal(body.result.stdoutTruncated, true);
+    assert.equal(body.result.stderrTruncated, true);
+
+    // A result of 24 MiB (its repr): dropped by the agent with a clear error; stdout still comes through.
+    const big = await execIn(
+      "huge-output",
+      "class Big:\n    def __repr__(self):\n        return 'r' * (24 << 20)\nprint('before')\nBig()",
+    );
+    assert.equal(big.body.status, "Failed");
+    assert.equal(big.body.error?.code, "ResultTooLarge");
+    assert.match(big.body.error?.message ?? "", /exceed 16 MiB/);
+    assert.equal(big.body.result.stdout, "before\n");
+    assert.equal(big.body.result.executionResult, "");
+
+    const grownBytes = process.memoryUsage().rss - rssBefore;
+    assert.ok(grownBytes < 100 * 1024 * 1024, `the server grew by ${grownBytes} bytes`);
+    const again = await execIn("huge-output", "kept");
+    assert.equal(again.body.result.executionResult, "state", "same interpreter, variables kept");
+    assert.equal(again.guid, guid);
+    assert.equal(big.guid, guid);
+    await bystanderAnswers();
+  });
+
+  it("ends code that ignores interrupts at its timeout; the next execution runs in a fresh interpreter", async () => {
+    await py("no-interrupt", "x = 41\nopen('/mnt/data/kept.txt', 'w').write('kept')");
+    const stubborn = fx.exec(
+      POOL,
+      "no-interrupt",
+      `import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:
+    time.sleep(0.05)`,
+      { timeoutInSeconds: 1 },
+    );
+    await bystanderAnswers();
+    const r = await stubborn;
+    const body = r.body as ExecBody;
+    assert.equal(body.status, "Failed");
+    assert.equal(body.error?.code, "ExecutionTimeout");
+    assert.match(
+      body.error?.message ?? "",
+      /ignored the interrupt and was restarted, so variables were lost/,
+    );
+    assert.match(
+      body.result.stderr,
+      /did not stop within 2 s of the interrupt; the interpreter was restarted/,
+    );
+
+    // The agent's answer to an interpreter that ignores SIGINT is SIGKILL to its process group and a new
+    // interpreter: variables are gone, files stay, and interrupts work again.
+    const after = await py(
+      "no-interrupt",
+      "json = __import__('json')\njson.dumps(['x' in globals(), open('kept.txt').read()])",
+    );
+    assert.equal(after.status, "Succeeded");
+    assert.equal(after.result.executionResult, '[false, "kept"]');
+    const spin = await py("no-interrupt", "y = 1\nwhile True:\n    pass", 1);
+    assert.equal(spin.error?.code, "ExecutionTimeout");
+    assert.match(spin.error?.message ?? "", /the session's state is kept/);
+    assert.equal((await py("no-interrupt", "y")).result.executionResult, 1);
+  });
+
+  it("contains a daemon: it cannot hang executions or timeouts and dies with its session", async () => {
+    const marker = `sessionpool-daemon-${Math.random().toString(36).slice(2, 10)}`;
+    // Double fork, new session, SIGHUP/SIGINT/SIGTERM/SIGPIPE ignored, and the execution's stdout and stderr kept
+    // open and written to forever. Its "beat"s land in whichever execution is running (as a Jupyter kernel's
+    // background output does) and are dropped between executions; the agent never waits for its pipes to close.
+    const started = await execIn(
+      "daemon",
+      `import os
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    os.write(w, str(os.getpid()).encode())
+    os.execv('/bin/sh', ['sh', '-c', 'trap "" HUP INT TERM PIPE; while :; do echo beat 2>/dev/null; sleep 0.1; done', '${marker}'])
+os.close(w)
+os.waitpid(pid, 0)
+daemon = int(os.read(r, 32))
+daemon`,
+    );
+    assert.equal(
+      started.body.status,
+      "Succeeded",
+      "the daemon holding stdout open does not hang the execution",
+    );
+    const daemonPid = started.body.result.executionResult as number;
+    assert.equal(typeof daemonPid, "number");
+
+    // It lives in the sandbox: the same cgroup (so the same pids, memory and cpu limits), another session.
+    const inside = await probe<{ sameCgroup: boolean; otherSession: boolean; alive: boolean }>(
+      "daemon",
+      `import json, os
+print(json.dumps({
+    'sameCgroup': open('/proc/${daemonPid}/cgroup').read() == open('/proc/self/cgroup').read(),
+    'otherSession': os.getsid(${daemonPid}) != os.getsid(0),
+    'alive': os.path.exists('/proc/${daemonPid}'),
+}))`,
+    );
+    assert.deepEqual(inside, { sameCgroup: true, otherSession: true, alive: true });
+
+    // Timeouts still work around it: an interrupt keeps the state, an ignored one restarts the interpreter.
+    const spin = await py("daemon", "while True:\n    pass", 1);
+    assert.equal(spin.error?.code, "ExecutionTimeout");
+    assert.match(spin.error?.message ?? "", /the session's state is kept/);
+    const stubborn = await py(
+      "daemon",
+      "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.05)",
+      1,
+    );
+    assert.equal(stubborn.error?.code, "ExecutionTimeout");
+    assert.match(stubborn.error?.message ?? "", /restarted/);
+    // Processes a session starts live as long as its sandbox (as in an Azure session's container): the daemon
+    // survives the interpreter's restart, and the new interpreter answers all the same.
+    const next = await py("daemon", `import os\nos.path.exists('/proc/${daemonPid}')`);
+    assert.equal(next.status, "Succeeded");
+    assert.equal(next.result.executionResult, true);
+    await bystanderAnswers();
+
+    // On the host it is a process of that sandbox, and it goes when the session is stopped.
+    const { stdout: top } = await run("docker", ["top", started.guid, "-o", "pid,args"], { timeout: 30_000 });
+    assert.match(top, new RegExp(marker));
+    assert.ok(hostProcessesWith(marker).length > 0, "the host sees the daemon while the session lives");
+    const stop = await call(
+      "POST",
+      `${fx.endpoint(POOL)}/.management/stopSession?identifier=daemon&api-version=2025-10-02-preview`,
+    );
+    assert.equal(stop.status, 200, stop.text);
+    const { stdout: left } = await run("docker", ["ps", "-aq", "--filter", `id=${started.guid}`], {
+      timeout: 30_000,
+    });
+    assert.equal(left.trim(), "", "the session's container is gone");
+    assert.deepEqual(hostProcessesWith(marker), [], "no process of the daemon is left on the host");
+    await bystanderAnswers();
+  });
+});

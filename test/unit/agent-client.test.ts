@@ -1,0 +1,67 @@
+// The agent client against a peer that is not our agent (code in a sandbox can put its own listener where the
+// agent's socket was, before a restarted server reconnects): it may not make the server buffer without bound,
+// and what the caller is told never names the socket's host path.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { AgentClient } from "../../src/agents/agent-client.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sessionpool-agent-client-"));
+const socketPath = join(dir, "agent.sock");
+let server: Server;
+let onConnection: (socket: Socket) => void = () => {};
+
+before(async () => {
+  server = createServer((socket) => onConnection(socket));
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+});
+after(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("agent client", () => {
+  it("drops a peer that announces a frame larger than any agent sends", async () => {
+    let received = 0;
+    onConnection = (socket) => {
+      // Whatever is asked: a 4 GiB header, then a trickle of it.
+      socket.once("data", () => {
+        const prefix = Buffer.alloc(8);
+        prefix.writeUInt32BE(0xffff_fff0, 0);
+        prefix.writeUInt32BE(0, 4);
+        socket.write(prefix);
+        socket.write(Buffer.alloc(64 * 1024, 0x20));
+      });
+      socket.on("data", (d) => (received += d.length));
+      socket.on("error", () => {});
+    };
+    const client = await AgentClient.connect(socketPath);
+    await assert.rejects(client.hello({ timeoutMs: 10_000 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, "AgentUnavailable");
+      assert.match(err.message, /more than an agent sends/);
+      assert.ok(!err.message.includes(dir), "the socket's host path is not in the message");
+      return true;
+    });
+    assert.ok(received > 0, "the request reached the peer");
+    client.close();
+  });
+
+  it("says the connection closed without naming the socket's path", async () => {
+    onConnection = (socket) => socket.destroy();
+    const client = await AgentClient.connect(socketPath);
+    await assert.rejects(client.hello({ timeoutMs: 10_000 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, "AgentUnavailable");
+      assert.ok(!err.message.includes(dir), err.message);
+      return true;
+    });
+    client.close();
+    await assert.rejects(AgentClient.connect(join(dir, "missing.sock")), (err: Error) => {
+      assert.match(err.message, /cannot connect to the session's agent \(ENOENT\)/);
+      assert.ok(!err.message.includes(dir), err.message);
+      return true;
+    });
+  });
+});
