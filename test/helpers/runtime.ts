@@ -148,6 +148,14 @@ export async function startRuntimeServer(
   return fixture;
 }
 
+/** Tight sandbox limits for the hostile-code tests: bombs and fills hit them quickly on a small machine. */
+export const TIGHT_SANDBOX: Partial<SandboxDefaults> = {
+  memoryBytes: 256 * 1024 * 1024,
+  pidsLimit: 64,
+  dataDirBytes: 32 * 1024 * 1024,
+  tmpBytes: 16 * 1024 * 1024,
+};
+
 /** Polls `check` every 100 ms until it holds; fails naming `what` after `timeoutMs`. */
 export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import { type RuntimeFixture, startRuntimeServer, TIGHT_SANDBOX } from "../helpers/runtime.ts";
 import { ADMIN_TOKEN, call, SUB } from "../helpers/server.ts";
 
 const run = promisify(execFile);
@@ -16,15 +16,7 @@ const MAX_CHARS = 20000;
 let fx: RuntimeFixture;
 
 before(async () => {
-  fx = await startRuntimeServer({
-    rg: RG,
-    sandbox: {
-      memoryBytes: 256 * 1024 * 1024,
-      pidsLimit: 64,
-      dataDirBytes: 32 * 1024 * 1024,
-      tmpBytes: 16 * 1024 * 1024,
-    },
-  });
+  fx = await startRuntimeServer({ rg: RG, sandbox: TIGHT_SANDBOX });
   await fx.createPool(POOL, { scaleConfiguration: { maxConcurrentSessions: 12, readySessionInstances: 2 } });
 });
 after(async () => {

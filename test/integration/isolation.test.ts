@@ -3,20 +3,13 @@
 // memory, processes, disk and CPU, and a server and bystander session that keep answering meanwhile.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import { type RuntimeFixture, startRuntimeServer, TIGHT_SANDBOX } from "../helpers/runtime.ts";
 
 const POOL = "iso";
 let fx: RuntimeFixture;
 
 before(async () => {
-  fx = await startRuntimeServer({
-    sandbox: {
-      memoryBytes: 256 * 1024 * 1024,
-      pidsLimit: 64,
-      dataDirBytes: 32 * 1024 * 1024,
-      tmpBytes: 16 * 1024 * 1024,
-    },
-  });
+  fx = await startRuntimeServer({ sandbox: TIGHT_SANDBOX });
   await fx.createPool(POOL, { scaleConfiguration: { maxConcurrentSessions: 12, readySessionInstances: 2 } });
 });
 after(async () => {
