@@ -30,19 +30,30 @@ export interface ExecutionRecord {
   /** Why the execution failed outside the code itself (timeout, interpreter restart, agent lost). */
   failure?: { code: string; message: string };
   done: Promise<void>;
+  /** Roughly what the finished record holds in memory (its output and result), for the retention budget. */
+  bytes?: number;
 }
 
 const RETENTION_MS = 60 * 60 * 1000;
 const MAX_RECORDS = 10_000;
+/**
+ * Finished executions are kept for GET /executions/{id}, but not beyond this many bytes of output and results
+ * in all: each may hold up to 2 x 10 M characters of output and a 16 MiB result, and the server's memory must not
+ * grow with what callers print. The oldest finished ones go first.
+ */
+const MAX_RETAINED_BYTES = 256 * 1024 * 1024;
 
 export class Executions {
   readonly #records = new Map<string, ExecutionRecord>();
+  #retainedBytes = 0;
+  readonly #maxRetainedBytes: number;
   readonly #sessions: SessionManager;
   readonly #metrics: Metrics;
 
-  constructor(sessions: SessionManager, metrics: Metrics) {
+  constructor(sessions: SessionManager, metrics: Metrics, options: { maxRetainedBytes?: number } = {}) {
     this.#sessions = sessions;
     this.#metrics = metrics;
+    this.#maxRetainedBytes = options.maxRetainedBytes ?? MAX_RETAINED_BYTES;
   }
 
   /** Starts an execution; for Synchronous ones, await `record.done` before answering. */
@@ -148,9 +159,15 @@ export class Executions {
       } finally {
         // The session was in use until now: the idle clock starts when the execution ends.
         if (this.#sessions.find(record.poolKey, record.identifier) === member) this.#sessions.touch(member);
+        if (this.#records.get(record.id) === record) {
+          record.bytes = retainedSize(record);
+          this.#retainedBytes += record.bytes;
+          this.#evict();
+        }
       }
     })();
-    this.#remember(record);
+    this.#evict();
+    this.#records.set(record.id, record);
     return record;
   }
 
@@ -159,14 +176,37 @@ export class Executions {
     return r && r.poolKey === poolKey && r.identifier === identifier ? r : undefined;
   }
 
-  #remember(record: ExecutionRecord): void {
+  /** Forgets the oldest finished records while there are too many, too old, or too many bytes of them. */
+  #evict(): void {
     const cutoff = Date.now() - RETENTION_MS;
     for (const [id, r] of this.#records) {
-      if (this.#records.size < MAX_RECORDS && r.createdAt > cutoff) break;
-      if (r.status !== "Running") this.#records.delete(id);
+      const over = this.#records.size >= MAX_RECORDS || this.#retainedBytes > this.#maxRetainedBytes;
+      if (!over && r.createdAt > cutoff) break;
+      if (r.status === "Running") continue;
+      this.#records.delete(id);
+      this.#retainedBytes -= r.bytes ?? 0;
     }
-    this.#records.set(record.id, record);
   }
+
+  /** Bytes of finished records kept for GET /executions/{id} (for tests and metrics). */
+  get retainedBytes(): number {
+    return this.#retainedBytes;
+  }
+}
+
+/** Two bytes a character (JavaScript strings), for the output, the result and its images. */
+function retainedSize(record: ExecutionRecord): number {
+  const out = record.result ?? record.shell;
+  if (!out) return 0;
+  let chars = out.stdout.length + out.stderr.length;
+  if (record.result) {
+    const value = record.result.result;
+    if (typeof value === "string") chars += value.length;
+    else if (value !== null && typeof value === "object")
+      chars += value.repr.length + (value.html?.length ?? 0) + (value.png?.length ?? 0);
+    for (const image of record.result.images) chars += image.base64.length;
+  }
+  return chars * 2;
 }
 
 /** Reads the execution request in either generation's shape (flat, or wrapped in `properties` as the CLI sends). */
