@@ -1,4 +1,5 @@
 // Builds the HTTP application from injected dependencies; `serve` (and tests) listen on it.
+import type { Duplex } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { PoolTokenService } from "../auth/pool-tokens.ts";
@@ -51,6 +52,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         .header("x-ms-error-code", coded.code)
         .send(armErrorBody(coded));
     },
+    // Requests Node's HTTP parser refuses (headers or URL over its 16 KiB, not HTTP at all) never reach a route:
+    // answer them in the same {"error": {"code", "message"}} shape as everything else.
+    clientErrorHandler: answerClientError,
     ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
@@ -71,4 +75,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.dataPlane) await app.register(deps.dataPlane);
   if (deps.operational) await app.register(deps.operational);
   return app;
+}
+
+/** What the HTTP parser refused, answered on the raw socket (no request object exists yet). */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const [status, reason, code, message] = tooLarge
+    ? [
+        431,
+        "Request Header Fields Too Large",
+        "RequestHeaderFieldsTooLarge",
+        "The request's URL and headers are larger than the 16 KiB this server reads.",
+      ]
+    : [400, "Bad Request", "BadRequest", "The request is not valid HTTP."];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nx-ms-error-code: ${code}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
