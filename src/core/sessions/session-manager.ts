@@ -417,6 +417,12 @@ export class SessionManager implements PoolRuntime {
     // Said on the first session that is really handed out (an attempt that fails keeps it for the next).
     const replaced = st.replaced.has(identifier);
     const metricsPool = poolKey;
+    // The limit holds for warm claims too: a refill that finished after cold starts filled the pool is surplus.
+    const max = doc.properties.scaleConfiguration.maxConcurrentSessions;
+    if (st.allocated.size + st.coldPending >= max) {
+      this.#d.metrics.claims.inc({ pool: metricsPool, result: "limit" });
+      throw new SessionLimitError(pool.name, max, 5);
+    }
     // Warm claim: no engine call on this path.
     const index = st.ready.findIndex((m) => st.template !== undefined && m.templateHash === st.template.hash);
     if (index >= 0) {
@@ -439,11 +445,6 @@ export class SessionManager implements PoolRuntime {
       this.#publish(st);
       this.#refillSoon(st);
       return { member, fresh: true, replaced, allocationMs: ms };
-    }
-    const max = doc.properties.scaleConfiguration.maxConcurrentSessions;
-    if (st.allocated.size + st.coldPending >= max) {
-      this.#d.metrics.claims.inc({ pool: metricsPool, result: "limit" });
-      throw new SessionLimitError(pool.name, max, 5);
     }
     // Cold start. Make room first if warm members hold the capacity (e.g. they run an outdated template).
     st.coldPending++;
@@ -607,7 +608,8 @@ export class SessionManager implements PoolRuntime {
       Array.from({ length: need }, async () => {
         try {
           const member = await this.#createMember(stored, template, signal);
-          if (signal.aborted || this.#closed) {
+          // Cold starts may have taken the room meanwhile: a sandbox beyond the target is not kept warm.
+          if (signal.aborted || this.#closed || st.ready.length >= this.#readyTarget(doc, st)) {
             await this.#destroy(member);
             return;
           }
