@@ -1,6 +1,6 @@
 // The benchmark's HTTP client: one keep-alive undici Agent for every request, timed on the client side
 // (request sent -> body read), the way a caller of the data plane sees it.
-import { Agent, request } from "undici";
+import { Agent, FormData, request } from "undici";
 
 export interface TimedReply {
   status: number;
@@ -27,8 +27,9 @@ export class BenchClient {
     timeoutMs = 120_000,
   ): Promise<TimedReply> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.#token}` };
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    if (payload !== undefined) headers["content-type"] = "application/json";
+    // A FormData body goes as multipart/form-data (undici writes the boundary); anything else as JSON.
+    const payload = body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body);
+    if (typeof payload === "string") headers["content-type"] = "application/json";
     const started = performance.now();
     const res = await request(url, {
       method,

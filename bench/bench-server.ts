@@ -1,21 +1,43 @@
 // The real server for the benchmark: started in this process on a loopback port with the Docker runtime, a temp
-// data dir and a silent logger, plus the pool operations the rows need (create, wait, delete, watch the engine).
+// data dir and a silent logger (or, for the load test, `bin/sessionpool serve` as a child process whose memory
+// can be read on its own), plus the pool operations the rows need (create, wait, delete, watch the engine).
 // Everything it creates is tracked so `close()` removes it even after a failed row.
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import { DockerDriver } from "../src/runtime/drivers/docker/docker-driver.ts";
 import { LABEL_POOL } from "../src/runtime/labels.ts";
 import { dockerRuntime } from "../src/runtime-wiring.ts";
-import { type RunningServer, startServer } from "../src/server.ts";
+import { startServer } from "../src/server.ts";
 import { BenchClient, type TimedReply } from "./bench-client.ts";
 
 export const SUBSCRIPTION = "00000000-0000-0000-0000-00000000b0b0";
 const ARM_API = "2025-07-01";
 export const DATA_API = "2025-10-02-preview";
+
+/** What BenchServer needs of a server: where it listens and how to stop it. */
+interface ServerHandle {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface SpawnedServerInfo {
+  /** The server process (not a shell around it): its /proc entry is the server's own memory. */
+  pid: number;
+  /** Its stdout and stderr are pipes the caller may also listen to. */
+  process: ChildProcess;
+  /** The last lines the server wrote (stdout and stderr), for reports and failures. */
+  output(): string;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string | null>;
+}
+
+const ROOT = resolve(import.meta.dirname, "..");
+const OUTPUT_KEEP_CHARS = 64 * 1024;
 
 export interface BenchPool {
   name: string;
@@ -30,13 +52,22 @@ export class BenchServer {
   /** For the engine-side view (sandboxes by pool label, memory); never used on a measured path. */
   readonly driver: DockerDriver;
   readonly resourceGroup: string;
-  readonly #server: RunningServer;
+  /** Set when the server runs as a child process (BenchServer.spawn). */
+  readonly child: SpawnedServerInfo | undefined;
+  readonly #server: ServerHandle;
   readonly #dataDir: string;
   readonly #pools = new Map<string, BenchPool>();
   #closed: Promise<void> | undefined;
 
-  private constructor(server: RunningServer, dataDir: string, token: string, resourceGroup: string) {
+  private constructor(
+    server: ServerHandle,
+    dataDir: string,
+    token: string,
+    resourceGroup: string,
+    child?: SpawnedServerInfo,
+  ) {
     this.#server = server;
+    this.child = child;
     this.#dataDir = dataDir;
     this.client = new BenchClient(token);
     this.driver = new DockerDriver();
@@ -58,6 +89,69 @@ export class BenchServer {
       });
       return new BenchServer(server, dataDir, token, `bench-${randomBytes(4).toString("hex")}`);
     } catch (err) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `bin/sessionpool serve --port 0` with a temp data dir and a random admin token as a child process and
+   * waits (bounded) until it listens. `args` are extra serve flags (e.g. `--log-level warn`).
+   */
+  static async spawn(args: string[] = [], startTimeoutMs = 60_000): Promise<BenchServer> {
+    const dataDir = mkdtempSync(join(tmpdir(), "sessionpool-bench-"));
+    const token = randomBytes(24).toString("hex");
+    const child: ChildProcess = spawn(
+      join(ROOT, "bin/sessionpool"),
+      ["serve", "--port", "0", "--data-dir", dataDir, ...args],
+      { env: { ...process.env, SESSIONPOOL_ADMIN_TOKEN: token }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    const keep = (d: Buffer) => {
+      out += d.toString();
+      if (out.length > 2 * OUTPUT_KEEP_CHARS) out = out.slice(-OUTPUT_KEEP_CHARS);
+    };
+    child.stdout!.on("data", keep);
+    child.stderr!.on("data", keep);
+    const exited = new Promise<number | string | null>((r) =>
+      child.once("exit", (code, signal) => r(code ?? signal)),
+    );
+    const stop = async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      await exited;
+      clearTimeout(killer);
+    };
+    try {
+      const url = await new Promise<string>((resolveUrl, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`the server did not listen within ${startTimeoutMs} ms:\n${out}`)),
+          startTimeoutMs,
+        );
+        const check = () => {
+          // Anchored: the JSON log line says the same words, with a quote and brace after the URL.
+          const m = /^sessionpool listening on (\S+)$/m.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolveUrl(m[1]!);
+          }
+        };
+        child.stdout!.on("data", check);
+        void exited.then((code) => {
+          clearTimeout(timer);
+          reject(new Error(`the server exited (${code}) before listening:\n${out}`));
+        });
+      });
+      const info: SpawnedServerInfo = {
+        pid: child.pid!,
+        process: child,
+        output: () => out.slice(-OUTPUT_KEEP_CHARS),
+        exited,
+      };
+      const handle: ServerHandle = { url, close: stop };
+      return new BenchServer(handle, dataDir, token, `load-${randomBytes(4).toString("hex")}`, info);
+    } catch (err) {
+      await stop();
       rmSync(dataDir, { recursive: true, force: true });
       throw err;
     }
@@ -185,6 +279,16 @@ export class BenchServer {
       }
       await sleep(20);
     }
+  }
+
+  /** A data-plane token scoped to the pool (ARM getAuthtoken), as a client of that pool would hold. */
+  async poolToken(pool: BenchPool): Promise<string> {
+    const url = pool.armUrl.replace("?", "/getAuthtoken?");
+    const r = await this.client.send("POST", url);
+    const token = (r.body as { properties?: { token?: string } } | undefined)?.properties?.token;
+    if (r.status !== 200 || !token)
+      throw new Error(`getAuthtoken for ${pool.name} answered ${r.status}: ${r.text}`);
+    return token;
   }
 
   execUrl(pool: BenchPool, identifier: string): string {
