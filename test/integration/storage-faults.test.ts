@@ -1,15 +1,16 @@
 // The data dir's disk fills up or is read-only: callers get a clear, documented error, sessions already running
 // keep working, nothing in the store is corrupted, and once space returns everything works again without a
-// restart (and after one). The data dir is a small tmpfs the test mounts itself (needs root, as CI runs).
+// restart (and after one). The data dirs are a small tmpfs and a loop-mounted ext4 file system the test makes
+// itself (needs root, as CI runs).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { basename, join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { armPoolUrl, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
-import { call, spawnServer, tempDir } from "../helpers/server.ts";
+import { armPoolUrl, dockerIds, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import { call, SUB, spawnServer, tempDir } from "../helpers/server.ts";
 
 const run = promisify(execFile);
 const POOL = "disk";
@@ -124,6 +125,66 @@ describe("data dir faults", () => {
       .map((s) => s.identifier)
       .sort();
     assert.deepEqual(ids, ["alice", "bobby"]);
+  });
+
+  it("the file system turns read-only under the server: documented 503s, sessions go on, the store survives", async () => {
+    const work = tempDir("sessionpool-ro-disk-");
+    const image = join(work, "disk.img");
+    const mnt = join(work, "mnt");
+    const rg = `${RG}ro`;
+    mkdirSync(mnt);
+    await run("truncate", ["-s", "64M", image]);
+    await run("mkfs.ext4", ["-q", "-F", image]);
+    await run("mount", ["-o", "loop,errors=remount-ro", image, mnt]);
+    let ro: RuntimeFixture | undefined;
+    try {
+      ro = await startRuntimeServer({ dataDir: join(mnt, "data"), rg });
+      await ro.createPool(POOL, {
+        scaleConfiguration: { maxConcurrentSessions: 4, readySessionInstances: 1 },
+      });
+      assert.equal((await ro.exec(POOL, "alice", "x = 5")).status, 200);
+      const dbPath = join(ro.dataDir, "sessionpool.db");
+
+      // The kernel finds an error on the file system and stops all writes to it, as with a failing disk.
+      const device = (await run("findmnt", ["-n", "-o", "SOURCE", mnt])).stdout.trim();
+      writeFileSync(`/sys/fs/ext4/${basename(device)}/trigger_fs_error`, "sessionpool storage-faults test\n");
+
+      const put = await call("PUT", armPoolUrl(ro.url, "another", rg), {
+        body: { location: "eastus", properties: {} },
+      });
+      assert.equal(put.status, 503, put.text);
+      assert.equal((put.body as ErrorBody).error.code, "StorageUnavailable");
+      const bobby = await ro.exec(POOL, "bobby", "1");
+      assert.equal(bobby.status, 503, bobby.text);
+      assert.equal((bobby.body as ErrorBody).error.code, "StorageUnavailable");
+      const alice = await ro.exec(POOL, "alice", "x + 1");
+      assert.equal(alice.status, 200, alice.text);
+      assert.equal((alice.body as { result: { executionResult: unknown } }).result.executionResult, 6);
+
+      // An operator repairs it: stop the server, let go of the file system, check it, mount it again.
+      await ro.stop();
+      const label = `io.sessionpool.pool=${`${SUB}/${rg}/${POOL}`.toLowerCase()}`;
+      const ids = await dockerIds(label);
+      if (ids.length > 0) await run("docker", ["rm", "-f", ...ids]);
+      await run("umount", [mnt]);
+      // e2fsck exits 1 when it corrected the file system: that is success here.
+      await run("e2fsck", ["-f", "-y", image]).catch((err: { code?: number }) => {
+        if (err.code !== 1) throw err;
+      });
+      await run("mount", ["-o", "loop", image, mnt]);
+      assert.equal(integrity(dbPath), "ok");
+
+      // Everything recorded before the failure is there; the pool warms again and serves.
+      await ro.restart();
+      const pool = await call("GET", armPoolUrl(ro.url, POOL, rg));
+      assert.equal(pool.status, 200, pool.text);
+      const fresh = await ro.exec(POOL, "bobby", "2 + 2");
+      assert.equal(fresh.status, 200, fresh.text);
+    } finally {
+      await ro?.close();
+      await run("umount", [mnt]).catch(() => {});
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it("read-only data dir: the server refuses to start and says why", async () => {

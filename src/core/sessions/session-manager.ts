@@ -88,6 +88,8 @@ export interface Member {
   nextProbeAt: number;
   /** Requests in flight (a proxied stream, a WebSocket): a Timed session is not idle while any is open. */
   inFlight: number;
+  /** When the idle clock was last written to the store (it moves in memory on every request). */
+  persistedAccessMs: number;
 }
 
 interface PoolState {
@@ -124,6 +126,11 @@ const REFILL_DELAY_MS = 50;
 const TEMPLATE_TTL_MS = 10_000;
 const TEARDOWN_CONCURRENCY = 8;
 const ENGINE_PING_TIMEOUT_MS = 2_000;
+/**
+ * The idle clock is written to the store at most this often per session: every write is a durable commit, and
+ * after a restart a clock up to this much behind only ends an idle session that much earlier.
+ */
+const TOUCH_PERSIST_MS = 5_000;
 
 async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
@@ -269,6 +276,8 @@ export class SessionManager implements PoolRuntime {
     }).toISOString();
     // The idle clock lives in memory (the reaper reads it there); the store only carries it across a restart,
     // so a data dir that cannot be written (disk full) costs that, not the request.
+    if (now.getTime() - member.persistedAccessMs < TOUCH_PERSIST_MS) return;
+    member.persistedAccessMs = now.getTime();
     try {
       this.#d.store.putSession(member.rec);
     } catch (err) {
@@ -487,6 +496,7 @@ export class SessionManager implements PoolRuntime {
     member.rec.lastAccessedAt = now.toISOString();
     member.rec.expiresAt = sessionExpiry(doc, { allocatedAt: now, lastAccessedAt: now }).toISOString();
     this.#d.store.putSession(member.rec);
+    member.persistedAccessMs = now.getTime();
   }
 
   async #resolveTemplate(
@@ -731,6 +741,7 @@ export class SessionManager implements PoolRuntime {
         performance.now() +
         (template.probes?.find((p) => p.type === "Liveness")?.initialDelaySeconds ?? 0) * 1000,
       inFlight: 0,
+      persistedAccessMs: 0,
     };
     try {
       await this.#waitUntilServing(member, template, signal);
@@ -999,6 +1010,7 @@ export class SessionManager implements PoolRuntime {
           probeFailures: 0,
           nextProbeAt: 0,
           inFlight: 0,
+          persistedAccessMs: 0,
         };
         try {
           if (kind === "custom") {
