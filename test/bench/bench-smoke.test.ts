@@ -1,15 +1,14 @@
 // The benchmark cannot rot: `bench/run.ts --smoke` runs every row in a tiny size as a child process, and the JSON
 // it writes has each row with numbers or an explicit reason why not, plus the chart. No timing is asserted.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { test } from "node:test";
 import { ROW_IDS, type Row } from "../../bench/plan.ts";
 import type { BenchReport } from "../../bench/report.ts";
+import { ROOT, runToExit } from "../helpers/server.ts";
 
-const ROOT = resolve(import.meta.dirname, "../..");
 const TIMEOUT_MS = 150_000;
 
 function hasNumbers(row: Row): boolean {
@@ -23,17 +22,12 @@ function hasNumbers(row: Row): boolean {
 test("bench --smoke reports every row and draws the chart", { timeout: TIMEOUT_MS + 10_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), "sessionpool-bench-smoke-"));
   try {
-    const child = spawn(process.execPath, [join(ROOT, "bench/run.ts"), "--smoke", "--out", out], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    // SIGTERM first so the bench removes what it created; it is bounded, this only guards a hang.
-    const timer = setTimeout(() => child.kill("SIGTERM"), TIMEOUT_MS);
-    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
-    clearTimeout(timer);
+    // SIGTERM so the bench removes what it created; it is bounded, this only guards a hang.
+    const { code, output } = await runToExit(
+      process.execPath,
+      [join(ROOT, "bench/run.ts"), "--smoke", "--out", out],
+      { timeoutMs: TIMEOUT_MS, killSignal: "SIGTERM" },
+    );
     assert.equal(code, 0, output);
 
     const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as BenchReport;

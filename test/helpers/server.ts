@@ -195,19 +195,36 @@ export function readLog(path: string): string {
 }
 
 /** Runs `bin/sessionpool` to completion (for commands that should refuse to start); bounded by `timeoutMs`. */
-export async function runCli(
+export function runCli(
   args: string[],
   env: Record<string, string> = {},
   timeoutMs = 30_000,
 ): Promise<{ code: number | null; output: string }> {
-  const child = spawn(join(ROOT, "bin/sessionpool"), args, {
+  return runToExit(join(ROOT, "bin/sessionpool"), args, {
     env: { ...process.env, SESSIONPOOL_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+    timeoutMs,
+    killSignal: "SIGKILL",
+  });
+}
+
+/**
+ * Runs a command in the repository to completion, stdout and stderr collected together; past `timeoutMs` it is
+ * sent `killSignal` (SIGTERM lets a script such as the benchmark clean up what it made).
+ */
+export async function runToExit(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs: number; killSignal: NodeJS.Signals },
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: options.env ?? process.env,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
   child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const timer = setTimeout(() => child.kill(options.killSignal), options.timeoutMs);
   const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
   clearTimeout(timer);
   return { code, output };

@@ -4,15 +4,14 @@
 // agreeing with the server afterwards, and every kind of request answered ok many times. Latencies are printed,
 // never asserted. `npm run load` is the same with a longer default run.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { test } from "node:test";
 import type { LoadReport } from "../../bench/load-report.ts";
 import { formatMiB, formatMs } from "../../bench/stats.ts";
+import { ROOT, runToExit } from "../helpers/server.ts";
 
-const ROOT = resolve(import.meta.dirname, "../..");
 const DURATION_S = 90;
 const CLIENTS = 200;
 /**
@@ -28,7 +27,8 @@ test(`${CLIENTS} clients for ${DURATION_S} s: no 5xx, no hung request, memory fl
 }, async (t) => {
   const out = mkdtempSync(join(tmpdir(), "sessionpool-load-"));
   try {
-    const child = spawn(
+    // SIGTERM so the driver deletes its pools and stops its server; this only guards a hang.
+    const { code, output } = await runToExit(
       process.execPath,
       [
         join(ROOT, "bench/load.ts"),
@@ -41,15 +41,8 @@ test(`${CLIENTS} clients for ${DURATION_S} s: no 5xx, no hung request, memory fl
         "--out",
         out,
       ],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+      { timeoutMs: TIMEOUT_MS, killSignal: "SIGTERM" },
     );
-    let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    // SIGTERM first so the driver deletes its pools and stops its server; this only guards a hang.
-    const timer = setTimeout(() => child.kill("SIGTERM"), TIMEOUT_MS);
-    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
-    clearTimeout(timer);
 
     let report: LoadReport;
     try {
