@@ -123,25 +123,7 @@ export class BenchServer {
       clearTimeout(killer);
     };
     try {
-      const url = await new Promise<string>((resolveUrl, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`the server did not listen within ${startTimeoutMs} ms:\n${out}`)),
-          startTimeoutMs,
-        );
-        const check = () => {
-          // Anchored: the JSON log line says the same words, with a quote and brace after the URL.
-          const m = /^sessionpool listening on (\S+)$/m.exec(out);
-          if (m) {
-            clearTimeout(timer);
-            resolveUrl(m[1]!);
-          }
-        };
-        child.stdout!.on("data", check);
-        void exited.then((code) => {
-          clearTimeout(timer);
-          reject(new Error(`the server exited (${code}) before listening:\n${out}`));
-        });
-      });
+      const url = await waitForListening(child, exited, () => out, startTimeoutMs);
       const info: SpawnedServerInfo = {
         pid: child.pid!,
         process: child,
@@ -334,4 +316,35 @@ export class BenchServer {
     })();
     return this.#closed;
   }
+}
+
+/**
+ * The URL a `sessionpool serve` child prints once it listens ("sessionpool listening on URL"); rejects when it
+ * exits first or does not listen within `timeoutMs`. Shared with the tests' spawnServer.
+ */
+export function waitForListening(
+  child: ChildProcess,
+  exited: Promise<unknown>,
+  output: () => string,
+  timeoutMs: number,
+): Promise<string> {
+  return new Promise<string>((resolveUrl, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`the server did not listen within ${timeoutMs} ms:\n${output()}`)),
+      timeoutMs,
+    );
+    const check = () => {
+      // Anchored: the JSON log line says the same words, with a quote and brace after the URL.
+      const m = /^sessionpool listening on (\S+)$/m.exec(output());
+      if (m) {
+        clearTimeout(timer);
+        resolveUrl(m[1]!);
+      }
+    };
+    child.stdout!.on("data", check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited with ${code} before listening:\n${output()}`));
+    });
+  });
 }

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pino from "pino";
 import { Agent, type Dispatcher, request } from "undici";
+import { waitForListening } from "../../bench/bench-server.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../../src/server.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -83,22 +84,7 @@ export async function spawnServer(
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in 60 s:\n${out}`)), 60_000);
-    const check = () => {
-      // Anchored: the JSON log line says the same words, with a quote and brace after the URL.
-      const m = /^sessionpool listening on (\S+)$/m.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(m[1]!);
-      }
-    };
-    child.stdout!.on("data", check);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code} before listening:\n${out}`));
-    });
-  });
+  const url = await waitForListening(child, exited, () => out, 60_000);
   return {
     url,
     dataDir,
