@@ -149,8 +149,11 @@ export class SessionManager implements PoolRuntime {
   #watchdog: NodeJS.Timeout | undefined;
   #engine: EngineHealth;
   #engineCheck: Promise<void> | undefined;
-  #resyncing: Promise<void> | undefined;
+  #resyncing: Promise<boolean> | undefined;
   #resyncAgain = false;
+  #resyncRefill = false;
+  /** The engine came back and its sandboxes have not been re-read successfully yet. */
+  #resyncPending = false;
   #unwatch: (() => void) | undefined;
   #createSlots: number;
   readonly #slotWaiters: (() => void)[] = [];
@@ -362,6 +365,7 @@ export class SessionManager implements PoolRuntime {
     if (this.#prober) clearInterval(this.#prober);
     if (this.#watchdog) clearInterval(this.#watchdog);
     this.#unwatch?.();
+    await Promise.allSettled([this.#engineCheck, this.#resyncing]);
     const states = [...this.#pools.values()];
     for (const st of states) {
       st.controller.abort();
@@ -436,13 +440,13 @@ export class SessionManager implements PoolRuntime {
     const index = st.ready.findIndex((m) => st.template !== undefined && m.templateHash === st.template.hash);
     if (index >= 0) {
       const member = st.ready.splice(index, 1)[0]!;
+      const warm = { ...member.rec };
       try {
         this.#assign(member, identifier, doc);
       } catch (err) {
         // Not recorded as allocated: it stays warm, untouched, rather than be handed out unrecorded (a restart
         // would offer a sandbox someone used to the next identifier).
-        member.rec.state = "ready";
-        member.rec.identifier = undefined;
+        Object.assign(member.rec, warm);
         st.ready.splice(index, 0, member);
         throw err;
       }
@@ -844,7 +848,12 @@ export class SessionManager implements PoolRuntime {
         "could not remove a sandbox; orphan removal will retry",
       );
     });
-    if (member.socketDir) await rm(member.socketDir, { recursive: true, force: true });
+    if (member.socketDir) {
+      // Under the data dir: a read-only or failing disk must not turn an ended session into a crash.
+      await rm(member.socketDir, { recursive: true, force: true }).catch((err) =>
+        this.#d.logger.warn({ session: member.rec.id, err }, "could not remove a session's socket directory"),
+      );
+    }
   }
 
   /** Deletes a session record; a store that cannot be written (disk full) must not stop the sandbox's removal. */
@@ -898,7 +907,11 @@ export class SessionManager implements PoolRuntime {
     void this.#end(member, "died");
   }
 
-  /** Pings the engine; a change between up and down is logged, counted, and (back up) resynchronised. */
+  /**
+   * Pings the engine; a change between up and down is logged and counted. Once it is back, sandboxes are
+   * resynchronised, and again on every later check until that succeeds (the engine may answer a ping before it
+   * can list containers).
+   */
   #checkEngine(): Promise<void> {
     this.#engineCheck ??= (async () => {
       let error: string | undefined;
@@ -909,18 +922,22 @@ export class SessionManager implements PoolRuntime {
       }
       if (this.#closed) return;
       const up = error === undefined;
-      if (up === this.#engine.up) {
+      if (up !== this.#engine.up) {
+        this.#engine = { up, since: this.#d.now().toISOString(), error };
+        this.#d.metrics.engineUp.set(up ? 1 : 0);
+        if (!up) {
+          this.#d.logger.error(
+            { err: error },
+            "the container engine stopped answering; sessions are degraded",
+          );
+          return;
+        }
+        this.#d.logger.info({}, "the container engine answers again; resynchronising sandboxes");
+        this.#resyncPending = true;
+      } else {
         this.#engine.error = error;
-        return;
       }
-      this.#engine = { up, since: this.#d.now().toISOString(), error };
-      this.#d.metrics.engineUp.set(up ? 1 : 0);
-      if (!up) {
-        this.#d.logger.error({ err: error }, "the container engine stopped answering; sessions are degraded");
-        return;
-      }
-      this.#d.logger.info({}, "the container engine answers again; resynchronising sandboxes");
-      await this.#resync("engine back");
+      if (up && this.#resyncPending && (await this.#resync("engine back", true))) this.#resyncPending = false;
     })().finally(() => {
       this.#engineCheck = undefined;
     });
@@ -929,10 +946,12 @@ export class SessionManager implements PoolRuntime {
 
   /**
    * Re-reads what the engine runs after events may have been lost (its restart kills every sandbox): members
-   * whose sandbox is no longer running end as died (their identifiers get fresh sessions, said so), our
-   * leftovers that are not running go, and every pool refills at once instead of after its backoff.
+   * whose sandbox is no longer running end as died (their identifiers get fresh sessions, said so) and our
+   * leftovers that are not running go. With `refill` (the engine is back) every pool also refills at once instead
+   * of after its backoff. Resolves true when the engine could be read.
    */
-  #resync(why: string): Promise<void> {
+  #resync(why: string, refill: boolean): Promise<boolean> {
+    this.#resyncRefill ||= refill;
     if (this.#resyncing) {
       this.#resyncAgain = true;
       return this.#resyncing;
@@ -940,14 +959,18 @@ export class SessionManager implements PoolRuntime {
     this.#resyncing = (async () => {
       do {
         this.#resyncAgain = false;
-        if (this.#closed) return;
+        const refillNow = this.#resyncRefill;
+        this.#resyncRefill = false;
+        if (this.#closed) return true;
+        // Members known before the engine is asked: one registered meanwhile is not in its answer, and not lost.
+        const known = [...this.#bySandbox.values()];
         const listed = await this.#d.driver.list(this.#ownLabels(), {
           signal: AbortSignal.timeout(30_000),
         });
         const running = new Set(listed.filter((s) => s.state === "running").map((s) => s.id));
         let gone = 0;
-        for (const member of [...this.#bySandbox.values()]) {
-          if (running.has(member.sandboxId)) continue;
+        for (const member of known) {
+          if (running.has(member.sandboxId) || this.#bySandbox.get(member.sandboxId) !== member) continue;
           gone++;
           this.#sandboxGone(member, "lost");
         }
@@ -957,6 +980,7 @@ export class SessionManager implements PoolRuntime {
         );
         await inBatches(leftovers, TEARDOWN_CONCURRENCY, (s) => this.#d.driver.remove(s.id).catch(() => {}));
         this.#d.logger.info({ why, gone, removed: leftovers.length }, "sandboxes resynchronised");
+        if (!refillNow) continue;
         for (const st of this.#pools.values()) {
           if (st.retryTimer) clearTimeout(st.retryTimer);
           st.retryTimer = undefined;
@@ -964,8 +988,12 @@ export class SessionManager implements PoolRuntime {
           void this.#reconcile(st.key);
         }
       } while (this.#resyncAgain);
+      return true;
     })()
-      .catch((err) => this.#d.logger.warn({ err, why }, "resynchronising sandboxes failed"))
+      .catch((err) => {
+        this.#d.logger.warn({ err, why }, "resynchronising sandboxes failed");
+        return false;
+      })
       .finally(() => {
         this.#resyncing = undefined;
       });
@@ -983,7 +1011,7 @@ export class SessionManager implements PoolRuntime {
     this.#unwatch = driver.watch(
       this.#ownLabels(),
       (e) => this.#onEvent(e),
-      () => void this.#resync("event stream resubscribed"),
+      () => void this.#resync("event stream resubscribed", false),
     );
     const sandboxes = await driver.list(this.#ownLabels());
     const records = new Map(store.allSessions().map((s) => [s.id, s]));
