@@ -305,6 +305,8 @@ class Supervisor:
                     try:
                         message = json.loads(line)
                     except ValueError:
+                        message = None
+                    if not isinstance(message, dict):  # the code can write to the pipe too
                         log("the interpreter sent a malformed control message")
                         continue
                 self._on_message(message)
@@ -1120,8 +1122,14 @@ def from_outside(sock):
     parent = os.getppid()
     if pid == 0 or (pid == parent and parent != 1):
         return True
-    log(f"refused a connection from pid {pid}, a process in this sandbox")
+    global _refusals
+    _refusals += 1
+    if _refusals & (_refusals - 1) == 0:  # 1st, 2nd, 4th, 8th...: code in a loop cannot flood the log
+        log(f"refused a connection from pid {pid}, a process in this sandbox ({_refusals} so far)")
     return False
+
+
+_refusals = 0
 
 
 def make_undumpable():

@@ -121,6 +121,19 @@ const FRAME_PREFIX_BYTES = 8;
 const MAX_INCOMING_HEADER_BYTES = 256 << 20;
 const MAX_INCOMING_PAYLOAD_BYTES = 1 << 30;
 
+/** A last-expression value as documented: a JSON scalar, or a rich value with a string repr; null otherwise. */
+function resultValue(value: unknown): ExecResultValue {
+  if (value === null || ["number", "string", "boolean"].includes(typeof value))
+    return value as ExecResultValue;
+  const rich = value as Partial<Record<keyof RichResult, unknown>> | undefined;
+  if (typeof value !== "object" || typeof rich?.repr !== "string") return null;
+  return {
+    repr: rich.repr,
+    ...(typeof rich.html === "string" ? { html: rich.html } : {}),
+    ...(typeof rich.png === "string" ? { png: rich.png } : {}),
+  };
+}
+
 /** An errno code for a caller-facing message: the socket's host path is not the caller's business. */
 function errnoOf(err: Error): string {
   return (err as NodeJS.ErrnoException).code ?? err.name;
@@ -209,7 +222,22 @@ export class AgentClient {
   }
 
   async exec(request: ExecRequest, options: AgentRequestOptions = {}): Promise<ExecResult> {
-    return this.#run<ExecResult>({ op: "exec", ...request }, request.timeoutMs, options);
+    const answer = await this.#run<ExecResult>({ op: "exec", ...request }, request.timeoutMs, options);
+    // The value, images and error come from the interpreter, where the session's code can write its own
+    // messages: keep only what has the documented shape.
+    return {
+      ...answer,
+      result: resultValue(answer.result),
+      images: (Array.isArray(answer.images) ? (answer.images as unknown[]) : []).flatMap((i) =>
+        typeof (i as ExecImage | null)?.base64 === "string"
+          ? [{ mime: "image/png" as const, base64: (i as ExecImage).base64 }]
+          : [],
+      ),
+      error:
+        answer.error !== null && typeof answer.error === "object"
+          ? { name: String(answer.error.name), message: String(answer.error.message) }
+          : null,
+    };
   }
 
   /** Runs a shell command (Shell pools): `command` through `bash -c`, or `argv` as given, in /mnt/data. */
@@ -409,6 +437,8 @@ export class AgentClient {
     let header: Record<string, unknown>;
     try {
       header = JSON.parse(buf.toString("utf8", headerStart, payloadStart)) as Record<string, unknown>;
+      if (header === null || typeof header !== "object" || Array.isArray(header))
+        throw new TypeError("the header is not a JSON object");
     } catch (err) {
       this.#teardown(new AgentUnavailableError("the session's agent sent a malformed frame", err));
       return;

@@ -64,4 +64,50 @@ describe("agent client", () => {
       return true;
     });
   });
+
+  it("drops a peer whose frame header is JSON but not an object, without throwing", async () => {
+    onConnection = (socket) => {
+      socket.once("data", () => socket.write(frame("null")));
+      socket.on("error", () => {});
+    };
+    const client = await AgentClient.connect(socketPath);
+    await assert.rejects(client.hello({ timeoutMs: 10_000 }), /malformed frame/);
+    client.close();
+  });
+
+  it("keeps only the documented shapes of an execution's value, images and error", async () => {
+    onConnection = (socket) => {
+      socket.once("data", (d: Buffer) => {
+        const id = (JSON.parse(d.subarray(8, 8 + d.readUInt32BE(0)).toString()) as { id: number }).id;
+        socket.write(
+          frame(
+            JSON.stringify({
+              id,
+              ok: true,
+              status: "Succeeded",
+              stdout: "",
+              stderr: "",
+              result: { a: 1 },
+              images: [{ base64: 5 }, { mime: "image/png", base64: "iVBOR" }, null],
+              error: { name: 7, message: null },
+            }),
+          ),
+        );
+      });
+      socket.on("error", () => {});
+    };
+    const client = await AgentClient.connect(socketPath);
+    const result = await client.exec({ code: "1", timeoutMs: 5_000, maxOutputChars: 100 });
+    assert.equal(result.result, null);
+    assert.deepEqual(result.images, [{ mime: "image/png", base64: "iVBOR" }]);
+    assert.deepEqual(result.error, { name: "7", message: "null" });
+    client.close();
+  });
 });
+
+function frame(header: string): Buffer {
+  const body = Buffer.from(header);
+  const prefix = Buffer.alloc(8);
+  prefix.writeUInt32BE(body.length, 0);
+  return Buffer.concat([prefix, body]);
+}

@@ -10,8 +10,8 @@ import type { Member, SessionManager } from "../../src/core/sessions/session-man
 
 const POOL = "sub/rg/pool";
 
-function member(stdoutChars: number): Member {
-  const result: ExecResult = {
+function member(stdoutChars: number, extra: Partial<Record<keyof ExecResult, unknown>> = {}): Member {
+  const result = {
     status: "Succeeded",
     stdout: "x".repeat(stdoutChars),
     stderr: "",
@@ -23,7 +23,8 @@ function member(stdoutChars: number): Member {
     timedOut: false,
     restarted: false,
     durationMs: 1,
-  };
+    ...extra,
+  } as ExecResult;
   return {
     rec: { poolKey: POOL, identifier: "alice" },
     kind: "code-interpreter",
@@ -63,5 +64,20 @@ describe("execution retention", () => {
     assert.equal(record.result?.stdout.length, 10_000, "the caller still gets the whole output");
     assert.equal(executions.get(POOL, "alice", record.id), undefined);
     assert.equal(executions.retainedBytes, 0);
+  });
+
+  it("counts only strings: a result shaped by code in the sandbox cannot throw or poison the budget", async () => {
+    const executions = new Executions(sessions, new Metrics(), { maxRetainedBytes: 1_000_000 });
+    for (const extra of [
+      { result: { a: 1 } },
+      { result: { repr: 5, html: 5, png: null } },
+      { images: [{ base64: 5 }, null, 7] },
+      { images: "not a list", stdout: 12 },
+    ]) {
+      const record = executions.start(member(10, extra), { ...input, executionType: "Asynchronous" });
+      await record.done;
+      assert.ok(Number.isFinite(executions.retainedBytes), JSON.stringify(extra));
+    }
+    assert.equal(executions.retainedBytes, 3 * 20, "the three with a string stdout of 10 characters");
   });
 });

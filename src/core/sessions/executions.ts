@@ -194,18 +194,23 @@ export class Executions {
   }
 }
 
-/** Two bytes a character (JavaScript strings), for the output, the result and its images. */
+/**
+ * Two bytes a character (JavaScript strings), for the output, the result and its images. Only strings count, and
+ * nothing here may throw: what comes back is shaped by code in the sandbox, which can write its own messages.
+ */
 function retainedSize(record: ExecutionRecord): number {
-  const out = record.result ?? record.shell;
-  if (!out) return 0;
-  let chars = out.stdout.length + out.stderr.length;
-  if (record.result) {
-    const value = record.result.result;
-    if (typeof value === "string") chars += value.length;
-    else if (value !== null && typeof value === "object")
-      chars += value.repr.length + (value.html?.length ?? 0) + (value.png?.length ?? 0);
-    for (const image of record.result.images) chars += image.base64.length;
+  const len = (v: unknown) => (typeof v === "string" ? v.length : 0);
+  const out = (record.result ?? record.shell) as Partial<ExecResult> | undefined;
+  let chars = len(out?.stdout) + len(out?.stderr);
+  const value = record.result?.result as unknown;
+  if (typeof value === "string") chars += value.length;
+  else if (value !== null && typeof value === "object") {
+    const rich = value as Record<string, unknown>;
+    chars += len(rich["repr"]) + len(rich["html"]) + len(rich["png"]);
   }
+  const images = record.result?.images as unknown;
+  if (Array.isArray(images))
+    for (const image of images) chars += len((image as { base64?: unknown })?.base64);
   return chars * 2;
 }
 
