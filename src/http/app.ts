@@ -5,9 +5,10 @@ import type { Logger } from "pino";
 import type { PoolTokenService } from "../auth/pool-tokens.ts";
 import type { Authenticator } from "../auth/principal.ts";
 import type { PoolService } from "../core/pools/pool-service.ts";
-import { armErrorBody, installArmErrorHandler } from "./arm/arm-errors.ts";
+import { SessionPoolError } from "../errors.ts";
+import { armErrorBody, installArmErrorHandler, sendArmError } from "./arm/arm-errors.ts";
 import { armRoutes } from "./arm/arm-routes.ts";
-import { isDataPlaneUrl, sendDataPlaneError } from "./dataplane/dataplane-errors.ts";
+import { isDataPlaneUrl, rawErrorResponse, sendDataPlaneError } from "./dataplane/dataplane-errors.ts";
 import { InternalError, RouteNotFoundError, toCodedError } from "./errors.ts";
 
 export interface AppConfig {
@@ -45,12 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // error handler) is chosen; answer in the envelope of the surface the URL belongs to.
     frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => {
       const coded = toCodedError(error) ?? new InternalError();
-      if (isDataPlaneUrl(request.url)) return sendDataPlaneError(reply, coded);
-      return reply
-        .code(coded.statusCode)
-        .headers(coded.headers)
-        .header("x-ms-error-code", coded.code)
-        .send(armErrorBody(coded));
+      return isDataPlaneUrl(request.url) ? sendDataPlaneError(reply, coded) : sendArmError(reply, coded);
     },
     // Requests Node's HTTP parser refuses (headers or URL over its 16 KiB, not HTTP at all) never reach a route:
     // answer them in the same {"error": {"code", "message"}} shape as everything else.
@@ -77,24 +73,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   return app;
 }
 
-/** What the HTTP parser refused, answered on the raw socket (no request object exists yet). */
+/**
+ * What the HTTP parser refused, answered on the raw socket (no request object exists yet), as Node's own handler
+ * does: only when no response is under way on that connection (a pipelined request must not cut into one).
+ */
 function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
-  if (err.code === "ECONNRESET" || !socket.writable) {
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === "ECONNRESET" || !socket.writable || inFlight?.headersSent) {
     socket.destroy();
     return;
   }
-  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
-  const [status, reason, code, message] = tooLarge
-    ? [
-        431,
-        "Request Header Fields Too Large",
-        "RequestHeaderFieldsTooLarge",
-        "The request's URL and headers are larger than the 16 KiB this server reads.",
-      ]
-    : [400, "Bad Request", "BadRequest", "The request is not valid HTTP."];
-  const body = JSON.stringify({ error: { code, message } });
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nx-ms-error-code: ${code}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  const refusal =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? new SessionPoolError(
+          "RequestHeaderFieldsTooLarge",
+          431,
+          "The request's URL and headers are larger than the 16 KiB this server reads.",
+        )
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? new SessionPoolError("RequestTimeout", 408, "The request did not arrive in time.")
+        : new SessionPoolError("BadRequest", 400, "The request is not valid HTTP.");
+  socket.end(rawErrorResponse(refusal));
 }

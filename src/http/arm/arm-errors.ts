@@ -1,5 +1,5 @@
 // The one place management-API errors become ARM's envelope: {error:{code,message,target,details}}.
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import type { SessionPoolError } from "../../errors.ts";
 import { InternalError, toCodedError } from "../errors.ts";
 
@@ -22,10 +22,15 @@ export function installArmErrorHandler(app: FastifyInstance): void {
       coded = new InternalError();
     }
     if (coded.statusCode >= 500) request.log.warn({ code: coded.code }, coded.message);
-    return reply
-      .code(coded.statusCode)
-      .headers(coded.headers)
-      .header("x-ms-error-code", coded.code)
-      .send(armErrorBody(coded));
+    return sendArmError(reply, coded);
   });
+}
+
+/** Answers `err` in ARM's envelope, its code in x-ms-error-code, with the headers it implies. */
+export function sendArmError(reply: FastifyReply, err: SessionPoolError): FastifyReply {
+  return reply
+    .code(err.statusCode)
+    .headers(err.headers)
+    .header("x-ms-error-code", err.code)
+    .send(armErrorBody(err));
 }

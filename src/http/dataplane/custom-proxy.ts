@@ -14,7 +14,7 @@ import type { Duplex } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Member } from "../../core/sessions/session-manager.ts";
 import { SessionPoolError } from "../../errors.ts";
-import { dataPlaneErrorBody } from "./dataplane-errors.ts";
+import { dataPlaneErrorBody, rawErrorResponse } from "./dataplane-errors.ts";
 
 const HOP_BY_HOP = new Set([
   "connection",
@@ -164,7 +164,11 @@ export function proxyUpgrade(
   for (const [name, value] of Object.entries(headers)) {
     for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
   }
+  // Reached from both sockets' close and error events: the session's in-flight count drops once.
+  let closed = false;
   const close = () => {
+    if (closed) return;
+    closed = true;
     upstream.destroy();
     socket.destroy();
     target.onDone();
@@ -187,14 +191,7 @@ export function proxyUpgrade(
 
 /** Refuses an upgrade request with a plain HTTP error on the raw socket. */
 export function refuseUpgrade(socket: Duplex, err: SessionPoolError): void {
-  const body = JSON.stringify(dataPlaneErrorBody(err));
-  // The error's own headers too (WWW-Authenticate on a 401, Retry-After on a 429), as every other path sends.
-  const extra = Object.entries(err.headers)
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join("");
-  socket.end(
-    `HTTP/1.1 ${err.statusCode} ${err.code}\r\ncontent-type: application/json; charset=utf-8\r\nx-ms-error-code: ${err.code}\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawErrorResponse(err));
 }
 
 export type { Server };

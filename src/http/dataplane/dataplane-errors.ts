@@ -13,6 +13,19 @@ export function dataPlaneErrorBody(err: SessionPoolError): { error: Record<strin
   };
 }
 
+/**
+ * A whole HTTP/1.1 error response for a raw socket (before or outside Fastify's reply: a refused WebSocket
+ * upgrade, a request the HTTP parser refused), in the data plane's envelope; the connection closes after it.
+ */
+export function rawErrorResponse(err: SessionPoolError): string {
+  const body = JSON.stringify(dataPlaneErrorBody(err));
+  // The error's own headers too (WWW-Authenticate on a 401, Retry-After on a 429), as every other path sends.
+  const extra = Object.entries(err.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
+  return `HTTP/1.1 ${err.statusCode} ${err.code}\r\ncontent-type: application/json; charset=utf-8\r\nx-ms-error-code: ${err.code}\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
 /** @fastify/multipart's coded errors as the data plane's; undefined for anything else. */
 function multipartCodedError(error: unknown): SessionPoolError | undefined {
   switch ((error as { code?: string }).code) {

@@ -70,7 +70,13 @@ export class SqliteStore implements Store {
     } catch (err) {
       // A COMMIT that failed for want of space (SQLITE_FULL, IOERR) may have rolled back already; then ROLLBACK
       // itself fails ("no transaction is active") and must not hide the error that says what went wrong.
-      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      if (this.#db.isTransaction) {
+        try {
+          this.#db.exec("ROLLBACK");
+        } catch {
+          // On a failing disk ROLLBACK can fail too (IOERR); SQLite rolls back by itself, and `err` says why.
+        }
+      }
       throw err;
     } finally {
       this.#depth = 0;
