@@ -1,11 +1,26 @@
 // The Docker engine restarted under a running server: health says degraded while it is away, requests get a
 // documented 503 instead of hanging, and afterwards the server recovers by itself: lost sessions are replaced
-// (and said so), pools refill, nothing of ours is left stopped in the engine.
+// (and said so), pools refill, nothing of ours is left stopped in the engine. And an engine that does not answer
+// yet when the server starts (a boot order): the server starts degraded and catches up once it answers.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { rmSync } from "node:fs";
+import { connect, createServer, type Server } from "node:net";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import { restartEngine } from "../helpers/engine.ts";
-import { dockerIds, metric, type RuntimeFixture, startRuntimeServer, until } from "../helpers/runtime.ts";
-import { call } from "../helpers/server.ts";
+import {
+  armPoolUrl,
+  dockerIds,
+  metric,
+  type RuntimeFixture,
+  startRuntimeServer,
+  until,
+} from "../helpers/runtime.ts";
+import { call, SUB, spawnServer, tempDir, waitForOperation } from "../helpers/server.ts";
+
+const run = promisify(execFile);
 
 const POOL = "engine";
 let fx: RuntimeFixture;
@@ -102,5 +117,72 @@ describe("engine restart", () => {
     );
     const bob = await fx.exec(POOL, "bob-new", "2 + 2");
     assert.equal(bob.status, 200, bob.text);
+  });
+});
+
+describe("engine not answering when the server starts", () => {
+  it("serves degraded, keeps a PUT InProgress, and adopts, provisions and serves once the engine answers", async () => {
+    // The server talks to the engine through a Unix socket this test opens only later: until then, no engine.
+    const dir = tempDir("sessionpool-late-engine-");
+    const proxyPath = join(dir, "docker.sock");
+    const server = await spawnServer([], { DOCKER_HOST: `unix://${proxyPath}` });
+    let proxy: Server | undefined;
+    const rg = `late${process.pid}`;
+    try {
+      const health = await call("GET", `${server.url}/healthz`, { token: null });
+      assert.equal((health.body as Health).status, "degraded", health.text);
+      assert.equal((await call("GET", `${server.url}/readyz`, { token: null })).status, 503);
+
+      const put = await call("PUT", armPoolUrl(server.url, "late", rg), {
+        body: {
+          location: "eastus",
+          properties: { scaleConfiguration: { maxConcurrentSessions: 3, readySessionInstances: 1 } },
+        },
+      });
+      assert.equal(put.status, 201, put.text);
+      const endpoint = `${server.url}/subscriptions/${SUB}/resourceGroups/${rg}/sessionPools/late`;
+      const early = await call(
+        "POST",
+        `${endpoint}/executions?api-version=2025-10-02-preview&identifier=early`,
+        {
+          body: { code: "1 + 1" },
+        },
+      );
+      assert.equal(early.status, 503, early.text);
+      assert.equal((early.body as { error: { code: string } }).error.code, "RuntimeUnavailable");
+      const operation = await call("GET", put.headers["azure-asyncoperation"]!);
+      assert.equal((operation.body as { status: string }).status, "InProgress", "waits for the engine");
+
+      proxy = createServer((client) => {
+        const engine = connect("/var/run/docker.sock");
+        client.pipe(engine).pipe(client);
+        client.on("error", () => engine.destroy());
+        engine.on("error", () => client.destroy());
+      });
+      await new Promise<void>((resolve) => proxy!.listen(proxyPath, resolve));
+
+      const done = await waitForOperation(put.headers["azure-asyncoperation"]!);
+      assert.equal(done["status"], "Succeeded", JSON.stringify(done));
+      assert.equal((await call("GET", `${server.url}/readyz`, { token: null })).status, 200);
+      const later = await call(
+        "POST",
+        `${endpoint}/executions?api-version=2025-10-02-preview&identifier=early`,
+        {
+          body: { code: "1 + 1" },
+        },
+      );
+      assert.equal(later.status, 200, later.text);
+      assert.equal((later.body as { result: { executionResult: unknown } }).result.executionResult, 2);
+
+      const del = await call("DELETE", armPoolUrl(server.url, "late", rg));
+      if (del.status === 202) await waitForOperation(del.headers["azure-asyncoperation"]!);
+    } finally {
+      await server.stop();
+      await new Promise<void>((resolve) => (proxy ? proxy.close(() => resolve()) : resolve()));
+      const label = `io.sessionpool.pool=${`${SUB}/${rg}/late`.toLowerCase()}`;
+      const ids = await dockerIds(label).catch(() => []);
+      if (ids.length > 0) await run("docker", ["rm", "-f", ...ids]).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { type AgentClient, type MetadataResponse, waitForAgent } from "../../agents/agent-client.ts";
 import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
-import { ImageNotFoundError } from "../../runtime/errors.ts";
+import { ImageNotFoundError, RuntimeUnavailableError } from "../../runtime/errors.ts";
 import {
   buildLabels,
   LABEL_INSTANCE,
@@ -154,6 +154,8 @@ export class SessionManager implements PoolRuntime {
   #resyncRefill = false;
   /** The engine came back and its sandboxes have not been re-read successfully yet. */
   #resyncPending = false;
+  /** The engine did not answer at start: the last run's sandboxes are not adopted yet. */
+  #adoptionPending = false;
   #unwatch: (() => void) | undefined;
   #createSlots: number;
   readonly #slotWaiters: (() => void)[] = [];
@@ -185,14 +187,36 @@ export class SessionManager implements PoolRuntime {
 
   /** Adopts live sandboxes, removes orphans, starts the reaper. Call once before serving. */
   start(): Promise<void> {
-    this.#adopted ??= this.#adopt();
+    this.#adopted ??= this.#begin();
     return this.#adopted;
+  }
+
+  /**
+   * Session requests before the sandboxes of the last run are adopted would allocate beside them (the same
+   * identifier twice): they get a 503 until the engine has answered once.
+   */
+  #requireAdopted(): void {
+    if (this.#adoptionPending) {
+      throw new RuntimeUnavailableError(
+        "The container engine has not answered since the server started; sessions are served as soon as it does.",
+      );
+    }
+  }
+
+  /** Provisioning and teardown wait for adoption (their operations stay InProgress meanwhile). */
+  async #untilAdopted(signal?: AbortSignal): Promise<void> {
+    while (this.#adoptionPending && !this.#closed) {
+      signal?.throwIfAborted();
+      await new Promise((r) => setTimeout(r, this.#d.engineCheckIntervalMs).unref());
+    }
+    if (this.#closed) throw new RuntimeUnavailableError("The server is shutting down.");
   }
 
   // ---- PoolRuntime ----------------------------------------------------------------------------------------
 
   async provision(pool: StoredPool, signal: AbortSignal): Promise<void> {
     await this.start();
+    await this.#untilAdopted(signal);
     const st = this.#state(pool.key);
     st.lastError = undefined;
     st.failures = 0;
@@ -216,6 +240,7 @@ export class SessionManager implements PoolRuntime {
 
   async teardown(poolKey: string): Promise<void> {
     await this.start();
+    await this.#untilAdopted();
     const st = this.#pools.get(poolKey);
     if (st) {
       st.controller.abort();
@@ -241,6 +266,7 @@ export class SessionManager implements PoolRuntime {
   /** The session for `identifier`, allocating one on first use. */
   async acquire(poolKey: string, identifier: string, signal?: AbortSignal): Promise<Acquired> {
     await this.start();
+    this.#requireAdopted();
     const st = this.#state(poolKey);
     const existing = st.allocated.get(identifier);
     if (existing) {
@@ -260,10 +286,12 @@ export class SessionManager implements PoolRuntime {
 
   /** The allocated session for `identifier`, or undefined; never allocates. */
   find(poolKey: string, identifier: string): Member | undefined {
+    this.#requireAdopted();
     return this.#pools.get(poolKey)?.allocated.get(identifier);
   }
 
   list(poolKey: string): Member[] {
+    this.#requireAdopted();
     return [...(this.#pools.get(poolKey)?.allocated.values() ?? [])];
   }
 
@@ -291,6 +319,7 @@ export class SessionManager implements PoolRuntime {
   /** Ends the identifier's session now; false when there was none. */
   async stop(poolKey: string, identifier: string, reason = "stopped"): Promise<boolean> {
     await this.start();
+    this.#requireAdopted();
     const member = this.#pools.get(poolKey)?.allocated.get(identifier);
     if (!member) {
       const flight = this.#inflight.get(`${poolKey}\n${identifier}`);
@@ -329,6 +358,7 @@ export class SessionManager implements PoolRuntime {
   /** What the pool's sandboxes really have installed, read from a running sandbox once per image. */
   async metadata(poolKey: string): Promise<MetadataResponse> {
     await this.start();
+    this.#requireAdopted();
     const { pool, doc } = this.#poolDoc(poolKey);
     const st = this.#state(poolKey);
     st.template ??= await this.#resolveTemplate(doc, pool);
@@ -589,6 +619,8 @@ export class SessionManager implements PoolRuntime {
   }
 
   async #reconcileOnce(st: PoolState): Promise<void> {
+    // Until the last run's sandboxes are adopted, they would be created a second time.
+    if (this.#adoptionPending) return;
     const stored = this.#d.store.getPool(st.key);
     if (!stored) return;
     const doc = stored.doc as unknown as PoolDoc;
@@ -937,6 +969,15 @@ export class SessionManager implements PoolRuntime {
       } else {
         this.#engine.error = error;
       }
+      if (up && this.#adoptionPending) {
+        try {
+          await this.#adoptSandboxes();
+          this.#adoptionPending = false;
+        } catch (err) {
+          this.#d.logger.warn({ err }, "adopting sandboxes failed; trying again at the next check");
+          return;
+        }
+      }
       if (up && this.#resyncPending && (await this.#resync("engine back", true))) this.#resyncPending = false;
     })().finally(() => {
       this.#engineCheck = undefined;
@@ -1000,7 +1041,12 @@ export class SessionManager implements PoolRuntime {
     return this.#resyncing;
   }
 
-  async #adopt(): Promise<void> {
+  /**
+   * Start-up: the instance id, the event watch and the timers, then adoption of live sandboxes. An engine that
+   * does not answer yet does not stop the server: it serves degraded (sessions answer 503, provisioning waits)
+   * and adopts once the engine answers (#checkEngine).
+   */
+  async #begin(): Promise<void> {
     const { store, driver } = this.#d;
     this.#instanceId = store.getMeta("instance-id") ?? "";
     if (this.#instanceId === "") {
@@ -1013,6 +1059,33 @@ export class SessionManager implements PoolRuntime {
       (e) => this.#onEvent(e),
       () => void this.#resync("event stream resubscribed", false),
     );
+    this.#reaper = setInterval(() => {
+      this.reap().catch((err) => this.#d.logger.warn({ err }, "reaping expired sessions failed"));
+    }, this.#d.reapIntervalMs);
+    this.#reaper.unref();
+    this.#prober = setInterval(() => {
+      this.#checkLiveness().catch((err) => this.#d.logger.warn({ err }, "liveness probing failed"));
+    }, this.#d.probeIntervalMs);
+    this.#prober.unref();
+    this.#watchdog = setInterval(() => void this.#checkEngine(), this.#d.engineCheckIntervalMs);
+    this.#watchdog.unref();
+    try {
+      await this.#adoptSandboxes();
+    } catch (err) {
+      if (!(err instanceof RuntimeUnavailableError)) throw err;
+      this.#adoptionPending = true;
+      this.#engine = { up: false, since: this.#d.now().toISOString(), error: err.message };
+      this.#d.metrics.engineUp.set(0);
+      this.#d.logger.error(
+        { err: err.message },
+        "the container engine does not answer: serving degraded until it does, then adopting its sandboxes",
+      );
+    }
+  }
+
+  /** Adopts the engine's live sandboxes of this instance that the store knows; removes the others. */
+  async #adoptSandboxes(): Promise<void> {
+    const { store, driver } = this.#d;
     const sandboxes = await driver.list(this.#ownLabels());
     const records = new Map(store.allSessions().map((s) => [s.id, s]));
     const adopted = new Set<string>();
@@ -1083,16 +1156,6 @@ export class SessionManager implements PoolRuntime {
       { adopted: adopted.size, removed: sandboxes.length - adopted.size },
       "sandboxes adopted after start",
     );
-    this.#reaper = setInterval(() => {
-      this.reap().catch((err) => this.#d.logger.warn({ err }, "reaping expired sessions failed"));
-    }, this.#d.reapIntervalMs);
-    this.#reaper.unref();
-    this.#prober = setInterval(() => {
-      this.#checkLiveness().catch((err) => this.#d.logger.warn({ err }, "liveness probing failed"));
-    }, this.#d.probeIntervalMs);
-    this.#prober.unref();
-    this.#watchdog = setInterval(() => void this.#checkEngine(), this.#d.engineCheckIntervalMs);
-    this.#watchdog.unref();
   }
 }
 
