@@ -20,6 +20,8 @@ export interface DockerRuntimeOptions {
   reapIntervalMs?: number;
   /** Tests inject a driver (e.g. one that fails on purpose); the Docker driver otherwise. */
   driver?: SandboxDriver;
+  /** Bytes all uploads in flight may hold in memory together (default DEFAULT_UPLOAD_BUFFER_BYTES). */
+  uploadBufferBytes?: number;
 }
 
 export function dockerRuntime(
@@ -60,6 +62,7 @@ export function dockerRuntime(
             get publicUrl() {
               return ctx.publicUrl;
             },
+            ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
           },
           now: ctx.now,
         }),

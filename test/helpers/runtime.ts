@@ -68,6 +68,7 @@ export async function startRuntimeServer(
     maxSessionsCap?: number;
     /** A data dir the test made (e.g. on a small file system); removed by close() like the default one. */
     dataDir?: string;
+    uploadBufferBytes?: number;
   } = {},
 ): Promise<RuntimeFixture> {
   const clock = new TestClock();
@@ -81,6 +82,7 @@ export async function startRuntimeServer(
       runtime: dockerRuntime({
         reapIntervalMs: 100,
         ...(options.sandbox ? { sandbox: options.sandbox } : {}),
+        ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
       }),
       ...(options.maxSessionsCap ? { maxSessionsCap: options.maxSessionsCap } : {}),
     });

@@ -1,9 +1,11 @@
 // What the data plane refuses before any code runs: credentials for another pool, missing or bad identifiers
-// and api-versions, paths that leave /mnt/data, and uploads over 128 MB; always in the data-plane envelope.
+// and api-versions, paths that leave /mnt/data, uploads over 128 MB or past the memory all uploads may hold;
+// always in the data-plane envelope.
 import assert from "node:assert/strict";
+import { request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { armPoolUrl, multipartFile, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
-import { call } from "../helpers/server.ts";
+import { ADMIN_TOKEN, call } from "../helpers/server.ts";
 
 let fx: RuntimeFixture;
 const RG = `guard${Math.random().toString(36).slice(2, 7)}`;
@@ -136,5 +138,60 @@ describe("requests", () => {
     );
     assert.equal(list.status, 200);
     assert.deepEqual((list.body as { value: unknown[] }).value, [], "nothing partial was written");
+  });
+});
+
+describe("upload memory", () => {
+  let small: RuntimeFixture;
+  before(async () => {
+    small = await startRuntimeServer({ rg: `${RG}up`, uploadBufferBytes: 1024 * 1024 });
+    await small.createPool("uploads", {
+      scaleConfiguration: { maxConcurrentSessions: 2, readySessionInstances: 1 },
+    });
+  });
+  after(async () => {
+    await small?.close();
+  });
+
+  it("refuses an upload that would pass the memory all uploads may hold (503 ServerBusy), then takes it", async () => {
+    const url = `${small.endpoint("uploads")}/files?api-version=2025-10-02-preview&identifier=uploader`;
+    // Upload A sends 900 KiB of its file and holds the request open: the server holds those bytes.
+    const boundary = "----sessionpoolbudget";
+    const slow = httpRequest(new URL(url), {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${ADMIN_TOKEN}`,
+        "content-type": `multipart/form-data; boundary=${boundary}`,
+        "transfer-encoding": "chunked",
+      },
+    });
+    const slowAnswer = new Promise<number>((resolve, reject) => {
+      slow.on("response", (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      slow.on("error", reject);
+    });
+    slow.write(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+    );
+    slow.write(Buffer.alloc(900 * 1024, 1));
+    await new Promise((r) => setTimeout(r, 1000));
+
+    // Upload B would take the total past 1 MiB.
+    const b = multipartFile("b.bin", Buffer.alloc(200 * 1024, 2));
+    const busy = await call("POST", url, { raw: b.body, headers: { "content-type": b.contentType } });
+    assert.equal(busy.status, 503, busy.text);
+    assert.equal(errorOf(busy).code, "ServerBusy");
+    assert.ok(busy.headers["retry-after"]);
+
+    // A finishes and lets go of its bytes; B then goes through.
+    slow.end(`\r\n--${boundary}--\r\n`);
+    assert.equal(await slowAnswer, 200);
+    const again = await call("POST", url, { raw: b.body, headers: { "content-type": b.contentType } });
+    assert.equal(again.status, 200, again.text);
+    const list = await call("GET", url);
+    const names = (list.body as { value: { name: string }[] }).value.map((f) => f.name).sort();
+    assert.deepEqual(names, ["a.bin", "b.bin"]);
   });
 });

@@ -51,6 +51,12 @@ export const DATA_PLANE_API_VERSIONS = [
 const LEGACY_VERSIONS = new Set(["2024-02-02-preview", "2024-08-02-preview"]);
 const IDENTIFIER = /^[a-zA-Z0-9_|}{[\]:";'<>?/.,@#$%^&*()\-+=!~`]{4,128}$/;
 export const UPLOAD_LIMIT_BYTES = 128 * 1024 * 1024;
+/**
+ * Uploads are held in memory until the session's agent has them (its frames carry their length up front). All
+ * uploads in flight together may hold this much; one that would pass it is refused with 503 and Retry-After,
+ * so a burst of large uploads cannot take the server's memory.
+ */
+export const DEFAULT_UPLOAD_BUFFER_BYTES = 512 * 1024 * 1024;
 const LIST_SESSIONS_PAGE = 100;
 const LEGACY_MAX_OUTPUT_CHARS = 1_000_000;
 const DEFAULT_MAX_OUTPUT_CHARS = 4096;
@@ -60,7 +66,7 @@ export interface DataPlaneOptions {
   sessions: SessionManager;
   executions: Executions;
   authenticator: Authenticator;
-  config: { readonly publicUrl: string };
+  config: { readonly publicUrl: string; readonly uploadBufferBytes?: number };
   now: () => Date;
 }
 
@@ -261,6 +267,7 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
 
   // ---- files ----
 
+  const uploads = new ByteBudget(o.config.uploadBufferBytes ?? DEFAULT_UPLOAD_BUFFER_BYTES);
   const upload = async (request: FastifyRequest, reply: FastifyReply, legacy: boolean) => {
     if (!request.isMultipart()) {
       throw new ValidationError(
@@ -268,13 +275,18 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
         "Upload with Content-Type multipart/form-data and a 'file' part.",
       );
     }
-    const { filename, data } = await readFilePart(request);
-    const path = sessionPath(queryOf(request, "path"), filename || "upload");
-    if (path === "")
-      throw new ValidationError("InvalidFilePath", "The uploaded file needs a file name.", "file");
-    const { member } = await acquire(request, reply);
-    const file = await agentOf(member).writeFile(path, data);
-    return legacy ? { $id: "1", value: [fileToLegacyWire(file, 2)] } : fileToWire(file);
+    const held = { bytes: 0 };
+    try {
+      const { filename, data } = await readFilePart(request, uploads, held);
+      const path = sessionPath(queryOf(request, "path"), filename || "upload");
+      if (path === "")
+        throw new ValidationError("InvalidFilePath", "The uploaded file needs a file name.", "file");
+      const { member } = await acquire(request, reply);
+      const file = await agentOf(member).writeFile(path, data);
+      return legacy ? { $id: "1", value: [fileToLegacyWire(file, 2)] } : fileToWire(file);
+    } finally {
+      uploads.release(held.bytes);
+    }
   };
   app.post(`${PREFIX}/files/upload`, async (request, reply) => upload(request, reply, true));
   app.post(`${PREFIX}/files`, async (request, reply) => upload(request, reply, false));
@@ -386,13 +398,54 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   });
 }
 
-/** The upload's file part, read whole; a body the parser cannot read is answered InvalidMultipartRequest. */
-async function readFilePart(request: FastifyRequest): Promise<{ filename: string; data: Buffer }> {
+/** Bytes held by all requests together, within a fixed capacity. */
+class ByteBudget {
+  #used = 0;
+  readonly #capacity: number;
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+  take(bytes: number): boolean {
+    if (this.#used + bytes > this.#capacity) return false;
+    this.#used += bytes;
+    return true;
+  }
+  release(bytes: number): void {
+    this.#used -= bytes;
+  }
+}
+
+/**
+ * The upload's file part, read whole, each chunk counted against the budget of all uploads in flight (`held` says
+ * how much this one holds, to be released when it is done). A body the parser cannot read is answered
+ * InvalidMultipartRequest.
+ */
+async function readFilePart(
+  request: FastifyRequest,
+  budget: ByteBudget,
+  held: { bytes: number },
+): Promise<{ filename: string; data: Buffer }> {
   try {
     const part = await request.file();
     if (!part)
       throw new ValidationError("InvalidMultipartRequest", "The request has no 'file' part.", "file");
-    return { filename: part.filename, data: await part.toBuffer() };
+    const chunks: Buffer[] = [];
+    for await (const chunk of part.file as AsyncIterable<Buffer>) {
+      if (!budget.take(chunk.length)) {
+        throw new SessionPoolError(
+          "ServerBusy",
+          503,
+          "Too many uploads are in progress on this server right now; retry in a few seconds.",
+          // The rest of the body is not read: the connection cannot carry another request after this answer.
+          { headers: { "retry-after": "5", connection: "close" } },
+        );
+      }
+      held.bytes += chunk.length;
+      chunks.push(chunk);
+    }
+    if (part.file.truncated)
+      throw new SessionPoolError("FileTooLarge", 413, "The uploaded file is larger than the 128 MB limit.");
+    return { filename: part.filename, data: Buffer.concat(chunks) };
   } catch (err) {
     throw uploadError(err);
   }
