@@ -238,9 +238,9 @@ export class SessionManager implements PoolRuntime {
     }
   }
 
-  async teardown(poolKey: string): Promise<void> {
+  async teardown(poolKey: string, signal?: AbortSignal): Promise<void> {
     await this.start();
-    await this.#untilAdopted();
+    await this.#untilAdopted(signal);
     const st = this.#pools.get(poolKey);
     if (st) {
       st.controller.abort();
