@@ -40,17 +40,24 @@ async function systemdManaged(): Promise<boolean> {
 }
 
 /**
+ * Why this machine's engine may not be restarted by a test, or undefined when it may: the dockerd that
+ * scripts/ensure-docker.sh started (as on CI), or a systemd-managed one when SESSIONPOOL_TEST_RESTART_ENGINE=1
+ * says so (restarting it stops every container on the machine, not only ours).
+ */
+export async function engineNotRestartable(): Promise<string | undefined> {
+  if (ourDockerd() !== undefined) return undefined;
+  if (process.env["SESSIONPOOL_TEST_RESTART_ENGINE"] === "1" && (await systemdManaged())) return undefined;
+  return `this machine's Docker engine was not started by scripts/ensure-docker.sh (${PIDFILE}); set SESSIONPOOL_TEST_RESTART_ENGINE=1 to let the test restart a systemd-managed one (it stops every container)`;
+}
+
+/**
  * Stops the engine, runs `whileDown`, then starts it again and waits until it answers. The engine is started
  * again even when `whileDown` fails. Throws when this machine's engine is not one these tests may restart.
  */
 export async function restartEngine(whileDown: () => Promise<void>): Promise<void> {
+  const refused = await engineNotRestartable();
+  if (refused) throw new Error(`cannot restart the Docker engine: ${refused}`);
   const pid = ourDockerd();
-  const systemd = pid === undefined && (await systemdManaged());
-  if (pid === undefined && !systemd) {
-    throw new Error(
-      `cannot restart the Docker engine here: no dockerd from ${PIDFILE} and no systemd docker service`,
-    );
-  }
   if (pid !== undefined) {
     process.kill(pid, "SIGTERM");
     const deadline = Date.now() + 60_000;
