@@ -6,7 +6,7 @@ import type { PoolTokenService } from "../auth/pool-tokens.ts";
 import type { Authenticator } from "../auth/principal.ts";
 import type { PoolService } from "../core/pools/pool-service.ts";
 import { SessionPoolError } from "../errors.ts";
-import { armErrorBody, installArmErrorHandler, sendArmError } from "./arm/arm-errors.ts";
+import { installArmErrorHandler, sendArmError } from "./arm/arm-errors.ts";
 import { armRoutes } from "./arm/arm-routes.ts";
 import { isDataPlaneUrl, rawErrorResponse, sendDataPlaneError } from "./dataplane/dataplane-errors.ts";
 import { InternalError, RouteNotFoundError, toCodedError } from "./errors.ts";
@@ -56,7 +56,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   installArmErrorHandler(app);
   app.setNotFoundHandler(async (request, reply) =>
-    reply.code(404).send(armErrorBody(new RouteNotFoundError(request.method, request.url))),
+    sendArmError(reply, new RouteNotFoundError(request.method, request.url)),
   );
 
   await app.register(async (scope) =>

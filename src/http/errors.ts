@@ -1,5 +1,6 @@
 // Errors the HTTP layer raises itself (auth, api-version, routing), plus the mapping of Fastify's own errors
 // (bad JSON, body too large, wrong content type) onto coded errors. Each surface renders them in its envelope.
+import type { FastifyReply } from "fastify";
 import { isSessionPoolError, SessionPoolError } from "../errors.ts";
 import { storageFailure } from "../store/storage-errors.ts";
 
@@ -81,4 +82,17 @@ export function toCodedError(err: unknown): SessionPoolError | undefined {
     return new SessionPoolError("BadRequest", e.statusCode, e.message ?? "The request is not valid.");
   }
   return storageFailure(err);
+}
+
+/** Answers `err` in a surface's envelope, with its code in x-ms-error-code and the headers it implies. */
+export function sendCodedError(
+  reply: FastifyReply,
+  err: SessionPoolError,
+  envelope: (err: SessionPoolError) => unknown,
+): FastifyReply {
+  return reply
+    .code(err.statusCode)
+    .headers(err.headers)
+    .header("x-ms-error-code", err.code)
+    .send(envelope(err));
 }

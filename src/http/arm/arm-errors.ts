@@ -1,7 +1,7 @@
 // The one place management-API errors become ARM's envelope: {error:{code,message,target,details}}.
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { SessionPoolError } from "../../errors.ts";
-import { InternalError, toCodedError } from "../errors.ts";
+import { InternalError, sendCodedError, toCodedError } from "../errors.ts";
 
 export function armErrorBody(err: SessionPoolError): { error: Record<string, unknown> } {
   return {
@@ -28,9 +28,5 @@ export function installArmErrorHandler(app: FastifyInstance): void {
 
 /** Answers `err` in ARM's envelope, its code in x-ms-error-code, with the headers it implies. */
 export function sendArmError(reply: FastifyReply, err: SessionPoolError): FastifyReply {
-  return reply
-    .code(err.statusCode)
-    .headers(err.headers)
-    .header("x-ms-error-code", err.code)
-    .send(armErrorBody(err));
+  return sendCodedError(reply, err, armErrorBody);
 }

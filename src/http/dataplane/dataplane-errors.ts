@@ -1,7 +1,7 @@
 // The one place data-plane errors become Azure.Core's envelope: {error:{code,message}} plus x-ms-error-code.
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
-import { InternalError, toCodedError } from "../errors.ts";
+import { InternalError, sendCodedError, toCodedError } from "../errors.ts";
 
 export function dataPlaneErrorBody(err: SessionPoolError): { error: Record<string, unknown> } {
   return {
@@ -66,11 +66,7 @@ export function uploadError(error: unknown): SessionPoolError {
 
 /** The reply for a data-plane error: the envelope, the error's own headers and x-ms-error-code. */
 export function sendDataPlaneError(reply: FastifyReply, coded: SessionPoolError): FastifyReply {
-  return reply
-    .code(coded.statusCode)
-    .headers(coded.headers)
-    .header("x-ms-error-code", coded.code)
-    .send(dataPlaneErrorBody(coded));
+  return sendCodedError(reply, coded, dataPlaneErrorBody);
 }
 
 const DATA_PLANE_URL = /^\/subscriptions\/[^/?]*\/resourceGroups\/[^/?]*\/sessionPools\//i;
