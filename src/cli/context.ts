@@ -82,7 +82,7 @@ export class CliContext {
     return v === undefined || v === "" ? undefined : v;
   }
 
-  /** The HTTP client for the configured server; fails with exit status 3 when none is configured. */
+  /** The HTTP client for the configured server; fails with a ConnectionError when none is configured. */
   client(): HttpClient {
     if (this.#client) return this.#client;
     const envEndpoint = this.env["SESSIONPOOL_ENDPOINT"];

@@ -6,10 +6,10 @@ export const EXIT = {
   serverError: 1,
   /** Bad flags or arguments: nothing was sent. */
   usage: 2,
+  /** The resource (pool, session, file) does not exist (404): az's ResourceNotFound status. */
+  notFound: 3,
   /** No server configured, unreachable, untrusted TLS, or the credential was refused (401/403). */
-  connection: 3,
-  /** The resource (pool, session, file) does not exist (404). */
-  notFound: 4,
+  connection: 4,
   /** A long-running operation did not finish within --timeout; it goes on on the server. */
   timeout: 5,
 } as const;

@@ -91,10 +91,18 @@ export function poolOptions(cmd: Command, create: boolean): Command {
   const SCALE = "Scale Options:";
   const CONTAINER = "Container Options (CustomContainer pools):";
   const IDENTITY = "Identity Options:";
+  cmd.addOption(
+    group(
+      opt(
+        "-l, --location <location>",
+        create
+          ? "location (default: configured, else 'local')"
+          : "the pool's location; it cannot change after create (a different one is sent, and refused)",
+      ),
+      CFG,
+    ),
+  );
   if (create) {
-    cmd.addOption(
-      group(opt("-l, --location <location>", "location (default: configured, else 'local')"), CFG),
-    );
     cmd.addOption(
       group(
         opt(
@@ -154,7 +162,7 @@ export function poolOptions(cmd: Command, create: boolean): Command {
       group(
         opt(
           "-s, --secrets <name=value...>",
-          create ? "pool secrets" : "secrets to add or change (other secrets are kept)",
+          `${create ? "pool secrets" : "the pool's secrets, replacing all it has"}; "" for none`,
         ),
         CFG,
       ),
@@ -184,13 +192,26 @@ export function poolOptions(cmd: Command, create: boolean): Command {
       group(
         opt(
           "--env-vars <name=value...>",
-          "environment variables; 'name=secretref:secret' reads a pool secret",
+          `environment variables; 'name=secretref:secret' reads a pool secret${create ? "" : '; "" clears them'}`,
         ),
         CONTAINER,
       ),
     )
-    .addOption(group(opt("--command <part...>", "command line replacing the image's entrypoint"), CONTAINER))
-    .addOption(group(opt("--args <arg...>", "arguments for the command"), CONTAINER))
+    .addOption(
+      group(
+        opt(
+          "--command <part...>",
+          `command line replacing the image's entrypoint${create ? "" : '; "" clears it'}`,
+        ),
+        CONTAINER,
+      ),
+    )
+    .addOption(
+      group(
+        opt("--args <arg...>", `arguments for the command${create ? "" : '; "" clears them'}`),
+        CONTAINER,
+      ),
+    )
     .addOption(
       group(
         opt(

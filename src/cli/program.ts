@@ -94,6 +94,14 @@ export function buildProgram(io: CliIo): Command {
       "Roll a custom-container pool to a new image",
       "sessionpool update -n web1 -g rg1 --image myacr.azurecr.io/app:v2",
     ],
+    [
+      "Give the pool exactly these secrets (the others are deleted)",
+      "sessionpool update -n web1 -g rg1 --secrets apikey=s3cret dbpass=hunter2",
+    ],
+    [
+      "Remove every environment variable and argument",
+      'sessionpool update -n web1 -g rg1 --env-vars "" --args ""',
+    ],
   ]);
 
   const show = leaf(program, "show", "Show a session pool.", (ctx, o) => showPool(ctx, o));

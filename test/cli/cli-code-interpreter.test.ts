@@ -114,7 +114,7 @@ describe("sessionpool session (Docker runtime)", {
     const after = JSON.parse(ok(await ci("list-files")).stdout);
     assert.deepEqual(after.value, []);
     const gone = await ci("show-file-metadata", "--filename", "x.txt");
-    assert.equal(gone.code, 4, gone.stderr);
+    assert.equal(gone.code, 3, gone.stderr);
     assert.match(gone.stderr, /^ERROR: \(\w+\) /);
   });
 
@@ -145,13 +145,13 @@ describe("sessionpool session (Docker runtime)", {
     );
     assert.equal(run.stdout, "token\n\n");
     const denied = await withToken(["show", ...pool]);
-    assert.equal(denied.code, 3);
+    assert.equal(denied.code, 4);
     assert.match(denied.stderr, /^ERROR: \(AuthorizationFailed\) /);
 
     const stopped = ok(await sp(["session", "stop", ...pool, "-i", "user-1"]));
     assert.equal(stopped.stdout, `Session user-1 in session pool ${POOL} stopped.\n`);
     const missing = await sp(["session", "show", ...pool, "-i", "user-1"]);
-    assert.equal(missing.code, 4);
+    assert.equal(missing.code, 3);
     assert.match(missing.stderr, /^ERROR: \(SessionNotFound\) /);
     ok(await sp(["session", "delete", ...pool, "-i", "user-2"]));
   });

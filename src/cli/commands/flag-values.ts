@@ -13,8 +13,22 @@ export interface Scope {
   resourceGroup: string;
 }
 
-/** `--secrets a=b c=d` */
+/**
+ * az's "empty string to clear": `--secrets ""`, `--env-vars ""`, `--command ""` or `--args ""` alone asks for an
+ * empty list. An empty string among other values is not a clear: an argument may be empty, a pair may not.
+ */
+export function clearsList(values: string[]): boolean {
+  return values.length === 1 && values[0] === "";
+}
+
+/** `--command a b` / `--args a b`, or none for a lone empty string. */
+export function parseList(values: string[]): string[] {
+  return clearsList(values) ? [] : values;
+}
+
+/** `--secrets a=b c=d`; `--secrets ""` is none. */
 export function parseSecrets(pairs: string[]): Secret[] {
+  if (clearsList(pairs)) return [];
   const out: Secret[] = [];
   for (const pair of pairs) {
     const eq = pair.indexOf("=");
@@ -29,8 +43,9 @@ export function parseSecrets(pairs: string[]): Secret[] {
   return out;
 }
 
-/** `--env-vars A=1 B=secretref:mysecret` */
+/** `--env-vars A=1 B=secretref:mysecret`; `--env-vars ""` is none. */
 export function parseEnvVars(pairs: string[]): { name: string; value?: string; secretRef?: string }[] {
+  if (clearsList(pairs)) return [];
   const out: { name: string; value?: string; secretRef?: string }[] = [];
   for (const pair of pairs) {
     const eq = pair.indexOf("=");

@@ -3,10 +3,12 @@
 // Pure functions: no I/O; warnings go through the callback.
 import { UsageError } from "../errors.ts";
 import {
+  clearsList,
   environmentId,
   identityResourceId,
   isSystem,
   parseEnvVars,
+  parseList,
   parseSecrets,
   registrySecretRef,
   type Secret,
@@ -159,7 +161,8 @@ export function buildCreateBody(f: PoolFlags, ctx: BodyContext): Json {
   const readySessions =
     f.readySessions ??
     Math.min(DEFAULT_READY_SESSIONS, containerType === "CustomContainer" ? maxSessions - 1 : maxSessions);
-  let secrets = f.secrets === undefined ? undefined : parseSecrets(f.secrets);
+  // On create an emptied list (`--secrets ""`) is the same as none: nothing is sent.
+  let secrets = f.secrets === undefined || clearsList(f.secrets) ? undefined : parseSecrets(f.secrets);
 
   const properties: Json = {
     poolManagementType: "Dynamic",
@@ -174,9 +177,9 @@ export function buildCreateBody(f: PoolFlags, ctx: BodyContext): Json {
       name: f.containerName ?? ctx.name.toLowerCase(),
       image: f.image ?? DEFAULT_IMAGE,
     };
-    if (f.envVars !== undefined) container.env = parseEnvVars(f.envVars);
-    if (f.command !== undefined) container.command = f.command;
-    if (f.args !== undefined) container.args = f.args;
+    if (f.envVars !== undefined && !clearsList(f.envVars)) container.env = parseEnvVars(f.envVars);
+    if (f.command !== undefined && !clearsList(f.command)) container.command = f.command;
+    if (f.args !== undefined && !clearsList(f.args)) container.args = f.args;
     if (f.cpu !== undefined || f.memory !== undefined) {
       container.resources = {
         ...(f.cpu === undefined ? {} : { cpu: f.cpu }),
@@ -244,6 +247,12 @@ export function buildPatchBody(f: PoolFlags, existing: PoolResource, ctx: BodyCo
     }
   }
 
+  // az takes --location on update too. The same region (as ARM compares them: no spaces, any case) changes
+  // nothing and is not sent; another one is, and the server answers (this server refuses: a pool cannot move).
+  if (f.location !== undefined && !sameLocation(f.location, existing.location)) {
+    body["location"] = f.location;
+  }
+
   if (f.lifecycleType !== undefined || f.cooldownPeriod !== undefined || f.maxAlivePeriod !== undefined) {
     const lc: Json = {};
     const current = p.dynamicPoolConfiguration?.lifecycleConfiguration;
@@ -271,18 +280,21 @@ export function buildPatchBody(f: PoolFlags, existing: PoolResource, ctx: BodyCo
     };
   }
 
-  // Secrets: existing ones are re-sent by name (their values stay), new ones with values.
+  // --secrets is the pool's whole list, as in az: secrets it does not name are deleted (`--secrets ""` deletes
+  // all). Without it, a registry password is added to the existing secrets, re-sent by name (values kept).
   let secrets: Secret[] | undefined;
   const withExisting = (): Secret[] => {
     secrets ??= (p.secrets ?? []).map((s) => ({ name: s.name }));
     return secrets;
   };
   if (f.secrets !== undefined) {
-    const list = withExisting();
-    for (const s of parseSecrets(f.secrets)) {
-      const i = list.findIndex((x) => x.name === s.name);
-      if (i >= 0) list[i] = s;
-      else list.push(s);
+    secrets = parseSecrets(f.secrets);
+    const named = new Set(secrets.map((s) => s.name));
+    const dropped = (p.secrets ?? []).map((s) => s.name).filter((n) => !named.has(n));
+    if (dropped.length > 0 && secrets.length > 0) {
+      ctx.warn(
+        `--secrets replaces the pool's secrets: ${dropped.join(", ")} will be deleted. To keep a secret, name it in --secrets with its value.`,
+      );
     }
   }
 
@@ -335,12 +347,18 @@ export function buildPatchBody(f: PoolFlags, existing: PoolResource, ctx: BodyCo
   if (secrets !== undefined) properties["secrets"] = secrets;
 
   if (Object.keys(properties).length > 0) body["properties"] = properties;
-  if (Object.keys(body).length === 0) {
+  // Only --location, naming where the pool already is: nothing to send, and nothing wrong (updatePool skips the PATCH).
+  if (Object.keys(body).length === 0 && f.location === undefined) {
     throw new UsageError(
       "nothing to update: give at least one setting to change (e.g. --max-sessions, --ready-sessions, --cooldown-period, --network-status, --secrets, --image, --env-vars). See 'sessionpool update --help'.",
     );
   }
   return body;
+}
+
+function sameLocation(a: string, b: string | undefined): boolean {
+  const norm = (l: string) => l.replace(/\s+/g, "").toLowerCase();
+  return b !== undefined && norm(a) === norm(b);
 }
 
 function updateContainer(template: Template, f: PoolFlags): void {
@@ -356,9 +374,10 @@ function updateContainer(template: Template, f: PoolFlags): void {
   if (!container) throw new UsageError("the pool's template has no container to update.");
   if (f.containerName !== undefined) container.name = f.containerName;
   if (f.image !== undefined) container.image = f.image;
+  // An emptied list is sent as [] rather than left out: the PATCH replaces the containers, and [] says so plainly.
   if (f.envVars !== undefined) container.env = parseEnvVars(f.envVars);
-  if (f.command !== undefined) container.command = f.command;
-  if (f.args !== undefined) container.args = f.args;
+  if (f.command !== undefined) container.command = parseList(f.command);
+  if (f.args !== undefined) container.args = parseList(f.args);
   if (f.cpu !== undefined || f.memory !== undefined) {
     container.resources = {
       ...container.resources,

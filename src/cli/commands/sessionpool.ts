@@ -42,6 +42,12 @@ export async function updatePool(
     const client = ctx.client();
     const existing = (await client.json("GET", poolPath(ref))) as PoolResource;
     const body = buildPatchBody(f, existing, { ...ref, warn: (m) => ctx.log.warn(m) });
+    if (Object.keys(body).length === 0) {
+      // Only --location, naming where the pool already is (az sends an empty PATCH and prints the pool).
+      ctx.log.info(`${ref.name} is already in ${existing.location}: nothing to change.`);
+      if (f.wait !== false) results.push(existing);
+      continue;
+    }
     ctx.log.info(`PATCH ${ref.name}: ${describePatch(body)}`);
     const res = await client.request("PATCH", poolPath(ref), { json: body });
     if (f.wait === false) continue;
@@ -79,8 +85,11 @@ export async function deletePool(
   f: RefFlags & WaitFlags & { yes?: boolean },
 ): Promise<CommandResult> {
   const refs = poolTargets(ctx, f);
-  await confirmDelete(ctx, refs, f.yes === true);
   const client = ctx.client();
+  // A prompt names pools that exist: a missing one ends here with the server's 404 (exit status 3), not with a
+  // question about it. With --yes there is no question, and DELETE of a missing pool is a success (204), as in az.
+  if (f.yes !== true) for (const ref of refs) await client.request("GET", poolPath(ref));
+  await confirmDelete(ctx, refs, f.yes === true);
   for (const ref of refs) {
     const res = await client.request("DELETE", poolPath(ref));
     if (res.status === 204) {
