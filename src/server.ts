@@ -12,6 +12,7 @@ import { SecretBox } from "./auth/secret-box.ts";
 import { NOOP_RUNTIME, type PoolRuntime, PoolService } from "./core/pools/pool-service.ts";
 import { SessionPoolError } from "./errors.ts";
 import { type AppDeps, buildApp, type DataPlanePlugin } from "./http/app.ts";
+import { TrustedProxies } from "./http/dataplane/proxy-trust.ts";
 import { SqliteStore } from "./store/sqlite/sqlite-store.ts";
 import type { Store } from "./store/store.ts";
 
@@ -30,6 +31,13 @@ export interface ServerOptions {
   retryAfterSeconds?: number;
   maxSessionsCap?: number;
   tokenTtlSeconds?: number;
+  /**
+   * Addresses and CIDR ranges of proxies in front of the server: their X-Forwarded-* headers reach custom
+   * containers (extended with this hop); anyone else's are replaced by what the server saw. Default: nobody.
+   */
+  trustedProxies?: readonly string[];
+  /** Decorates the store (tests: a store that fails on purpose); the SQLite store itself otherwise. */
+  wrapStore?: (store: Store) => Store;
   /** Builds the sandbox runtime (sessions, data plane); without it pools provision nothing. */
   runtime?: (ctx: RuntimeContext) => Promise<RuntimeParts>;
   now?: () => Date;
@@ -42,6 +50,7 @@ export interface RuntimeContext {
   dataDir: string;
   publicUrl: string;
   authenticator: AuthenticatorChain;
+  trustedProxies: TrustedProxies;
   now: () => Date;
 }
 
@@ -89,6 +98,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       `Refusing to serve plain HTTP on the non-loopback address ${o.host}: tokens would cross the network in clear. Use --tls-cert/--tls-key or --tls-self-signed, or --insecure-http if you really mean it.`,
     );
   }
+  const trustedProxies = new TrustedProxies(o.trustedProxies ?? []);
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
   assertWritable(o.dataDir);
 
@@ -111,6 +121,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const tokens = new PoolTokenService(
     loadOrCreateSecretFile(join(keysDir, "token-signing.key"), () => randomToken(32)).value,
     o.tokenTtlSeconds ?? 3600,
+    // Called per request, long after `pools` is set below; before that no token can have been issued.
+    (key) => pools?.liveUid(key),
   );
   const authenticator = new AuthenticatorChain([new AdminTokenAuthenticator(adminToken), tokens]);
 
@@ -130,7 +142,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const hostForUrl =
     isIP(o.host) === 6 ? `[${o.host}]` : o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
 
-  const store = new SqliteStore(join(o.dataDir, "sessionpool.db"));
+  const sqlite = new SqliteStore(join(o.dataDir, "sessionpool.db"));
+  const store = o.wrapStore ? o.wrapStore(sqlite) : sqlite;
   let pools: PoolService | undefined;
   let parts: RuntimeParts | undefined;
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
@@ -157,6 +170,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         return publicUrl;
       },
       authenticator,
+      trustedProxies,
       now,
     };
     parts = o.runtime ? await o.runtime(ctx) : undefined;

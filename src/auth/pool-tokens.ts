@@ -1,28 +1,38 @@
 // Short-lived data-plane tokens, one pool each: HS256 JWTs signed with a key from the data dir, so the server
-// alone can verify them. Audience https://dynamicsessions.io, as Azure's data plane expects.
+// alone can verify them. Audience https://dynamicsessions.io, as Azure's data plane expects. A token names one
+// incarnation of its pool (the pool's uid), so it dies with the pool: a pool deleted and re-created under the same
+// name is a new pool, and the old pool's tokens are refused on every request.
 import { errors, jwtVerify, SignJWT } from "jose";
+import { SessionPoolError } from "../errors.ts";
 import type { Authenticator, Principal } from "./principal.ts";
 
 export const DATA_PLANE_AUDIENCE = "https://dynamicsessions.io";
 const ISSUER = "sessionpool";
+/** The claim carrying the pool's uid. */
+const POOL_UID_CLAIM = "puid";
+
+/** The uid of the pool under `poolKey` while it exists and is not being deleted; undefined otherwise. */
+export type PoolUidLookup = (poolKey: string) => string | undefined;
 
 export class PoolTokenService implements Authenticator {
   readonly #key: Uint8Array;
   readonly #ttlSeconds: number;
+  readonly #currentUid: PoolUidLookup;
 
-  constructor(signingKeyBase64: string, ttlSeconds = 3600) {
+  constructor(signingKeyBase64: string, ttlSeconds: number, currentUid: PoolUidLookup) {
     this.#key = Buffer.from(signingKeyBase64, "base64");
     this.#ttlSeconds = ttlSeconds;
+    this.#currentUid = currentUid;
   }
 
-  async issue(poolKey: string, now: Date): Promise<{ token: string; expires: Date }> {
+  async issue(pool: { key: string; uid: string }, now: Date): Promise<{ token: string; expires: Date }> {
     const iat = Math.floor(now.getTime() / 1000);
     const exp = iat + this.#ttlSeconds;
-    const token = await new SignJWT({ pool: poolKey })
+    const token = await new SignJWT({ pool: pool.key, [POOL_UID_CLAIM]: pool.uid })
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
       .setIssuer(ISSUER)
       .setAudience(DATA_PLANE_AUDIENCE)
-      .setSubject(`pool:${poolKey}`)
+      .setSubject(`pool:${pool.key}`)
       .setIssuedAt(iat)
       .setExpirationTime(exp)
       .setJti(crypto.randomUUID())
@@ -32,18 +42,30 @@ export class PoolTokenService implements Authenticator {
 
   async authenticate(token: string): Promise<Principal | undefined> {
     if (token.split(".").length !== 3) return undefined;
+    let payload: Record<string, unknown>;
     try {
-      const { payload } = await jwtVerify(token, this.#key, {
+      ({ payload } = await jwtVerify(token, this.#key, {
         algorithms: ["HS256"],
         issuer: ISSUER,
         audience: DATA_PLANE_AUDIENCE,
-      });
-      const pool = payload["pool"];
-      if (typeof pool !== "string") return undefined;
-      return { kind: "pool", name: `pool-token:${pool}`, nameType: "Key", poolKey: pool };
+        // jose checks exp only when present: a token that never expires must not verify at all.
+        requiredClaims: ["exp", "pool", POOL_UID_CLAIM],
+      }));
     } catch (err) {
       if (err instanceof errors.JOSEError) return undefined;
       throw err;
     }
+    const pool = payload["pool"];
+    const uid = payload[POOL_UID_CLAIM];
+    if (typeof pool !== "string" || typeof uid !== "string") return undefined;
+    if (this.#currentUid(pool) !== uid) {
+      throw new SessionPoolError(
+        "InvalidAuthenticationToken",
+        401,
+        "This token was issued for a session pool that has been deleted or is being deleted (a pool created again under the same name is a new pool); get a new token with getAuthtoken.",
+        { headers: { "www-authenticate": `Bearer realm="sessionpool", error="invalid_token"` } },
+      );
+    }
+    return { kind: "pool", name: `pool-token:${pool}`, nameType: "Key", poolKey: pool };
   }
 }

@@ -9,6 +9,7 @@ import { SessionPoolError } from "../errors.ts";
 import { installArmErrorHandler, sendArmError } from "./arm/arm-errors.ts";
 import { armRoutes } from "./arm/arm-routes.ts";
 import { isDataPlaneUrl, rawErrorResponse, sendDataPlaneError } from "./dataplane/dataplane-errors.ts";
+import { acceptEmptyBodies } from "./empty-body.ts";
 import { InternalError, RouteNotFoundError, toCodedError } from "./errors.ts";
 
 export interface AppConfig {
@@ -55,6 +56,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
   installArmErrorHandler(app);
+  acceptEmptyBodies(app);
   app.setNotFoundHandler(async (request, reply) =>
     sendArmError(reply, new RouteNotFoundError(request.method, request.url)),
   );

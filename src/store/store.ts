@@ -13,6 +13,11 @@ export interface StoredPool {
   etag: string;
   /** Bumped on every spec change; sessions and operations refer to it. */
   generation: number;
+  /**
+   * Random, fixed at creation: tells this pool from an earlier one of the same name (deleted, then re-created).
+   * Data-plane tokens carry it, so a token dies with the pool it was issued for.
+   */
+  uid: string;
   createdAt: string;
   updatedAt: string;
 }

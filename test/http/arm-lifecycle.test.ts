@@ -877,20 +877,20 @@ describe("api-versions", () => {
 
     for (const containerType of ["NodeLTS", "Shell"]) {
       const name = `mcp${containerType.toLowerCase()}`;
+      // No MCP server is served yet: the settings are kept and returned, without an endpoint that would 404
+      // (enabling it is refused; test/http/served-urls.test.ts).
       const r = await call("PUT", poolUrl(s.url, name, "2025-10-02-preview"), {
         body: {
           location: "eastus",
-          properties: { containerType, mcpServerSettings: { isMcpServerEnabled: true } },
+          properties: { containerType, mcpServerSettings: { isMcpServerEnabled: false } },
         },
       });
       assert.equal(r.status, 201, r.text);
       const got = await call("GET", poolUrl(s.url, name, "2025-10-02-preview"));
       assert.equal(props(got)["containerType"], containerType);
-      const endpoint = props(got)["poolManagementEndpoint"];
       assert.deepEqual(props(got)["mcpServerSettings"], {
-        isMcpServerEnabled: true,
+        isMcpServerEnabled: false,
         isMcpServerApiKeyDisabled: false,
-        mcpServerEndpoint: `${endpoint}/mcp`,
       });
       assert.equal(
         props(await call("GET", poolUrl(s.url, name, "2025-07-01")))["mcpServerSettings"],

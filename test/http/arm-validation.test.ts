@@ -255,13 +255,13 @@ const badBodies: BadBody[] = [
     target: `${LC}.maxAlivePeriodInSeconds`,
   },
   {
-    name: "maxAlive with Timed",
-    body: edit(custom(), {
-      [LC]: { lifecycleType: "Timed", cooldownPeriodInSeconds: 300, maxAlivePeriodInSeconds: 3600 },
+    name: "maxAlive 299 with Timed",
+    body: edit(python(), {
+      [LC]: { lifecycleType: "Timed", cooldownPeriodInSeconds: 300, maxAlivePeriodInSeconds: 299 },
     }),
-    code: "InvalidLifecycleConfiguration",
+    code: "ValueOutOfRange",
     target: `${LC}.maxAlivePeriodInSeconds`,
-    mentions: ["maxAlivePeriodInSeconds", "OnContainerExit"],
+    mentions: ["maxAlivePeriodInSeconds", "300", "86400"],
   },
   {
     name: "cooldown with OnContainerExit",
@@ -660,6 +660,13 @@ describe("values at the edge of a range are accepted", () => {
     {
       name: "targetPort 65535",
       body: edit(custom(), { "properties.customContainerTemplate.ingress.targetPort": 65535 }),
+    },
+    {
+      // The reference's "Timed lifecycle" example answers with exactly this: a client PUTs back what it read.
+      name: "maxAlive with Timed (caps the session's life)",
+      body: edit(custom(), {
+        [LC]: { lifecycleType: "Timed", cooldownPeriodInSeconds: 300, maxAlivePeriodInSeconds: 3600 },
+      }),
     },
     {
       name: "maxAlive 86400 with OnContainerExit",

@@ -24,6 +24,8 @@ export interface PoolRuntime {
   provision(pool: StoredPool, signal: AbortSignal): Promise<void>;
   /** Destroys everything the pool runs; idempotent. */
   teardown(poolKey: string, signal: AbortSignal): Promise<void>;
+  /** Throws (a 400) when the pool could never run here, before anything is stored. */
+  admit?(doc: PoolDoc): void;
 }
 
 export const NOOP_RUNTIME: PoolRuntime = {
@@ -67,6 +69,17 @@ export class PoolService {
     return pool;
   }
 
+  /**
+   * The uid of the pool under `key` while it exists and is not being deleted: what a data-plane token must name.
+   * Once a deletion is accepted, the pool's tokens are refused, even before its sessions are gone.
+   */
+  liveUid(key: string): string | undefined {
+    const pool = this.#d.store.getPool(key);
+    if (!pool || (pool.doc as unknown as PoolDoc).properties.provisioningState === "Deleting")
+      return undefined;
+    return pool.uid;
+  }
+
   list(
     filter: { subscriptionId: string; resourceGroup?: string },
     afterKey: string | undefined,
@@ -102,6 +115,7 @@ export class PoolService {
       ...(existingDoc ? { existing: existingDoc } : {}),
       secretNames: this.#secretNames(key),
     });
+    this.#d.runtime.admit?.(change.doc);
     return this.#write(ref, existing, change, existing ? "update" : "create", ctx.apiVersion);
   }
 
@@ -125,6 +139,7 @@ export class PoolService {
       existing: existingDoc,
       secretNames: this.#secretNames(key),
     });
+    this.#d.runtime.admit?.(change.doc);
     return this.#write(ref, existing, change, "update", ctx.apiVersion);
   }
 
@@ -234,6 +249,8 @@ export class PoolService {
       doc: change.doc as unknown as Record<string, unknown>,
       etag: crypto.randomUUID(),
       generation: (existing?.generation ?? 0) + 1,
+      // A new uid for a new pool only: updates keep it, so the pool's data-plane tokens stay valid.
+      uid: existing?.uid ?? crypto.randomUUID(),
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };

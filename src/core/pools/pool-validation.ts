@@ -101,14 +101,12 @@ export function validatePool(
   const lc = p.dynamicPoolConfiguration.lifecycleConfiguration;
   const lcPath = "properties.dynamicPoolConfiguration.lifecycleConfiguration";
   if (lc.lifecycleType === "Timed") {
-    if (lc.maxAlivePeriodInSeconds !== undefined) {
-      fail(
-        "InvalidLifecycleConfiguration",
-        `${lcPath}.maxAlivePeriodInSeconds`,
-        `'${lcPath}.maxAlivePeriodInSeconds' applies only to lifecycleType 'OnContainerExit'; a 'Timed' pool uses cooldownPeriodInSeconds.`,
-      );
-    }
     range(`${lcPath}.cooldownPeriodInSeconds`, lc.cooldownPeriodInSeconds ?? 0, COOLDOWN_RANGE);
+    // Under Timed, maxAlivePeriodInSeconds caps a session's whole life (Azure returns it on Timed pools, so a
+    // client that PUTs back what it read sends it).
+    if (lc.maxAlivePeriodInSeconds !== undefined) {
+      range(`${lcPath}.maxAlivePeriodInSeconds`, lc.maxAlivePeriodInSeconds, MAX_ALIVE_RANGE);
+    }
   } else {
     if (!custom) {
       fail(

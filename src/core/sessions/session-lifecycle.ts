@@ -7,7 +7,8 @@ export interface SessionTimes {
 }
 
 /**
- * Timed pools end a session `cooldownPeriodInSeconds` after its last request; OnContainerExit pools at
+ * Timed pools end a session `cooldownPeriodInSeconds` after its last request, and never later than
+ * `maxAlivePeriodInSeconds` after allocation when the pool sets it; OnContainerExit pools at
  * `maxAlivePeriodInSeconds` after allocation at the latest (earlier when the container exits).
  */
 export function sessionExpiry(doc: PoolDoc, times: SessionTimes): Date {
@@ -15,7 +16,9 @@ export function sessionExpiry(doc: PoolDoc, times: SessionTimes): Date {
   if (lc.lifecycleType === "OnContainerExit") {
     return new Date(times.allocatedAt.getTime() + (lc.maxAlivePeriodInSeconds ?? 3600) * 1000);
   }
-  return new Date(times.lastAccessedAt.getTime() + (lc.cooldownPeriodInSeconds ?? 300) * 1000);
+  const idle = times.lastAccessedAt.getTime() + (lc.cooldownPeriodInSeconds ?? 300) * 1000;
+  if (lc.maxAlivePeriodInSeconds === undefined) return new Date(idle);
+  return new Date(Math.min(idle, times.allocatedAt.getTime() + lc.maxAlivePeriodInSeconds * 1000));
 }
 
 export function isExpired(expiresAt: string | undefined, now: Date): boolean {

@@ -9,6 +9,7 @@ import { normalizeLocation, type PoolRef, poolResourceId } from "../../core/pool
 import type { PoolService } from "../../core/pools/pool-service.ts";
 import type { StoredOperation } from "../../store/store.ts";
 import { requireAuthentication } from "../auth-hook.ts";
+import { emptyTolerantJsonParser } from "../empty-body.ts";
 import { ApiVersionError, ForbiddenError, MethodNotAllowedError } from "../errors.ts";
 import { installArmErrorHandler } from "./arm-errors.ts";
 import { poolToWire } from "./pool-wire.ts";
@@ -45,7 +46,7 @@ export async function armRoutes(app: FastifyInstance, o: ArmRoutesOptions): Prom
   app.addContentTypeParser(
     "application/merge-patch+json",
     { parseAs: "string" },
-    app.getDefaultJsonParser("error", "error"),
+    emptyTolerantJsonParser(app),
   );
   requireAuthentication(app, o.authenticator);
   app.addHook("onRequest", async (request) => {
@@ -181,7 +182,7 @@ export async function armRoutes(app: FastifyInstance, o: ArmRoutesOptions): Prom
 
   const authToken: Handler = async (request) => {
     const pool = o.pools.get(refOf(request));
-    const issued = await o.tokens.issue(pool.key, o.now());
+    const issued = await o.tokens.issue(pool, o.now());
     return {
       id: poolResourceId(pool),
       name: pool.name,

@@ -1,5 +1,6 @@
 // Renders a stored pool as the caller's api-version speaks it: legacy dynamicPoolConfiguration and
-// registryServer for the early previews, probes and MCP settings only where the version defines them.
+// registryServer for the early previews, probes and MCP settings only where the version defines them (MCP settings
+// without an endpoint: none is served yet).
 import { ARM_API_VERSIONS } from "../../core/pools/api-versions.ts";
 import { type PoolDoc, poolResourceId } from "../../core/pools/pool-doc.ts";
 import type { StoredPool } from "../../store/store.ts";
@@ -58,14 +59,8 @@ export function poolToWire(pool: StoredPool, apiVersion: string, publicUrl: stri
     ...(f.identity && p.managedIdentitySettings
       ? { managedIdentitySettings: p.managedIdentitySettings }
       : {}),
-    ...(f.mcp && p.mcpServerSettings
-      ? {
-          mcpServerSettings: {
-            ...p.mcpServerSettings,
-            ...(p.mcpServerSettings.isMcpServerEnabled ? { mcpServerEndpoint: `${endpoint}/mcp` } : {}),
-          },
-        }
-      : {}),
+    // No mcpServerEndpoint: nothing serves MCP yet, and every URL this API hands out must answer.
+    ...(f.mcp && p.mcpServerSettings ? { mcpServerSettings: { ...p.mcpServerSettings } } : {}),
   };
 
   return {

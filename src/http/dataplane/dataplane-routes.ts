@@ -31,7 +31,13 @@ import { SessionPoolError } from "../../errors.ts";
 import type { Store, StoredPool } from "../../store/store.ts";
 import { authenticateHeaders, requireAuthentication } from "../auth-hook.ts";
 import { ApiVersionError, ForbiddenError, RouteNotFoundError, toCodedError } from "../errors.ts";
-import { proxyHttp, proxyUpgrade, refuseUpgrade } from "./custom-proxy.ts";
+import {
+  assertForwardable,
+  assertUpgradable,
+  proxyHttp,
+  proxyUpgrade,
+  refuseUpgrade,
+} from "./custom-proxy.ts";
 import { installDataPlaneErrorHandler, uploadError } from "./dataplane-errors.ts";
 import {
   executionToWire,
@@ -40,6 +46,8 @@ import {
   legacyExecutionToWire,
   sessionToWire,
 } from "./dataplane-wire.ts";
+import { proxyPathOf } from "./proxy-path.ts";
+import { TrustedProxies } from "./proxy-trust.ts";
 
 export const DATA_PLANE_API_VERSIONS = [
   "2024-02-02-preview",
@@ -66,7 +74,12 @@ export interface DataPlaneOptions {
   sessions: SessionManager;
   executions: Executions;
   authenticator: Authenticator;
-  config: { readonly publicUrl: string; readonly uploadBufferBytes?: number };
+  config: {
+    readonly publicUrl: string;
+    readonly uploadBufferBytes?: number;
+    /** Direct peers whose X-Forwarded-* the custom-container proxy keeps and extends (default: nobody). */
+    readonly trustedProxies?: TrustedProxies;
+  };
   now: () => Date;
 }
 
@@ -97,24 +110,27 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     return pools.get(request);
   };
 
+  const trust = o.config.trustedProxies ?? TrustedProxies.NONE;
   // Custom container pools: everything but stopSession goes to the session's container, before any body parsing.
   app.addHook("onRequest", async (request, reply) => {
     const p = request.params as Params;
     if (p.poolName === undefined) return;
-    const rest = (request.url.split("?")[0] ?? "").slice(prefixOf(p).length);
-    if (rest.toLowerCase() === "/.management/stopsession") return;
     const key = keyOf(request);
     const pool = poolOf(request);
     if ((pool?.doc as PoolDoc | undefined)?.properties.containerType !== "CustomContainer") return;
+    // Cut from the raw URL by segments and decoded: the router's decoded pool name has another length than the
+    // client's (`%73ecpool`), and `%2Emanagement/stopSession` is routed to the server's stopSession all the same.
+    const target = proxyPathOf(request.url);
+    if (target === undefined || target.stopSession) return;
     requirePoolScope(request.principal!, key);
+    assertForwardable(request.raw);
     const { member } = await acquire(request, reply);
-    const query = request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : "";
     member.inFlight++;
     proxyHttp(
       request,
       reply,
-      { member, path: `${rest === "" ? "/" : rest}${query}`, onDone: () => finished(member) },
-      prefixOf(p),
+      { member, path: target.path, prefix: target.prefix, onDone: () => finished(member) },
+      trust,
     );
     return reply;
   });
@@ -146,21 +162,14 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
     });
   });
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? "/", "http://upgrade.invalid");
-    const m = UPGRADE_PATH.exec(url.pathname);
-    if (!m)
+    const target = proxyPathOf(req.url ?? "/");
+    if (!target)
       throw new SessionPoolError(
         "NotFound",
         404,
         "Upgrades are proxied for custom container session pools only.",
       );
-    const [, subscriptionId, resourceGroup, name, rest] = m as unknown as [
-      string,
-      string,
-      string,
-      string,
-      string | undefined,
-    ];
+    const { subscriptionId, resourceGroup, poolName: name } = target;
     const key = poolKey({ subscriptionId, resourceGroup, name });
     requirePoolScope(await authenticateHeaders(o.authenticator, req.headers), key);
     const pool = o.store.getPool(key);
@@ -171,15 +180,17 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
         "Upgrades are proxied for custom container session pools only.",
       );
     }
+    const url = new URL(req.url ?? "/", "http://upgrade.invalid");
     const identifier = checkIdentifier(url.searchParams.get("identifier") ?? undefined);
+    assertUpgradable(req);
     const { member } = await o.sessions.acquire(key, identifier);
     member.inFlight++;
     proxyUpgrade(
       req,
       socket,
       head,
-      { member, path: `${rest ?? "/"}${url.search}`, onDone: () => finished(member) },
-      `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/sessionPools/${name}`,
+      { member, path: target.path, prefix: target.prefix, onDone: () => finished(member) },
+      trust,
     );
   };
 
@@ -376,7 +387,17 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
   const notARoute = async (request: FastifyRequest) => {
     throw new RouteNotFoundError(request.method, request.url);
   };
-  app.all(PREFIX, notARoute);
+  // The endpoint itself is a URL the management API hands out (poolManagementEndpoint): GET says what it serves.
+  app.route({
+    method: app.supportedMethods.filter((m) => m !== "GET" && m !== "HEAD"),
+    url: PREFIX,
+    handler: notARoute,
+  });
+  app.get(PREFIX, async (request) => ({
+    name: (request.params as Params).poolName,
+    containerType: poolTypeOf(request),
+    apiVersions: DATA_PLANE_API_VERSIONS,
+  }));
   app.all(`${PREFIX}/*`, notARoute);
 
   app.get(`${PREFIX}/metadata`, async (request) => {
@@ -460,12 +481,6 @@ function requirePoolScope(principal: Principal, key: string): void {
     );
   }
 }
-
-function prefixOf(p: Params): string {
-  return `/subscriptions/${p.subscriptionId}/resourceGroups/${p.resourceGroupName}/sessionPools/${p.poolName}`;
-}
-
-const UPGRADE_PATH = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/sessionPools\/([^/]+)(\/.*)?$/i;
 
 function keyOf(request: FastifyRequest): string {
   const p = request.params as Params;

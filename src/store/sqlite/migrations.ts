@@ -55,4 +55,9 @@ export const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX sessions_by_identifier ON sessions (pool_key, identifier) WHERE identifier IS NOT NULL;
   CREATE INDEX sessions_by_pool ON sessions (pool_key, state);
   `,
+  // 2: pools.uid (one incarnation of a pool name; data-plane tokens carry it). Pools stored before get one now.
+  `
+  ALTER TABLE pools ADD COLUMN uid TEXT;
+  UPDATE pools SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+  `,
 ];

@@ -111,8 +111,8 @@ export class SqliteStore implements Store {
 
   putPool(pool: StoredPool): void {
     this.#stmt(
-      `INSERT INTO pools (key, sub_lc, rg_lc, subscription_id, resource_group, name, doc, etag, generation, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO pools (key, sub_lc, rg_lc, subscription_id, resource_group, name, doc, etag, generation, uid, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, etag = excluded.etag, generation = excluded.generation,
          updated_at = excluded.updated_at`,
     ).run(
@@ -125,6 +125,7 @@ export class SqliteStore implements Store {
       JSON.stringify(pool.doc),
       pool.etag,
       pool.generation,
+      pool.uid,
       pool.createdAt,
       pool.updatedAt,
     );
@@ -267,6 +268,7 @@ function poolFromRow(r: Row): StoredPool {
     doc: JSON.parse(String(r["doc"])) as Record<string, unknown>,
     etag: String(r["etag"]),
     generation: Number(r["generation"]),
+    uid: String(r["uid"]),
     createdAt: String(r["created_at"]),
     updatedAt: String(r["updated_at"]),
   };
