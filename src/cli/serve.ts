@@ -19,6 +19,10 @@ Options:
   --insecure-http        allow plain HTTP on a non-loopback address
   --max-sessions-cap N   largest maxConcurrentSessions a pool may ask for (default 600)
   --list-page-size N     pools per page of a list before nextLink (default 100)
+  --trusted-proxy LIST   addresses or CIDR ranges (comma-separated, repeatable) of reverse proxies in front of
+                         the server: custom containers get their X-Forwarded-For/-Proto/-Host, extended with
+                         this hop. Anyone else's X-Forwarded-* and Forwarded are replaced by what the server
+                         saw (the peer's address, the scheme, the Host). Default: trust nobody
   --log-level LEVEL      fatal, error, warn, info, debug, trace (default info)
   --no-runtime           serve the management API only (no Docker engine needed)
   --python-image REF     image of PythonLTS/NodeLTS/Shell sandboxes (default $SESSIONPOOL_PYTHON_IMAGE,
@@ -26,6 +30,10 @@ Options:
   --sandbox-cpu N        cores per built-in sandbox (default 1)
   --sandbox-memory MiB   memory per built-in sandbox, MiB (default 1024)
   --sandbox-runtime NAME OCI runtime for sandboxes, e.g. runsc (gVisor) or kata-runtime (engine default)
+  --max-sandboxes N      live sandboxes across all pools (default: host memory / 12 MiB, 2048 on 24 GiB);
+                         past it new sessions get 429 ServerCapacityReached
+  --max-sandbox-memory MiB  the sum of live sandboxes' memory limits (default 8 x host memory); a pool whose
+                         maxConcurrentSessions could never fit is refused at PUT (PoolExceedsServerCapacity)
   -h, --help             show this help
 
 Environment:
@@ -47,12 +55,15 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
       "insecure-http": { type: "boolean", default: false },
       "max-sessions-cap": { type: "string" },
       "list-page-size": { type: "string" },
+      "trusted-proxy": { type: "string", multiple: true },
       "log-level": { type: "string", default: "info" },
       "no-runtime": { type: "boolean", default: false },
       "python-image": { type: "string" },
       "sandbox-cpu": { type: "string" },
       "sandbox-memory": { type: "string" },
       "sandbox-runtime": { type: "string" },
+      "max-sandboxes": { type: "string" },
+      "max-sandbox-memory": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -89,6 +100,9 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
     ...(values["list-page-size"]
       ? { listPageSize: intFlag("--list-page-size", values["list-page-size"], 1, 1000) }
       : {}),
+    ...(values["trusted-proxy"]
+      ? { trustedProxies: values["trusted-proxy"].flatMap((list) => list.split(",")) }
+      : {}),
   };
   if (!values["no-runtime"]) {
     const { dockerRuntime } = await import("../runtime-wiring.ts");
@@ -100,8 +114,22 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
       values["sandbox-memory"] === undefined
         ? undefined
         : intFlag("--sandbox-memory", values["sandbox-memory"], 64, 1024 * 1024);
+    const capacity = {
+      ...(values["max-sandboxes"] === undefined
+        ? {}
+        : { maxSandboxes: intFlag("--max-sandboxes", values["max-sandboxes"], 1, 1_000_000) }),
+      ...(values["max-sandbox-memory"] === undefined
+        ? {}
+        : {
+            maxSandboxMemoryBytes:
+              intFlag("--max-sandbox-memory", values["max-sandbox-memory"], 64, 1024 * 1024 * 1024) *
+              1024 *
+              1024,
+          }),
+    };
     options.runtime = dockerRuntime({
       ...(env["DOCKER_HOST"] ? { dockerHost: env["DOCKER_HOST"] } : {}),
+      capacity,
       sandbox: {
         ...(pythonImage ? { pythonImage } : {}),
         ...(cpu === undefined ? {} : { cpu }),

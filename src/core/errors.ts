@@ -66,6 +66,27 @@ export class SessionLimitError extends SessionPoolError {
   }
 }
 
+/** The server-wide bound on sandboxes (count or committed memory) is reached, whatever the pool's own limit. */
+export class ServerCapacityError extends SessionPoolError {
+  constructor(reason: string, retryAfterSeconds: number) {
+    super(
+      "ServerCapacityReached",
+      429,
+      `No new session can start now: ${reason}. Retry when sessions end, or ask the operator to raise the limit.`,
+      { headers: { "retry-after": String(retryAfterSeconds) } },
+    );
+  }
+}
+
+/** A pool that could never run on this server (its sessions exceed the server-wide sandbox bounds). */
+export class PoolExceedsServerCapacityError extends SessionPoolError {
+  constructor(reason: string) {
+    super("PoolExceedsServerCapacity", 400, `The session pool cannot run on this server: ${reason}.`, {
+      target: "properties.scaleConfiguration.maxConcurrentSessions",
+    });
+  }
+}
+
 export class SessionNotFoundError extends SessionPoolError {
   constructor(identifier: string) {
     super("SessionNotFound", 404, `No session with identifier '${identifier}' is running in this pool.`);
@@ -81,5 +102,12 @@ export class ExecutionNotFoundError extends SessionPoolError {
 export class SessionStartError extends SessionPoolError {
   constructor(message: string, cause?: unknown) {
     super("SessionStartFailed", 503, message, { cause, headers: { "retry-after": "2" } });
+  }
+}
+
+/** Data-plane: too many executions (or bytes of code) already wait for a session or a pool's sessions. */
+export class ExecutionQueueFullError extends SessionPoolError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super("ExecutionQueueFull", 429, message, { headers: { "retry-after": String(retryAfterSeconds) } });
   }
 }

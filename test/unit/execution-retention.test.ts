@@ -28,7 +28,7 @@ function member(stdoutChars: number, extra: Partial<Record<keyof ExecResult, unk
   return {
     rec: { poolKey: POOL, identifier: "alice" },
     kind: "code-interpreter",
-    agent: { exec: async () => result },
+    agent: { current: () => ({ exec: async () => result }) },
   } as unknown as Member;
 }
 
@@ -43,7 +43,7 @@ const input = {
 
 describe("execution retention", () => {
   it("forgets the oldest finished executions once their output passes the byte budget", async () => {
-    // 1,000 characters of stdout are 2,000 bytes kept; the budget holds two of them.
+    // 1,000 characters of stdout and a 36-character id are 2,072 bytes kept; the budget holds two of them.
     const executions = new Executions(sessions, new Metrics(), { maxRetainedBytes: 4_500 });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -54,7 +54,7 @@ describe("execution retention", () => {
     }
     const kept = ids.map((id) => executions.get(POOL, "alice", id) !== undefined);
     assert.deepEqual(kept, [false, false, false, true, true], "the newest ones are kept, the oldest go");
-    assert.equal(executions.retainedBytes, 4_000);
+    assert.equal(executions.retainedBytes, 2 * 2_072);
   });
 
   it("keeps a result bigger than the budget for its own answer, then lets it go", async () => {
@@ -78,6 +78,10 @@ describe("execution retention", () => {
       await record.done;
       assert.ok(Number.isFinite(executions.retainedBytes), JSON.stringify(extra));
     }
-    assert.equal(executions.retainedBytes, 3 * 20, "the three with a string stdout of 10 characters");
+    assert.equal(
+      executions.retainedBytes,
+      4 * 72 + 3 * 20,
+      "four ids, and the three with a string stdout of 10 characters",
+    );
   });
 });

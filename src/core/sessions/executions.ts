@@ -1,8 +1,10 @@
 // Code executions: run code in a session's interpreter (sync or in the background) and remember the outcome so
-// `GET /executions/{id}` can answer. Records live in memory for an hour; a restart forgets them.
-import type { ExecResult, ShellResult } from "../../agents/agent-client.ts";
+// `GET /executions/{id}` can answer. Records live in memory for an hour; a restart forgets them. One execution
+// runs at a time per session; the others wait in a bounded line (execution-queue.ts).
+import type { ExecResult, ShellRequest, ShellResult } from "../../agents/agent-client.ts";
 import { ValidationError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
+import { ExecutionQueue, type ExecutionQueueLimits } from "./execution-queue.ts";
 import { agentOf, type Member, type SessionManager } from "./session-manager.ts";
 
 export const MAX_TIMEOUT_SECONDS = 220;
@@ -43,22 +45,36 @@ const MAX_RECORDS = 10_000;
  */
 const MAX_RETAINED_BYTES = 256 * 1024 * 1024;
 
+export interface ExecutionsOptions extends Partial<ExecutionQueueLimits> {
+  /** Bytes of output and results kept for GET /executions/{id} in all (default MAX_RETAINED_BYTES). */
+  maxRetainedBytes?: number;
+}
+
 export class Executions {
+  /** Keyed by pool, identifier and id together (recordKey): an id names an execution in one session only. */
   readonly #records = new Map<string, ExecutionRecord>();
   #retainedBytes = 0;
   readonly #maxRetainedBytes: number;
   readonly #sessions: SessionManager;
   readonly #metrics: Metrics;
+  readonly #queue: ExecutionQueue<Member>;
 
-  constructor(sessions: SessionManager, metrics: Metrics, options: { maxRetainedBytes?: number } = {}) {
+  constructor(sessions: SessionManager, metrics: Metrics, options: ExecutionsOptions = {}) {
     this.#sessions = sessions;
     this.#metrics = metrics;
-    this.#maxRetainedBytes = options.maxRetainedBytes ?? MAX_RETAINED_BYTES;
+    const { maxRetainedBytes, ...limits } = options;
+    this.#maxRetainedBytes = maxRetainedBytes ?? MAX_RETAINED_BYTES;
+    this.#queue = new ExecutionQueue<Member>(limits);
   }
 
-  /** Starts an execution; for Synchronous ones, await `record.done` before answering. */
+  /**
+   * Starts an execution, or queues it behind the session's running one; for Synchronous ones, await `record.done`
+   * before answering. Throws ExecutionQueueFull (429) or ServerBusy (503) when it may not wait.
+   */
   start(member: Member, input: ExecutionInput, id: string = crypto.randomUUID()): ExecutionRecord {
-    const code =
+    // Only these are kept while the execution waits: never `input`, which holds the request's code a second time.
+    const { timeoutInSeconds, maxOutputChars } = input;
+    let code: string | undefined =
       input.codeInputType === "InlineBase64"
         ? Buffer.from(input.code, "base64").toString("utf8")
         : input.code;
@@ -67,79 +83,100 @@ export class Executions {
       id,
       "code",
       input.executionType,
+      Buffer.byteLength(code),
       "The session's interpreter could not run the code",
-      async (record) => {
-        const result = await agentOf(member).exec({
-          code,
-          timeoutMs: input.timeoutInSeconds * 1000,
-          maxOutputChars: input.maxOutputChars,
+      (record) => {
+        // Not an async function: its suspended frame would keep the code alive until the answer comes.
+        const sent = agentOf(member).exec({
+          code: code ?? "",
+          timeoutMs: timeoutInSeconds * 1000,
+          maxOutputChars,
         });
-        record.result = result;
-        record.status = result.status;
-        if (result.timedOut) {
-          record.failure = {
-            code: "ExecutionTimeout",
-            message: `The execution exceeded timeoutInSeconds (${input.timeoutInSeconds}) and was interrupted${result.restarted ? "; the interpreter ignored the interrupt and was restarted, so variables were lost (files are kept)" : "; the session's state is kept"}.`,
-          };
-        } else if (result.restarted) {
-          record.failure = {
-            code: "InterpreterRestarted",
-            message:
-              "The interpreter exited during the execution and was restarted; variables were lost (files are kept).",
-          };
-        }
-        return result.durationMs;
+        code = undefined;
+        return sent.then((result) => {
+          record.result = result;
+          record.status = result.status;
+          if (result.timedOut) {
+            record.failure = {
+              code: "ExecutionTimeout",
+              message: `The execution exceeded timeoutInSeconds (${timeoutInSeconds}) and was interrupted${result.restarted ? "; the interpreter ignored the interrupt and was restarted, so variables were lost (files are kept)" : "; the session's state is kept"}.`,
+            };
+          } else if (result.restarted) {
+            record.failure = {
+              code: "InterpreterRestarted",
+              message:
+                "The interpreter exited during the execution and was restarted; variables were lost (files are kept).",
+            };
+          }
+          return result.durationMs;
+        });
       },
     );
   }
 
-  /** Runs a Shell pool's command; synchronous only. */
+  /** Runs a Shell pool's command, or queues it behind the session's running one; synchronous only. */
   startShell(member: Member, input: ShellInput, id: string = crypto.randomUUID()): ExecutionRecord {
+    const { timeoutInSeconds, ...rest } = input;
+    let request: ShellRequest | undefined = { ...rest, timeoutMs: timeoutInSeconds * 1000 };
+    const bytes =
+      Buffer.byteLength(rest.command ?? "") +
+      Buffer.byteLength(rest.stdin ?? "") +
+      (rest.argv ?? []).reduce((sum, a) => sum + Buffer.byteLength(a), 0);
     return this.#run(
       member,
       id,
       "shell",
       "Synchronous",
+      bytes,
       "The session could not run the command",
-      async (record) => {
-        const { timeoutInSeconds, ...rest } = input;
-        const shell = await agentOf(member).shell({ ...rest, timeoutMs: timeoutInSeconds * 1000 });
-        record.shell = shell;
-        record.status = shell.exitCode === 0 ? "Succeeded" : "Failed";
-        if (shell.timedOut) {
-          record.failure = {
-            code: "ExecutionTimeout",
-            message: `The command exceeded timeoutInSeconds (${timeoutInSeconds}) and was killed.`,
-          };
-        }
-        return shell.durationMs;
+      (record) => {
+        const sent = agentOf(member).shell(request!);
+        request = undefined;
+        return sent.then((shell) => {
+          record.shell = shell;
+          record.status = shell.exitCode === 0 ? "Succeeded" : "Failed";
+          if (shell.timedOut) {
+            record.failure = {
+              code: "ExecutionTimeout",
+              message: `The command exceeded timeoutInSeconds (${timeoutInSeconds}) and was killed.`,
+            };
+          }
+          return shell.durationMs;
+        });
       },
     );
   }
 
   /**
-   * The shared life of an execution record: refuse a reused id, run `body` (which fills in the outcome and
-   * returns the duration), map a failure to reach the agent, time it, and restart the session's idle clock.
+   * The shared life of an execution record: refuse an id this session used already, wait for the session's turn
+   * (holding `waitingBytes` of code meanwhile, within the queue's limits), run `body` (which fills in the outcome
+   * and returns the duration), map a failure to reach the agent, time it, and restart the session's idle clock.
    */
   #run(
     member: Member,
     id: string,
     kind: ExecutionRecord["kind"],
     executionType: ExecutionRecord["executionType"],
+    waitingBytes: number,
     failurePrefix: string,
     body: (record: ExecutionRecord) => Promise<number>,
   ): ExecutionRecord {
-    if (this.#records.has(id)) {
+    const poolKey = member.rec.poolKey;
+    const identifier = member.rec.identifier ?? "";
+    const key = recordKey(poolKey, identifier, id);
+    if (this.#records.has(key)) {
       throw new ValidationError(
         "DuplicateOperationId",
         `An execution with operation-id '${id}' already exists.`,
         "operation-id",
       );
     }
+    // Throws, holding nothing, when the line is full; nothing below throws before `done` takes the claim over.
+    const turn = this.#queue.enter(member, poolKey, identifier, waitingBytes);
     const record: ExecutionRecord = {
       id,
-      poolKey: member.rec.poolKey,
-      identifier: member.rec.identifier ?? "",
+      poolKey,
+      identifier,
       executionType,
       kind,
       status: "Running",
@@ -148,6 +185,7 @@ export class Executions {
     };
     record.done = (async () => {
       try {
+        if (turn !== undefined) await turn;
         const durationMs = await body(record);
         this.#metrics.executionSeconds.observe(
           { pool: record.poolKey, status: record.status },
@@ -157,9 +195,10 @@ export class Executions {
         record.status = "Failed";
         record.failure = { code: "ExecutionFailed", message: `${failurePrefix}: ${(err as Error).message}` };
       } finally {
+        this.#queue.leave(member);
         // The session was in use until now: the idle clock starts when the execution ends.
         if (this.#sessions.find(record.poolKey, record.identifier) === member) this.#sessions.touch(member);
-        if (this.#records.get(record.id) === record) {
+        if (this.#records.get(key) === record) {
           record.bytes = retainedSize(record);
           this.#retainedBytes += record.bytes;
           this.#evict();
@@ -167,23 +206,23 @@ export class Executions {
       }
     })();
     this.#evict();
-    this.#records.set(record.id, record);
+    this.#records.set(key, record);
     return record;
   }
 
+  /** The execution `id` of this pool's session `identifier`; another pool's or session's is not seen. */
   get(poolKey: string, identifier: string, id: string): ExecutionRecord | undefined {
-    const r = this.#records.get(id);
-    return r && r.poolKey === poolKey && r.identifier === identifier ? r : undefined;
+    return this.#records.get(recordKey(poolKey, identifier, id));
   }
 
   /** Forgets the oldest finished records while there are too many, too old, or too many bytes of them. */
   #evict(): void {
     const cutoff = Date.now() - RETENTION_MS;
-    for (const [id, r] of this.#records) {
+    for (const [key, r] of this.#records) {
       const over = this.#records.size >= MAX_RECORDS || this.#retainedBytes > this.#maxRetainedBytes;
       if (!over && r.createdAt > cutoff) break;
       if (r.status === "Running") continue;
-      this.#records.delete(id);
+      this.#records.delete(key);
       this.#retainedBytes -= r.bytes ?? 0;
     }
   }
@@ -192,16 +231,30 @@ export class Executions {
   get retainedBytes(): number {
     return this.#retainedBytes;
   }
+
+  /** Executions accepted but not yet handed to their session's agent, and the bytes of code they hold. */
+  get waiting(): { executions: number; bytes: number } {
+    return this.#queue.waiting;
+  }
 }
 
 /**
- * Two bytes a character (JavaScript strings), for the output, the result and its images. Only strings count, and
- * nothing here may throw: what comes back is shaped by code in the sandbox, which can write its own messages.
+ * Callers choose execution ids (the operation-id header), so an id is only unique within one session of one
+ * pool: a holder of another pool's token must neither see nor block this one's. Identifiers cannot hold NUL.
+ */
+function recordKey(poolKey: string, identifier: string, id: string): string {
+  return `${poolKey}\u0000${identifier}\u0000${id}`;
+}
+
+/**
+ * Two bytes a character (JavaScript strings), for the output, the result and its images, and the id (a caller's
+ * operation-id may be kilobytes long). Only strings count, and nothing here may throw: what comes back is shaped by
+ * code in the sandbox, which can write its own messages.
  */
 function retainedSize(record: ExecutionRecord): number {
   const len = (v: unknown) => (typeof v === "string" ? v.length : 0);
   const out = (record.result ?? record.shell) as Partial<ExecResult> | undefined;
-  let chars = len(out?.stdout) + len(out?.stderr);
+  let chars = record.id.length + len(out?.stdout) + len(out?.stderr);
   const value = record.result?.result as unknown;
   if (typeof value === "string") chars += value.length;
   else if (value !== null && typeof value === "object") {

@@ -1,20 +1,15 @@
 // Ingress for CustomContainer pools: every request under the pool endpoint (but stopSession) goes to the
 // container of the session named by `identifier`, on the pool's targetPort. Bodies stream both ways (uploads,
 // chunked responses, SSE), WebSocket upgrades are piped at the socket level, the caller's Authorization never
-// reaches the container, and X-Forwarded-* say where the request came from.
-import {
-  Agent,
-  request as httpRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type Server,
-} from "node:http";
+// reaches the container, and X-Forwarded-* say where the request came from as this server saw it.
+import { Agent, request as httpRequest, type IncomingMessage, type Server } from "node:http";
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Member } from "../../core/sessions/session-manager.ts";
 import { SessionPoolError } from "../../errors.ts";
 import { dataPlaneErrorBody, rawErrorResponse } from "./dataplane-errors.ts";
+import { type TrustedProxies, unmapped } from "./proxy-trust.ts";
 
 const HOP_BY_HOP = new Set([
   "connection",
@@ -29,22 +24,45 @@ const HOP_BY_HOP = new Set([
   "host",
 ]);
 
+/** Where a request has been: believed from a trusted proxy only, else replaced by what this server saw. */
+const FORWARDING = /^(?:x-forwarded-.*|forwarded|x-real-ip)$/;
+
+/**
+ * Methods whose body servers commonly leave unread. A container that does not read one would take its bytes for
+ * the next request on the connection, so such a request goes on a connection of its own, closed after it.
+ */
+const BODY_OFTEN_UNREAD = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"]);
+
+// Lenient response parsing (insecureHTTPParser) on requests to containers only, never on the server's own parser:
+// quick CGI scripts and busybox httpd answer with bare LF line endings, which curl accepts. A connection carries
+// the requests of one container only (one address and port per session), so a lenient reading cannot mix up
+// two sessions' answers.
 const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 16, timeout: 60_000 });
+/**
+ * For a request on a connection of its own: Node would put a socket back in the keep-alive pool after a request
+ * that said "Connection: close" whenever the answer did not say it too, and the next request would meet the
+ * container's hang-up.
+ */
+const oneShot = new Agent({ keepAlive: false, maxSockets: 256, timeout: 60_000 });
 
 export interface ProxyTarget {
   member: Member;
-  /** The path after the pool endpoint, with its query string ("/api/x?identifier=a"). */
+  /** The path after the pool endpoint, with its query string ("/api/x?identifier=a"), canonically encoded. */
   path: string;
+  /** The pool endpoint's path, sent as X-Forwarded-Prefix. */
+  prefix: string;
   /** Called when the exchange ends (the idle clock restarts from the last byte). */
   onDone: () => void;
 }
 
-function forwardedHeaders(
-  headers: IncomingHttpHeaders,
-  remote: string | undefined,
-  encrypted: boolean,
-  prefix: string,
-) {
+function first(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function forwardedHeaders(req: IncomingMessage, trust: TrustedProxies, prefix: string) {
+  const { headers } = req;
+  const peer = req.socket.remoteAddress === undefined ? undefined : unmapped(req.socket.remoteAddress);
+  const trusted = trust.trusts(peer);
   const out: Record<string, string | string[]> = {};
   const connectionTokens = new Set(
     String(headers["connection"] ?? "")
@@ -54,14 +72,55 @@ function forwardedHeaders(
   );
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || HOP_BY_HOP.has(name) || connectionTokens.has(name)) continue;
+    // From anyone but a trusted proxy these are forgeries (a client claiming another address, scheme or host).
+    if (!trusted && FORWARDING.test(name)) continue;
     out[name] = value;
   }
-  const prior = headers["x-forwarded-for"];
-  out["x-forwarded-for"] = [prior, remote].filter((v) => v !== undefined && v !== "").join(", ");
-  out["x-forwarded-proto"] = encrypted ? "https" : "http";
-  if (headers.host) out["x-forwarded-host"] = headers.host;
-  out["x-forwarded-prefix"] = prefix;
+  const scheme = "encrypted" in req.socket ? "https" : "http";
+  const prior = trusted ? first(headers["x-forwarded-for"]) : undefined;
+  out["x-forwarded-for"] = [prior, peer].filter((v) => v !== undefined && v !== "").join(", ");
+  out["x-forwarded-proto"] = (trusted ? first(headers["x-forwarded-proto"]) : undefined) ?? scheme;
+  const host = (trusted ? first(headers["x-forwarded-host"]) : undefined) ?? headers.host;
+  if (host !== undefined) out["x-forwarded-host"] = host;
+  // A trusted proxy that mounts this server under a path of its own says so; the container sees both.
+  const priorPrefix = trusted ? (first(headers["x-forwarded-prefix"]) ?? "").replace(/\/+$/, "") : "";
+  out["x-forwarded-prefix"] = `${priorPrefix}${prefix}`;
   return out;
+}
+
+/**
+ * Refuses, before any session is allocated, a request whose body could not be forwarded unambiguously: a
+ * transfer coding other than plain chunked (the body would reach the container still so coded, but unlabelled).
+ * Node's parser has already refused Content-Length together with Transfer-Encoding, and broken chunking.
+ */
+export function assertForwardable(req: IncomingMessage): void {
+  const te = req.headers["transfer-encoding"];
+  if (te !== undefined && te.trim().toLowerCase() !== "chunked") {
+    throw new SessionPoolError(
+      "UnsupportedTransferEncoding",
+      501,
+      `Transfer-Encoding '${te.slice(0, 100)}' is not forwarded to custom containers; send the body with Content-Length or 'Transfer-Encoding: chunked' alone.`,
+    );
+  }
+}
+
+/**
+ * Sets how the body goes on to the container, whatever the method: the client's Content-Length when it gave one,
+ * else chunked (Node sends a GET's or DELETE's body unframed otherwise, which the container would read as a second
+ * request that never went through this proxy). A request without a body says nothing. Returns whether the
+ * request needs a connection of its own.
+ */
+function frameBody(req: IncomingMessage, headers: Record<string, string | string[]>): boolean {
+  const chunked = req.headers["transfer-encoding"] !== undefined;
+  const length = req.headers["content-length"];
+  if (chunked) {
+    delete headers["content-length"];
+    headers["transfer-encoding"] = "chunked";
+  }
+  const hasBody = chunked || (length !== undefined && length !== "0");
+  if (!hasBody || !BODY_OFTEN_UNREAD.has(req.method ?? "")) return false;
+  headers["connection"] = "close";
+  return true;
 }
 
 /** Proxies one HTTP exchange; the reply is hijacked (Fastify no longer touches it). */
@@ -69,7 +128,7 @@ export function proxyHttp(
   request: FastifyRequest,
   reply: FastifyReply,
   target: ProxyTarget,
-  prefix: string,
+  trust: TrustedProxies,
 ): void {
   const { member } = target;
   // Headers the data plane set before handing over (session replaced, allocation time, ...): a hijacked reply
@@ -81,8 +140,9 @@ export function proxyHttp(
   reply.hijack();
   const req = request.raw;
   const res = reply.raw;
-  const headers = forwardedHeaders(req.headers, req.socket.remoteAddress, "encrypted" in req.socket, prefix);
+  const headers = forwardedHeaders(req, trust, target.prefix);
   headers["host"] = `${member.address}:${member.port}`;
+  const ownConnection = frameBody(req, headers);
   let finished = false;
   const done = () => {
     if (finished) return;
@@ -95,7 +155,8 @@ export function proxyHttp(
     method: req.method,
     path: target.path,
     headers,
-    agent,
+    agent: ownConnection ? oneShot : agent,
+    insecureHTTPParser: true,
   });
   upstream.on("response", (up: IncomingMessage) => {
     const responseHeaders: Record<string, string | string[]> = { ...own };
@@ -141,13 +202,32 @@ export function proxyHttp(
   req.pipe(upstream);
 }
 
-/** Pipes an upgraded connection (WebSocket) to the container: the request head goes first, then raw bytes. */
+/**
+ * Refuses, before any session is allocated, an upgrade request with a body: a WebSocket handshake has none, and
+ * bytes after the head are the upgraded protocol's, never a body to frame.
+ */
+export function assertUpgradable(req: IncomingMessage): void {
+  const length = req.headers["content-length"];
+  if (req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")) {
+    throw new SessionPoolError(
+      "BadRequest",
+      400,
+      "An upgrade request (WebSocket handshake) carries no body.",
+    );
+  }
+}
+
+/**
+ * Pipes an upgraded connection (WebSocket) to the container: the request head goes first; the client's bytes
+ * follow only once the container has switched protocols (101). Before that they would be read as further
+ * HTTP requests that never went through this proxy (a container that refuses the upgrade keeps parsing HTTP).
+ */
 export function proxyUpgrade(
   req: IncomingMessage,
   socket: Duplex,
   head: Buffer,
   target: ProxyTarget,
-  prefix: string,
+  trust: TrustedProxies,
 ): void {
   const { member } = target;
   // The client went away while its session was being allocated: nothing to pipe, and no 'close' is coming.
@@ -156,9 +236,10 @@ export function proxyUpgrade(
     return;
   }
   const upstream: Socket = connect({ host: member.address!, port: member.port! });
-  const headers = forwardedHeaders(req.headers, req.socket.remoteAddress, "encrypted" in req.socket, prefix);
+  const headers = forwardedHeaders(req, trust, target.prefix);
   headers["host"] = `${member.address}:${member.port}`;
   headers["connection"] = "Upgrade";
+  delete headers["content-length"];
   if (req.headers.upgrade) headers["upgrade"] = req.headers.upgrade;
   const lines = [`${req.method} ${target.path} HTTP/1.1`];
   for (const [name, value] of Object.entries(headers)) {
@@ -173,15 +254,34 @@ export function proxyUpgrade(
     socket.destroy();
     target.onDone();
   };
+  let answered = false;
+  let status = Buffer.alloc(0);
+  const onStatus = (chunk: Buffer) => {
+    status = Buffer.concat([status, chunk]);
+    const eol = status.indexOf(10);
+    if (eol === -1 && status.length < 1024) return;
+    upstream.off("data", onStatus);
+    answered = true;
+    const line = status.subarray(0, eol === -1 ? status.length : eol).toString("latin1");
+    socket.write(status);
+    if (/^HTTP\/1\.[01] 101(?: |\r|$)/.test(line)) {
+      if (head.length > 0) upstream.write(head);
+      socket.pipe(upstream);
+    }
+    upstream.pipe(socket);
+  };
   upstream.once("connect", () => {
     upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
-    if (head.length > 0) upstream.write(head);
-    upstream.pipe(socket);
-    socket.pipe(upstream);
+    upstream.on("data", onStatus);
   });
-  upstream.on("error", () => {
-    if (socket.writable)
+  const badGateway = () => {
+    if (socket.writable && !answered)
       socket.end("HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+  };
+  // The container hung up before a status line: nothing of its answer to relay.
+  upstream.on("end", badGateway);
+  upstream.on("error", () => {
+    badGateway();
     close();
   });
   upstream.on("close", close);

@@ -2,6 +2,7 @@
 # image): a stdlib-only HTTP/1.1 server whose endpoints report what reached the container (environment, headers,
 # bodies) and let a test drive it (stream, upgrade to a WebSocket, exit, fall sick, probe the network).
 import base64
+import collections
 import hashlib
 import json
 import os
@@ -17,6 +18,9 @@ PROCESS_ID = secrets.token_hex(8)
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MIB = 1024 * 1024
 state = {"sick": False}
+# Every request line this process parsed, with its headers (GET /requests): a request smuggled inside another's
+# body shows up here as a request of its own.
+REQUESTS = collections.deque(maxlen=500)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -28,6 +32,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # quiet: the engine keeps only 1 MiB of logs anyway
         pass
+
+    def parse_request(self):
+        ok = super().parse_request()
+        if ok:
+            REQUESTS.append({"line": self.requestline, "headers": [[k.lower(), v] for k, v in self.headers.items()]})
+        return ok
 
     # ---- helpers ----
 
@@ -76,11 +86,40 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
+    def record(self):
+        """/record... for any method: the request as it arrived (raw path, headers, the body it framed)."""
+        body = self.read_body()
+        out = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": [[k.lower(), v] for k, v in self.headers.items()],
+                "body": body.decode("latin-1"),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.send_header("X-Body-Length", str(len(body)))
+        self.send_header("X-Body-Sha256", hashlib.sha256(body).hexdigest())
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    def recorded(self):
+        return urlsplit(self.path).path.startswith("/record")
+
+    do_HEAD = do_OPTIONS = do_PATCH = record
+
     # ---- routes ----
 
     def do_GET(self):
         path = urlsplit(self.path).path
         q = self.query()
+        if self.recorded():
+            return self.record()
+        if path == "/requests":
+            return self.send_json(list(REQUESTS))
         if path == "/env":
             return self.send_json(dict(os.environ))
         if path == "/headers":
@@ -131,6 +170,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         path = urlsplit(self.path).path
+        if self.recorded():
+            return self.record()
         if path == "/echo":
             body = self.read_body()
             self.send_response(200)
@@ -156,10 +197,14 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_json({"error": "no such path", "path": path}, status=404)
 
     def do_PUT(self):
+        if self.recorded():
+            return self.record()
         body = self.read_body()
         self.send_json({"method": "PUT", "length": len(body)}, status=201)
 
     def do_DELETE(self):
+        if self.recorded():
+            return self.record()
         self.send_response(204)
         self.end_headers()
 
