@@ -1,10 +1,14 @@
 // Wires the Docker runtime into the server: driver, session manager, executions, the data plane and the
 // operational routes (/healthz, /readyz, /metrics).
 import { readFileSync } from "node:fs";
+import { totalmem } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
+import { loadOrCreateSecretFile, randomToken } from "./auth/key-files.ts";
 import { Metrics } from "./core/metrics.ts";
+import type { ExecutionQueueLimits } from "./core/sessions/execution-queue.ts";
 import { Executions } from "./core/sessions/executions.ts";
+import { type CapacityLimits, defaultCapacity, SandboxCapacity } from "./core/sessions/sandbox-capacity.ts";
 import { DEFAULT_SANDBOX, type SandboxDefaults } from "./core/sessions/sandbox-template.ts";
 import { SessionManager } from "./core/sessions/session-manager.ts";
 import { authenticateHeaders } from "./http/auth-hook.ts";
@@ -22,6 +26,10 @@ export interface DockerRuntimeOptions {
   driver?: SandboxDriver;
   /** Bytes all uploads in flight may hold in memory together (default DEFAULT_UPLOAD_BUFFER_BYTES). */
   uploadBufferBytes?: number;
+  /** The server-wide bound on sandboxes; each limit defaults from the host's memory (defaultCapacity). */
+  capacity?: Partial<CapacityLimits>;
+  /** What may wait for a session's interpreter (default DEFAULT_EXECUTION_QUEUE_LIMITS). */
+  executionQueue?: Partial<ExecutionQueueLimits>;
 }
 
 export function dockerRuntime(
@@ -45,10 +53,13 @@ export function dockerRuntime(
       now: ctx.now,
       defaults: { ...DEFAULT_SANDBOX, ...options.sandbox },
       socketsDir: join(ctx.dataDir, "sockets"),
+      agentSecret: loadOrCreateSecretFile(join(ctx.dataDir, "keys", "agent.key"), () => randomToken(32))
+        .value,
       secrets: (poolKey) => ctx.pools().secretValues(poolKey),
+      capacity: new SandboxCapacity({ ...defaultCapacity(totalmem()), ...options.capacity }),
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
     });
-    const executions = new Executions(sessions, metrics);
+    const executions = new Executions(sessions, metrics, { ...options.executionQueue });
 
     return {
       runtime: sessions,
@@ -63,6 +74,7 @@ export function dockerRuntime(
               return ctx.publicUrl;
             },
             ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
+            trustedProxies: ctx.trustedProxies,
           },
           now: ctx.now,
         }),

@@ -1,10 +1,13 @@
-"""The sessionpool in-sandbox agent: serves docs/agent-protocol.md on a Unix socket and supervises a kernel.
+"""The sessionpool in-sandbox agent: serves docs/agent-protocol.md over a Unix socket and supervises a kernel.
 
 The kernel is the session's interpreter, picked by SESSIONPOOL_KERNEL: `python` (kernel.py, the default), `node`
 (node_kernel.js, same control protocol) or `shell` (no interpreter: only the `shell` op runs code).
 
-Threads: the main thread accepts connections (a new one replaces the old); one reader thread per connection
-parses frames and answers hello, file and metadata requests itself; the supervisor thread owns the kernel
+The server listens on the socket (in a directory mounted read-only, so nothing here can write to the host's disk)
+and the agent connects to it, attaches with the key the server gave it on its first attach, and serves requests on
+that connection; when it ends (the server restarted), the agent attaches again.
+
+Threads: the main thread attaches, then parses frames and answers hello, file and metadata requests itself; the supervisor thread owns the kernel
 process, its pipes, the exec queue and the timeouts, and answers execs; the shell thread (shell_runner.py, started
 with the first `shell` request) runs shell commands one at a time. Standard library only, and nothing heavy
 imported: this process idles next to the kernel in every warm sandbox.
@@ -56,6 +59,11 @@ MAX_CONTROL_BYTES = 16 << 20
 INTERRUPT_GRACE_S = 2.0
 KERNEL_START_TIMEOUT_S = 120.0
 SEND_TIMEOUT_S = 30
+ATTACH_ANSWER_TIMEOUT_S = 10
+ATTACH_RETRY_FIRST_S = 0.002
+ATTACH_RETRY_MAX_S = 0.25
+MAX_ATTACH_ANSWER_BYTES = 4096
+PROTOCOL_VERSION = "2"
 INLINE_READ_BYTES = 4 << 20  # files up to this size are read into memory, larger ones go out by sendfile
 CHUNK = 1 << 20
 
@@ -1090,46 +1098,38 @@ def limits(request):
     return timeout_ms, min(max_chars, MAX_OUTPUT_CHARS)
 
 
-def listen(path):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)  # stale, from an agent that did not exit cleanly
-    except FileNotFoundError:
-        pass
+def recv_exact(sock, n):
+    chunks = []
+    while n > 0:
+        chunk = sock.recv(n)
+        if not chunk:
+            raise ConnectionLost()
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def attach(path, key):
+    """Connects to the server's socket and presents the key it gave us on an earlier attach (None the first time:
+    the server trusts the first attach of a sandbox it just made, before any code of the session can run). Answers
+    (socket, key) once the server accepts us, None when the server is not there or refused us."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
     try:
-        sock.bind(path)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(8)
-    return sock
-
-
-PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-def from_outside(sock):
-    """Whether a client may speak to this agent: the server, never code running in the sandbox. The kernel gives
-    the peer's pid as seen from our PID namespace: 0 for a process outside it (the server, in a sandbox), its pid
-    for one inside. An agent run directly (tests, no sandbox) also accepts the process that started it."""
-    try:
-        pid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))[0]
-    except OSError:
-        return False
-    parent = os.getppid()
-    if pid == 0 or (pid == parent and parent != 1):
-        return True
-    global _refusals
-    _refusals += 1
-    if _refusals & (_refusals - 1) == 0:  # 1st, 2nd, 4th, 8th...: code in a loop cannot flood the log
-        log(f"refused a connection from pid {pid}, a process in this sandbox ({_refusals} so far)")
-    return False
-
-
-_refusals = 0
+        sock.settimeout(ATTACH_ANSWER_TIMEOUT_S)
+        sock.connect(path)
+        body = json.dumps({"op": "attach", "version": PROTOCOL_VERSION, "kernel": KERNEL, "key": key}).encode()
+        sock.sendall(FRAME.pack(len(body), 0) + body)
+        header_len, payload_len = FRAME.unpack(recv_exact(sock, FRAME.size))
+        if header_len > MAX_ATTACH_ANSWER_BYTES or payload_len != 0:
+            raise ConnectionLost()
+        answer = json.loads(recv_exact(sock, header_len))
+        if isinstance(answer, dict) and answer.get("ok") is True and isinstance(answer.get("key"), str):
+            sock.settimeout(None)
+            return sock, answer["key"]
+    except (OSError, ValueError, ConnectionLost):
+        pass
+    sock.close()
+    return None
 
 
 def make_undumpable():
@@ -1160,33 +1160,27 @@ def main():
     data_dir = os.path.realpath(DATA_DIR)
     os.makedirs(data_dir, exist_ok=True)
     server = Server(data_dir, KERNEL)
-    listener = listen(SOCKET_PATH)
-    socket_inode = os.stat(SOCKET_PATH).st_ino
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     server.start()
-    current = None
+    key = None  # only in this process's memory, which the session's code cannot read (make_undumpable)
+    delay = ATTACH_RETRY_FIRST_S
     try:
         while True:
-            sock, _ = listener.accept()
-            if not from_outside(sock):
-                sock.close()  # code in this sandbox may not take the server's place (newest wins, below)
+            attached = attach(SOCKET_PATH, key)
+            if attached is None:
+                # Not listening yet (the server is starting or restarting): a restarted server finds us again.
+                time.sleep(delay)
+                delay = min(delay * 2, ATTACH_RETRY_MAX_S)
                 continue
-            # Bounded sends: a client that stops reading cannot wedge the supervisor thread forever.
+            sock, key = attached
+            delay = ATTACH_RETRY_FIRST_S
+            # Bounded sends: a server that stops reading cannot wedge the supervisor thread forever.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT_S, 0))
-            previous, current = current, Connection(sock)
-            if previous is not None:
-                previous.shutdown()  # one client at a time: the newest wins
-            threading.Thread(target=server.serve, args=(current,), name="connection", daemon=True).start()
+            server.serve(Connection(sock))  # until the connection ends; then attach again
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.stop()
-        listener.close()
-        try:
-            if os.stat(SOCKET_PATH).st_ino == socket_inode:
-                os.unlink(SOCKET_PATH)
-        except OSError:
-            pass
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
-// The host side of docs/agent-protocol.md: one long-lived Unix socket to a sandbox's agent, pipelined requests.
-import { connect, type Socket } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
+// The host side of docs/agent-protocol.md: requests pipelined over one attached agent's connection.
+import type { Socket } from "node:net";
 import { AgentRequestError, AgentTimeoutError, AgentUnavailableError } from "./errors.ts";
 
 export interface AgentRequestOptions {
@@ -100,12 +99,6 @@ export interface MetadataResponse {
   kernel: NameVersion;
 }
 
-export interface ConnectOptions {
-  signal?: AbortSignal;
-  timeoutMs?: number;
-}
-
-const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_HELLO_TIMEOUT_MS = 30_000;
 const DEFAULT_FILE_TIMEOUT_MS = 60_000;
 const DEFAULT_METADATA_TIMEOUT_MS = 60_000;
@@ -115,8 +108,8 @@ const MAX_PAYLOAD_BYTES = 0xffff_ffff;
 const FRAME_PREFIX_BYTES = 8;
 /**
  * The largest frame the agent sends: a header with two output streams of 16 Mi characters each (JSON-escaped)
- * and a 16 MiB result, a payload of one file of at most 1 GiB. Larger means the peer is not our agent (code in
- * the sandbox can replace the socket before a restarted server reconnects): it may not make us buffer more.
+ * and a 16 MiB result, a payload of one file of at most 1 GiB. Larger means the agent is broken or not ours: it
+ * may not make the server buffer more.
  */
 const MAX_INCOMING_HEADER_BYTES = 256 << 20;
 const MAX_INCOMING_PAYLOAD_BYTES = 1 << 30;
@@ -153,7 +146,6 @@ interface Pending {
 }
 
 export class AgentClient {
-  readonly socketPath: string;
   #socket: Socket;
   #nextId = 1;
   #pending = new Map<number, Pending>();
@@ -163,8 +155,8 @@ export class AgentClient {
   #need = FRAME_PREFIX_BYTES;
   #closedError: AgentUnavailableError | undefined;
 
-  private constructor(socketPath: string, socket: Socket) {
-    this.socketPath = socketPath;
+  /** Speaks the protocol on a connected socket (an attached agent's, see AgentEndpoint). */
+  constructor(socket: Socket) {
     this.#socket = socket;
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("error", (err) => {
@@ -174,40 +166,6 @@ export class AgentClient {
     });
     socket.on("close", () => {
       this.#teardown(new AgentUnavailableError("the session's agent closed the connection"));
-    });
-  }
-
-  /** Opens the socket; does not wait for the interpreter (see `hello` and `waitForAgent`). */
-  static connect(socketPath: string, options: ConnectOptions = {}): Promise<AgentClient> {
-    const { signal, timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      const socket = connect(socketPath);
-      const settle = (err: unknown): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        socket.removeListener("connect", onConnect);
-        socket.removeListener("error", onError);
-        if (err === undefined) {
-          resolve(new AgentClient(socketPath, socket));
-        } else {
-          socket.destroy();
-          reject(err);
-        }
-      };
-      const onConnect = (): void => settle(undefined);
-      const onError = (err: Error): void => {
-        settle(new AgentUnavailableError(`cannot connect to the session's agent (${errnoOf(err)})`, err));
-      };
-      const onAbort = (): void => settle(signal?.reason);
-      const timer = setTimeout(() => {
-        settle(
-          new AgentTimeoutError(`connecting to the session's agent took over ${timeoutMs} ms`, timeoutMs),
-        );
-      }, timeoutMs);
-      socket.once("connect", onConnect);
-      socket.once("error", onError);
-      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -462,53 +420,5 @@ export class AgentClient {
     this.#chunks = [];
     this.#buffered = 0;
     for (const id of [...this.#pending.keys()]) this.#settle(id, err);
-  }
-}
-
-export interface WaitForAgentOptions {
-  timeoutMs: number;
-  signal?: AbortSignal;
-}
-
-const RETRY_FIRST_DELAY_MS = 5;
-// The socket appears within ~100-200 ms of a cold start; poll often enough not to add much to that.
-const RETRY_MAX_DELAY_MS = 20;
-
-/**
- * Connects to an agent whose socket may not exist yet (it appears shortly after the sandbox starts) and resolves
- * once `hello` answers, i.e. once the interpreter is warm.
- */
-export async function waitForAgent(
-  socketPath: string,
-  options: WaitForAgentOptions,
-): Promise<{ client: AgentClient; hello: HelloResponse }> {
-  const { timeoutMs, signal } = options;
-  const deadline = performance.now() + timeoutMs;
-  let delayMs = RETRY_FIRST_DELAY_MS;
-  let lastError: unknown;
-  for (;;) {
-    signal?.throwIfAborted();
-    const remainingMs = Math.ceil(deadline - performance.now());
-    if (remainingMs <= 0) {
-      throw new AgentUnavailableError(`the session's agent was not ready within ${timeoutMs} ms`, lastError);
-    }
-    let client: AgentClient | undefined;
-    try {
-      client = await AgentClient.connect(socketPath, { signal, timeoutMs: remainingMs });
-      const hello = await client.hello({ signal, timeoutMs: remainingMs });
-      return { client, hello };
-    } catch (err) {
-      client?.close();
-      signal?.throwIfAborted();
-      if (!(err instanceof AgentUnavailableError) && !(err instanceof AgentTimeoutError)) throw err;
-      lastError = err;
-    }
-    try {
-      await sleep(Math.min(delayMs, Math.max(0, deadline - performance.now())), undefined, { signal });
-    } catch (err) {
-      signal?.throwIfAborted(); // the caller's own reason, as everywhere else
-      throw err;
-    }
-    delayMs = Math.min(delayMs * 2, RETRY_MAX_DELAY_MS);
   }
 }

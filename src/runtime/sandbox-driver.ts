@@ -29,7 +29,7 @@ export interface SandboxSpec {
   readOnlyRootfs: boolean;
   /** Mount point -> size in bytes of a private tmpfs (noexec is not set: users run their own scripts). */
   tmpfs: Record<string, number>;
-  /** Host directory bind-mounted read-write at `/run/sessionpool` (the agent's Unix socket lives there). */
+  /** Host directory bind-mounted read-only at `/run/sessionpool`: the server's socket the agent connects to. */
   agentSocketDir?: string;
   /** Port the sandbox serves HTTP on (custom containers); the driver reports an address to reach it. */
   targetPort?: number;

@@ -2,8 +2,11 @@
 // sandbox behind even when a test fails.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import type { ExecutionQueueLimits } from "../../src/core/sessions/execution-queue.ts";
+import type { CapacityLimits } from "../../src/core/sessions/sandbox-capacity.ts";
 import type { SandboxDefaults } from "../../src/core/sessions/sandbox-template.ts";
 import { dockerRuntime } from "../../src/runtime-wiring.ts";
+import type { Store } from "../../src/store/store.ts";
 import {
   call,
   type Reply,
@@ -69,6 +72,12 @@ export async function startRuntimeServer(
     /** A data dir the test made (e.g. on a small file system); removed by close() like the default one. */
     dataDir?: string;
     uploadBufferBytes?: number;
+    /** serve's --trusted-proxy. */
+    trustedProxies?: string[];
+    executionQueue?: Partial<ExecutionQueueLimits>;
+    capacity?: Partial<CapacityLimits>;
+    /** Decorates the server's store (e.g. one that fails on purpose). */
+    wrapStore?: (store: Store) => Store;
   } = {},
 ): Promise<RuntimeFixture> {
   const clock = new TestClock();
@@ -83,8 +92,12 @@ export async function startRuntimeServer(
         reapIntervalMs: 100,
         ...(options.sandbox ? { sandbox: options.sandbox } : {}),
         ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
+        ...(options.executionQueue ? { executionQueue: options.executionQueue } : {}),
+        ...(options.capacity ? { capacity: options.capacity } : {}),
       }),
+      ...(options.wrapStore ? { wrapStore: options.wrapStore } : {}),
       ...(options.maxSessionsCap ? { maxSessionsCap: options.maxSessionsCap } : {}),
+      ...(options.trustedProxies ? { trustedProxies: options.trustedProxies } : {}),
     });
   let server = await start();
   const keyLabel = (pool: string, rg: string) =>

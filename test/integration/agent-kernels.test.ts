@@ -1,109 +1,36 @@
 // The agent's `shell` op and its non-Python kernels (SESSIONPOOL_KERNEL=shell|node), run on the host, no Docker,
 // driven through AgentClient. The Node.js kernel runs on the system `node` (closest to the image's Node 18).
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import {
-  type AgentClient,
-  type ExecResult,
-  type ShellRequest,
-  type ShellResult,
-  waitForAgent,
-} from "../../src/agents/agent-client.ts";
+import type { ExecResult, ShellRequest, ShellResult } from "../../src/agents/agent-client.ts";
 import { AgentRequestError } from "../../src/agents/errors.ts";
+import {
+  AGENT_PATH,
+  type HostAgent,
+  isAlive,
+  PYTHON,
+  startHostAgent,
+  stopHostAgent,
+} from "../helpers/host-agent.ts";
 
-const PYTHON = process.env.SESSIONPOOL_TEST_PYTHON ?? "python3";
 const NODE =
   process.env.SESSIONPOOL_TEST_NODE ?? (existsSync("/usr/bin/node") ? "/usr/bin/node" : process.execPath);
-const AGENT_PATH = fileURLToPath(new URL("../../agents/python/agent.py", import.meta.url));
-const START_TIMEOUT_MS = 60_000;
 const MAX_CHARS = 10_000;
 
-interface RunningAgent {
-  dir: string;
-  dataDir: string;
-  socketPath: string;
-  child: ChildProcess;
-  client: AgentClient;
-  /** Every kernel pid seen, and background processes started by tests: killed at the end if still there. */
-  pids: Set<number>;
-  stderr: string[];
+type RunningAgent = HostAgent;
+
+function startAgent(env: Record<string, string> = {}): Promise<RunningAgent> {
+  // The Node.js kernel is found on PATH: put the node under test first.
+  return startHostAgent({ env: { PATH: `${dirname(NODE)}${delimiter}${process.env.PATH ?? ""}`, ...env } });
 }
 
-async function startAgent(env: Record<string, string> = {}): Promise<RunningAgent> {
-  const dir = await mkdtemp(join(tmpdir(), "sp-kernels-"));
-  const dataDir = join(dir, "data");
-  const socketPath = join(dir, "run", "agent.sock");
-  const child = spawn(PYTHON, [AGENT_PATH], {
-    env: {
-      ...process.env,
-      // The Node.js kernel is found on PATH: put the node under test first.
-      PATH: `${dirname(NODE)}${delimiter}${process.env.PATH ?? ""}`,
-      ...env,
-      SESSIONPOOL_AGENT_SOCKET: socketPath,
-      SESSIONPOOL_DATA_DIR: dataDir,
-    },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const stderr: string[] = [];
-  child.stderr?.setEncoding("utf8").on("data", (text: string) => stderr.push(text));
-  const agent: RunningAgent = {
-    dir,
-    dataDir,
-    socketPath,
-    child,
-    client: undefined as unknown as AgentClient,
-    pids: new Set(),
-    stderr,
-  };
-  try {
-    const { client, hello } = await waitForAgent(socketPath, { timeoutMs: START_TIMEOUT_MS });
-    agent.client = client;
-    if (hello.pid !== child.pid) agent.pids.add(hello.pid);
-    return agent;
-  } catch (err) {
-    await stopAgent(agent);
-    throw new Error(`the agent did not start; its stderr:\n${stderr.join("")}`, { cause: err });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function stopAgent(agent: RunningAgent): Promise<void> {
-  agent.client?.close();
-  const { child } = agent;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = once(child, "exit");
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  // Only processes of this agent: their command line names its data dir, or they are test sleepers.
-  for (const pid of agent.pids) {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (!cmdline.includes(agent.dataDir) && !cmdline.startsWith("sleep\0")) continue;
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone meanwhile
-    }
-  }
-  await rm(agent.dir, { recursive: true, force: true });
-}
+const stopAgent = stopHostAgent;
 
 function shell(agent: RunningAgent, request: Partial<ShellRequest>): Promise<ShellResult> {
   return agent.client.shell({ timeoutMs: 10_000, maxOutputChars: MAX_CHARS, ...request });

@@ -1,107 +1,34 @@
 // The Python agent (agents/python/agent.py) run on the host, no Docker, driven through AgentClient: exec
 // semantics, timeouts and restarts, output capture, files and path containment, reconnects, protocol robustness.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { access, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { connect } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { AgentClient, type ExecResult, waitForAgent } from "../../src/agents/agent-client.ts";
+import type { ExecResult } from "../../src/agents/agent-client.ts";
+import { AgentEndpoint, waitForAgent } from "../../src/agents/agent-endpoint.ts";
 import { AgentRequestError, AgentTimeoutError, AgentUnavailableError } from "../../src/agents/errors.ts";
+import {
+  type HostAgent,
+  isAlive,
+  PYTHON,
+  reattach,
+  startHostAgent,
+  stopHostAgent,
+} from "../helpers/host-agent.ts";
 
-const PYTHON = process.env.SESSIONPOOL_TEST_PYTHON ?? "python3";
-const AGENT_PATH = fileURLToPath(new URL("../../agents/python/agent.py", import.meta.url));
-const START_TIMEOUT_MS = 60_000;
 const MAX_CHARS = 10_000;
 
-interface RunningAgent {
-  dir: string;
-  dataDir: string;
-  socketPath: string;
-  child: ChildProcess;
-  client: AgentClient;
-  /** Every interpreter pid seen, so that a crashed test can still clean up after an agent that died. */
-  kernelPids: Set<number>;
-  stderr: string[];
+type RunningAgent = HostAgent;
+
+function startAgent(env: Record<string, string> = {}): Promise<RunningAgent> {
+  return startHostAgent({ env });
 }
 
-async function startAgent(env: Record<string, string> = {}): Promise<RunningAgent> {
-  const dir = await mkdtemp(join(tmpdir(), "sp-agent-"));
-  const socketPath = join(dir, "run", "agent.sock");
-  return launch(dir, socketPath, join(dir, "data"), env);
-}
-
-async function launch(
-  dir: string,
-  socketPath: string,
-  dataDir: string,
-  env: Record<string, string> = {},
-): Promise<RunningAgent> {
-  const child = spawn(PYTHON, [AGENT_PATH], {
-    env: { ...process.env, ...env, SESSIONPOOL_AGENT_SOCKET: socketPath, SESSIONPOOL_DATA_DIR: dataDir },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const stderr: string[] = [];
-  child.stderr?.setEncoding("utf8").on("data", (text: string) => stderr.push(text));
-  const agent: RunningAgent = {
-    dir,
-    dataDir,
-    socketPath,
-    child,
-    client: undefined as unknown as AgentClient,
-    kernelPids: new Set(),
-    stderr,
-  };
-  try {
-    const { client, hello } = await waitForAgent(socketPath, { timeoutMs: START_TIMEOUT_MS });
-    agent.client = client;
-    agent.kernelPids.add(hello.pid);
-    return agent;
-  } catch (err) {
-    await stopAgent(agent);
-    throw new Error(`the agent did not start; its stderr:\n${stderr.join("")}`, { cause: err });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** SIGTERM (the agent then kills its interpreter); SIGKILL if that fails; then any interpreter left behind. */
-async function stopAgent(agent: RunningAgent, options: { removeDir?: boolean } = {}): Promise<void> {
-  agent.client?.close();
-  const { child } = agent;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = once(child, "exit");
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  await killStrayKernels(agent);
-  if (options.removeDir !== false) await rm(agent.dir, { recursive: true, force: true });
-}
-
-/** Kills the process group of any interpreter of this agent still running (its argv names our data dir). */
-async function killStrayKernels(agent: RunningAgent): Promise<void> {
-  for (const pid of agent.kernelPids) {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (!cmdline.includes("kernel.py") || !cmdline.includes(agent.dataDir)) continue;
-    try {
-      process.kill(-pid, "SIGKILL");
-    } catch {
-      // gone meanwhile
-    }
-  }
-}
+const stopAgent = stopHostAgent;
 
 function run(
   agent: RunningAgent,
@@ -114,7 +41,7 @@ function run(
 
 async function currentPid(agent: RunningAgent): Promise<number> {
   const { pid } = await agent.client.hello();
-  agent.kernelPids.add(pid);
+  agent.pids.add(pid);
   return pid;
 }
 
@@ -133,6 +60,13 @@ async function assertAgentError(promise: Promise<unknown>, code: string, statusC
     assert.equal(err.statusCode, statusCode);
     return true;
   });
+}
+
+function frame(header: Record<string, unknown>): Buffer {
+  const body = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.alloc(8);
+  prefix.writeUInt32BE(body.length, 0);
+  return Buffer.concat([prefix, body]);
 }
 
 function assertSucceeded(result: ExecResult): void {
@@ -615,25 +549,45 @@ describe("python agent", () => {
     assert.deepEqual(await agent.client.metadata(), meta, "cached");
   });
 
-  test("a new connection replaces the old one and the state is kept", async () => {
+  test("a dropped connection is attached again with the agent's key, and the state is kept", async () => {
     assertSucceeded(await run(agent, "z = 7"));
     const old = agent.client;
-    const fresh = await AgentClient.connect(agent.socketPath);
-    try {
-      await fresh.hello();
-      await assert.rejects(old.hello({ timeoutMs: 5_000 }), AgentUnavailableError);
-      assert.equal(old.closed, true);
-      agent.client = fresh;
-    } catch (err) {
-      fresh.close();
-      throw err;
+    const fresh = await reattach(agent);
+    assert.notEqual(fresh, old);
+    assert.equal(old.closed, true);
+    assert.equal((await run(agent, "z")).result, 7);
+  });
+
+  test("once its agent has attached, an attach without the key or with a wrong one is refused", async () => {
+    const attached = agent.client;
+    for (const key of [null, "wrong", `${agent.key}x`, 42]) {
+      const sock = connect(agent.socketPath);
+      await once(sock, "connect");
+      let received = 0;
+      sock.on("data", (d: Buffer) => (received += d.length));
+      const closed = once(sock, "close");
+      sock.write(frame({ op: "attach", version: "2", kernel: "python", key }));
+      await closed;
+      assert.equal(received, 0, `an attach with key ${JSON.stringify(key)} got no answer`);
     }
+    // Garbage and an oversized first frame are refused the same way.
+    for (const bytes of [Buffer.from("GET / HTTP/1.1\r\n\r\n"), Buffer.from([0, 1, 0, 0, 0, 0, 0, 0])]) {
+      const sock = connect(agent.socketPath);
+      await once(sock, "connect");
+      const closed = once(sock, "close");
+      sock.write(bytes);
+      await closed;
+    }
+    assert.equal(agent.endpoint.client, attached, "the agent's own connection is untouched");
     assert.equal((await run(agent, "z")).result, 7);
   });
 
   test("malformed frames get an error answer or close the connection, never crash the agent", async () => {
-    const sock = connect(agent.socketPath);
-    await once(sock, "connect");
+    // Play the server: stop the endpoint, let the agent attach to a raw listener, and send it bad frames.
+    await agent.endpoint.close();
+    const raw = createServer();
+    await new Promise<void>((resolve) => raw.listen(agent.socketPath, resolve));
+    const [sock] = (await once(raw, "connection")) as [Socket];
     const frames: Record<string, unknown>[] = [];
     let buffered = Buffer.alloc(0);
     sock.on("data", (chunk: Buffer) => {
@@ -652,6 +606,14 @@ describe("python agent", () => {
       sock.write(Buffer.concat([prefix, Buffer.from(header), payload]));
     };
     try {
+      for (let i = 0; i < 200 && frames.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(
+        { op: frames[0]?.op, key: frames[0]?.key },
+        { op: "attach", key: agent.key },
+        "the agent attaches again with the key it was given",
+      );
+      frames.length = 0;
+      send(JSON.stringify({ ok: true, key: agent.key }));
       send("{not json", Buffer.from("payload is skipped"));
       send(JSON.stringify({ id: 1, op: "nope" }));
       send(JSON.stringify({ id: 2, op: "exec", code: 42 }));
@@ -678,8 +640,13 @@ describe("python agent", () => {
       await closed;
     } finally {
       sock.destroy();
+      await new Promise<void>((resolve) => raw.close(() => resolve()));
     }
-    const { client } = await waitForAgent(agent.socketPath, { timeoutMs: 10_000 });
+    agent.endpoint = await AgentEndpoint.listen(agent.socketPath, {
+      key: agent.key,
+      trustFirstAttach: false,
+    });
+    const { client } = await waitForAgent(agent.endpoint, { timeoutMs: 10_000 });
     agent.client = client;
     assert.equal((await run(agent, "z")).result, 7, "the interpreter state survived");
   });
@@ -704,40 +671,43 @@ describe("python agent", () => {
     // The late answers are ignored and the connection still works.
     assert.equal((await run(agent, "2 + 2")).result, 4);
 
-    const other = await AgentClient.connect(agent.socketPath);
-    agent.client = other;
+    const other = await reattach(agent);
     await other.hello();
     other.close();
     other.close();
     await assert.rejects(other.hello(), AgentUnavailableError);
-    const { client: again } = await waitForAgent(agent.socketPath, { timeoutMs: 10_000 });
+    const { client: again } = await waitForAgent(agent.endpoint, { timeoutMs: 10_000 });
     agent.client = again;
   });
 });
 
 describe("python agent lifecycle", () => {
-  test("waitForAgent gives up with AgentUnavailable when nothing listens", async () => {
+  test("waitForAgent gives up with AgentUnavailable when no agent attaches", async () => {
     const dir = await mkdtemp(join(tmpdir(), "sp-agent-"));
+    const endpoint = await AgentEndpoint.listen(join(dir, "none.sock"), { key: "k", trustFirstAttach: true });
     try {
-      await assert.rejects(waitForAgent(join(dir, "none.sock"), { timeoutMs: 200 }), (err: unknown) => {
+      await assert.rejects(waitForAgent(endpoint, { timeoutMs: 200 }), (err: unknown) => {
         assert.ok(err instanceof AgentUnavailableError);
         assert.equal(err.code, "AgentUnavailable");
         assert.equal(err.statusCode, 503);
         return true;
       });
     } finally {
+      endpoint.close();
       await rm(dir, { recursive: true, force: true });
     }
   });
 
   test("waitForAgent stops when its signal aborts", async () => {
     const dir = await mkdtemp(join(tmpdir(), "sp-agent-"));
+    const endpoint = await AgentEndpoint.listen(join(dir, "none.sock"), { key: "k", trustFirstAttach: true });
     try {
       const controller = new AbortController();
-      const waiting = waitForAgent(join(dir, "none.sock"), { timeoutMs: 30_000, signal: controller.signal });
+      const waiting = waitForAgent(endpoint, { timeoutMs: 30_000, signal: controller.signal });
       controller.abort(new Error("shutting down"));
       await assert.rejects(waiting, /shutting down/);
     } finally {
+      endpoint.close();
       await rm(dir, { recursive: true, force: true });
     }
   });
@@ -761,7 +731,7 @@ describe("python agent lifecycle", () => {
     }
   });
 
-  test("socket mode, stale socket replaced, SIGTERM takes the interpreter down", async () => {
+  test("socket mode, a killed agent's interpreter exits, a new agent attaches anew, SIGTERM ends the interpreter", async () => {
     const first = await startAgent({ SESSIONPOOL_PRELOAD: "json, no_such_module_xyz" });
     let second: RunningAgent | undefined;
     try {
@@ -769,20 +739,19 @@ describe("python agent lifecycle", () => {
       assertSucceeded(await run(first, "import sys\nassert 'json' in sys.modules"));
       const firstKernel = await currentPid(first);
 
-      // A killed agent leaves its socket file behind; its idle interpreter notices and exits by itself.
+      // A killed agent's idle interpreter notices and exits by itself.
       first.child.kill("SIGKILL");
       await once(first.child, "exit");
       for (let i = 0; i < 100 && isAlive(firstKernel); i++) await new Promise((r) => setTimeout(r, 50));
       assert.ok(!isAlive(firstKernel), "the orphaned interpreter exited");
-      await access(first.socketPath);
+      await first.endpoint.close();
 
-      second = await launch(first.dir, first.socketPath, first.dataDir);
+      second = await startHostAgent({ dir: first.dir });
       assertSucceeded(await run(second, "1"));
       const secondKernel = await currentPid(second);
       await stopAgent(second, { removeDir: false });
       assert.equal(second.child.exitCode, 0, second.stderr.join(""));
       assert.ok(!isAlive(secondKernel), "SIGTERM took the interpreter down");
-      await assert.rejects(access(first.socketPath), "the socket file is removed on exit");
     } finally {
       if (second !== undefined) await stopAgent(second, { removeDir: false });
       await stopAgent(first);

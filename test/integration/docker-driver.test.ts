@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -193,9 +193,13 @@ describe("DockerDriver", () => {
       );
       assert.deepEqual(limits.stdout.split("\n"), ["64", String(64 * MiB)]);
 
-      // The agent socket directory is shared with the host.
-      assert.equal((await sh(info.id, "echo from-inside > /run/sessionpool/probe")).exitCode, 0);
-      assert.equal((await readFile(join(socketDir, "probe"), "utf8")).trim(), "from-inside");
+      // The agent socket directory is the host's, read-only: the sandbox sees what the host puts there and can
+      // write nothing to the host's disk through it.
+      await writeFile(join(socketDir, "probe"), "from-the-host");
+      assert.equal((await sh(info.id, "cat /run/sessionpool/probe")).stdout, "from-the-host");
+      const write = await sh(info.id, "echo from-inside > /run/sessionpool/written");
+      assert.notEqual(write.exitCode, 0);
+      assert.match(write.stderr, /Read-only file system/);
 
       const inspect = await docker.getContainer(info.id).inspect();
       const host = inspect.HostConfig as Docker.HostConfig & { CgroupnsMode?: string };
@@ -212,7 +216,7 @@ describe("DockerDriver", () => {
       assert.equal(host.Init, true);
       assert.equal(host.AutoRemove, false);
       assert.equal(host.CgroupnsMode, "private");
-      assert.deepEqual(host.Binds, [`${socketDir}:/run/sessionpool:rw`]);
+      assert.deepEqual(host.Binds, [`${socketDir}:/run/sessionpool:ro`]);
       assert.deepEqual(
         host.Ulimits?.find((u) => u.Name === "nofile"),
         { Name: "nofile", Soft: 1024, Hard: 4096 },

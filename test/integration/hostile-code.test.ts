@@ -231,27 +231,97 @@ print(json.dumps({
     await bystanderAnswers();
   });
 
-  it("cannot take the server's place on the agent's socket", async () => {
-    // The agent serves one client at a time, the newest; a client from inside the sandbox is refused outright,
-    // so the server's connection survives.
+  it("cannot take the agent's place on the server's socket", async () => {
+    // The server listens and the agent attaches with a key only it holds; an attach from the session's code (no
+    // key, a guessed one, or another frame altogether) is closed unanswered, and the agent's connection lives on.
     const { guid } = await execIn("socket-thief", "kept = 'state'");
-    const out = await probe<{ answer: string }>(
+    const out = await probe<{ answers: string[] }>(
       "socket-thief",
       `import json, socket, struct
-s = socket.socket(socket.AF_UNIX)
-s.connect('/run/sessionpool/agent.sock')
-header = b'{"id":1,"op":"hello"}'
-try:
-    s.sendall(struct.pack('>II', len(header), 0) + header)
-    answer = repr(s.recv(65536))
-except OSError as e:
-    answer = type(e).__name__
-print(json.dumps({'answer': answer}))`,
+answers = []
+for header in [b'{"op":"attach","version":"2","kernel":"python","key":null}',
+               b'{"op":"attach","version":"2","kernel":"python","key":"guess"}',
+               b'{"id":1,"ok":true,"agent":"python","version":"1","pid":1}']:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    try:
+        s.connect('/run/sessionpool/agent.sock')
+        s.sendall(struct.pack('>II', len(header), 0) + header)
+        answers.append(repr(s.recv(65536)))
+    except OSError as e:
+        answers.append(type(e).__name__)
+    finally:
+        s.close()
+print(json.dumps({'answers': answers}))`,
     );
-    assert.ok(["b''", "ConnectionResetError", "BrokenPipeError"].includes(out.answer), out.answer);
+    for (const answer of out.answers) {
+      assert.ok(["b''", "ConnectionResetError", "BrokenPipeError"].includes(answer), out.answers.join(", "));
+    }
     const again = await execIn("socket-thief", "kept");
     assert.equal(again.body.result.executionResult, "state");
     assert.equal(again.guid, guid);
+    await bystanderAnswers();
+  });
+
+  it("can write nowhere but its own bounded tmpfs mounts, and never to the host's disk", async () => {
+    const before = await run("du", ["-sb", fx.dataDir]);
+    const out = await probe<{ writable: Record<string, [number, string]>; socketDir: string }>(
+      "disk-filler",
+      `import errno, json, os
+SKIP = ('/proc', '/sys')
+mounts = sorted(((l.split()[1], l.split()[2]) for l in open('/proc/self/mounts')), key=lambda m: -len(m[0]))
+def fs_of(path):
+    return next(t for m, t in mounts if path == m or path.startswith(m.rstrip('/') + '/'))
+writable = {}
+socket_dir = 'unset'
+def try_write(d):
+    path = os.path.join(d, '.sp-probe')
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    written = 0
+    chunk = b'x' * (1 << 20)
+    try:
+        while written < (200 << 20):  # as much as it takes: a bound stops it, or 200 MB do
+            written += os.write(fd, chunk)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    writable[d] = [written, fs_of(d)]
+    os.unlink(path)
+    return 'allowed'
+for root, dirs, files in os.walk('/', topdown=True):
+    dirs[:] = [x for x in dirs if os.path.join(root, x) not in SKIP]
+    result = try_write(root)
+    if root == '/run/sessionpool':
+        socket_dir = result
+print(json.dumps({'writable': writable, 'socketDir': socket_dir}))`,
+    );
+    // Every writable place is a size-bounded memory file system of the sandbox's own (its tmpfs mounts, its
+    // private IPC namespace's /dev/shm and /dev/mqueue): memory the sandbox is charged for, never the host's disk.
+    const places = Object.keys(out.writable).map((d) =>
+      d.startsWith("/tmp/") ? "/tmp" : d.startsWith("/mnt/data/") ? "/mnt/data" : d,
+    );
+    assert.deepEqual([...new Set(places)].sort(), ["/dev/mqueue", "/dev/shm", "/mnt/data", "/tmp"]);
+    for (const [dir, [bytes, fs]] of Object.entries(out.writable)) {
+      assert.ok(["tmpfs", "mqueue"].includes(fs), `${dir} is on ${fs}`);
+      const bound = dir.startsWith("/mnt/data")
+        ? TIGHT_SANDBOX.dataDirBytes!
+        : dir.startsWith("/tmp")
+          ? TIGHT_SANDBOX.tmpBytes!
+          : 64 * 1024 * 1024;
+      assert.ok(bytes <= bound, `${dir} took ${bytes} bytes`);
+    }
+    assert.equal(out.socketDir, "EROFS", "the agent's socket directory is mounted read-only");
+    const afterBytes = Number((await run("du", ["-sb", fx.dataDir])).stdout.split("\t")[0]);
+    const beforeBytes = Number(before.stdout.split("\t")[0]);
+    // The store may write a few pages meanwhile (session records); 200 MB from the sandbox would show.
+    assert.ok(
+      afterBytes - beforeBytes < 4 * 1024 * 1024,
+      `the data dir grew by ${afterBytes - beforeBytes} bytes`,
+    );
     await bystanderAnswers();
   });
 

@@ -127,6 +127,13 @@ export function templateFor(
   return { kind: "code-interpreter", spec, hash: hashOf(spec) };
 }
 
+/** The memory limit of each of a pool's sandboxes. */
+export function sessionMemoryBytes(doc: PoolDoc, defaults: SandboxDefaults): number {
+  const p = doc.properties;
+  if (p.containerType !== "CustomContainer") return defaults.memoryBytes;
+  return memoryBytes(p.customContainerTemplate?.containers[0]?.resources?.memory, defaults.memoryBytes);
+}
+
 function hashOf(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
 }

@@ -4,7 +4,8 @@
 import { chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { type AgentClient, type MetadataResponse, waitForAgent } from "../../agents/agent-client.ts";
+import type { AgentClient, MetadataResponse } from "../../agents/agent-client.ts";
+import { AgentEndpoint, agentKey, waitForAgent } from "../../agents/agent-endpoint.ts";
 import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
 import { ImageNotFoundError, RuntimeUnavailableError } from "../../runtime/errors.ts";
 import {
@@ -20,6 +21,7 @@ import type { RegistryAuth, SandboxDriver, SandboxEvent } from "../../runtime/sa
 import { storageFailure } from "../../store/storage-errors.ts";
 import type { Store, StoredPool, StoredSession } from "../../store/store.ts";
 import {
+  PoolExceedsServerCapacityError,
   PoolNotReadyError,
   SessionLimitError,
   SessionPoolNotFoundError,
@@ -29,11 +31,14 @@ import type { Metrics } from "../metrics.ts";
 import type { PoolDoc } from "../pools/pool-doc.ts";
 import type { PoolRuntime } from "../pools/pool-service.ts";
 import { probeOnce, startupPasses, waitForPort } from "./probes.ts";
+import { SandboxCapacity } from "./sandbox-capacity.ts";
 import {
   imageRefFor,
+  SANDBOX_UID,
   type SandboxDefaults,
   type SandboxKind,
   type SandboxTemplate,
+  sessionMemoryBytes,
   templateFor,
   UnsupportedContainerTypeError,
 } from "./sandbox-template.ts";
@@ -46,8 +51,10 @@ export interface SessionManagerDeps {
   logger: Logger;
   now: () => Date;
   defaults: SandboxDefaults;
-  /** Where per-session agent socket directories live (bind-mounted into sandboxes). */
+  /** Where per-session agent socket directories live (bind-mounted read-only into sandboxes). */
   socketsDir: string;
+  /** The server's secret the agents' attach keys are derived from (see agentKey); kept across restarts. */
+  agentSecret: string;
   /** How often expired sessions are looked for. */
   reapIntervalMs?: number;
   /** Sandboxes created at once across all pools (the engine serialises much of the work anyway). */
@@ -58,6 +65,8 @@ export interface SessionManagerDeps {
   secrets?: (poolKey: string) => ReadonlyMap<string, string>;
   /** How often liveness probes are checked. */
   probeIntervalMs?: number;
+  /** The server-wide bound on live sandboxes and their committed memory (unbounded when absent). */
+  capacity?: SandboxCapacity;
   /** How often the engine is pinged; a failed ping marks it down, the next good one resynchronises. */
   engineCheckIntervalMs?: number;
 }
@@ -77,9 +86,9 @@ export interface Member {
   kind: SandboxKind;
   sandboxId: string;
   templateHash: string;
-  /** Code interpreters: the agent's socket directory and connection. */
+  /** Code interpreters: the agent's socket directory and the channel it attaches to. */
   socketDir: string | undefined;
-  agent: AgentClient | undefined;
+  agent: AgentEndpoint | undefined;
   /** Custom containers: where the container's target port is reachable from this host. */
   address: string | undefined;
   port: number | undefined;
@@ -90,6 +99,8 @@ export interface Member {
   inFlight: number;
   /** When the idle clock was last written to the store (it moves in memory on every request). */
   persistedAccessMs: number;
+  /** The memory limit this sandbox holds of the server's capacity; 0 once given back. */
+  heldMemoryBytes: number;
 }
 
 interface PoolState {
@@ -169,6 +180,7 @@ export class SessionManager implements PoolRuntime {
       secrets: () => new Map(),
       probeIntervalMs: 1000,
       engineCheckIntervalMs: 2000,
+      capacity: new SandboxCapacity({ maxSandboxes: Infinity, maxSandboxMemoryBytes: Infinity }),
       ...deps,
     };
     this.#createSlots = this.#d.createConcurrency;
@@ -376,6 +388,15 @@ export class SessionManager implements PoolRuntime {
     this.#metadata.set(image, fetched);
     fetched.catch(() => this.#metadata.delete(image));
     return fetched;
+  }
+
+  /** Refuses a pool that could never run within the server-wide sandbox bounds. */
+  admit(doc: PoolDoc): void {
+    const reason = this.#d.capacity.unsatisfiable(
+      doc.properties.scaleConfiguration.maxConcurrentSessions,
+      sessionMemoryBytes(doc, this.#d.defaults),
+    );
+    if (reason !== undefined) throw new PoolExceedsServerCapacityError(reason);
   }
 
   counts(poolKey: string): { ready: number; allocated: number; pending: number } {
@@ -710,6 +731,22 @@ export class SessionManager implements PoolRuntime {
   }
 
   async #createMember(pool: StoredPool, template: SandboxTemplate, signal?: AbortSignal): Promise<Member> {
+    const memoryBytes = template.spec.memoryBytes;
+    this.#d.capacity.reserve(memoryBytes); // before anything exists: a refusal leaves nothing to undo
+    try {
+      return await this.#createReserved(pool, template, memoryBytes, signal);
+    } catch (err) {
+      this.#d.capacity.release(memoryBytes);
+      throw err;
+    }
+  }
+
+  async #createReserved(
+    pool: StoredPool,
+    template: SandboxTemplate,
+    memoryBytes: number,
+    signal?: AbortSignal,
+  ): Promise<Member> {
     const id = crypto.randomUUID();
     const custom = template.kind === "custom";
     const socketDir = custom ? undefined : join(this.#d.socketsDir, id);
@@ -730,13 +767,12 @@ export class SessionManager implements PoolRuntime {
     const call = signal ? { signal } : {};
     let sandboxId: string | undefined;
     let address: string | undefined;
+    let endpoint: AgentEndpoint | undefined;
     await this.#acquireSlot();
     try {
-      if (socketDir) {
-        await mkdir(socketDir, { recursive: true, mode: 0o700 });
-        const [uid, gid] = template.spec.user?.split(":").map(Number) ?? [];
-        if (uid !== undefined && gid !== undefined) await chown(socketDir, uid, gid);
-      }
+      // Listening before the sandbox starts: its agent attaches as soon as it runs, and it alone can attach
+      // without a key then (no code of the session runs before the server sends some).
+      if (socketDir) endpoint = await this.#openEndpoint(id, socketDir, template.spec.user, true);
       const info = await this.#d.driver.create(
         {
           ...template.spec,
@@ -757,8 +793,11 @@ export class SessionManager implements PoolRuntime {
       this.#d.store.putSession(rec);
     } catch (err) {
       this.#releaseSlot();
+      // The store write after the create can fail (disk full): the sandbox must not outlive its record.
+      if (sandboxId !== undefined) await this.#removeSandbox(sandboxId);
+      endpoint?.close();
       this.#forget(id);
-      if (socketDir) await rm(socketDir, { recursive: true, force: true });
+      if (socketDir) await rm(socketDir, { recursive: true, force: true }).catch(() => {});
       throw err;
     }
     this.#releaseSlot();
@@ -768,7 +807,7 @@ export class SessionManager implements PoolRuntime {
       sandboxId,
       templateHash: template.hash,
       socketDir,
-      agent: undefined,
+      agent: endpoint,
       address,
       port: template.targetPort,
       probeFailures: 0,
@@ -778,18 +817,20 @@ export class SessionManager implements PoolRuntime {
         (template.probes?.find((p) => p.type === "Liveness")?.initialDelaySeconds ?? 0) * 1000,
       inFlight: 0,
       persistedAccessMs: 0,
+      heldMemoryBytes: 0, // held by #createMember until the member is returned
     };
     try {
       await this.#waitUntilServing(member, template, signal);
       rec.state = "ready";
       this.#d.store.putSession(rec);
       this.#bySandbox.set(sandboxId, member);
+      member.heldMemoryBytes = memoryBytes;
       return member;
     } catch (err) {
       member.agent?.close();
-      await this.#d.driver.remove(sandboxId).catch(() => {});
+      await this.#removeSandbox(sandboxId);
       this.#forget(id);
-      if (socketDir) await rm(socketDir, { recursive: true, force: true });
+      if (socketDir) await rm(socketDir, { recursive: true, force: true }).catch(() => {});
       throw err;
     }
   }
@@ -797,11 +838,10 @@ export class SessionManager implements PoolRuntime {
   /** Code interpreters: the agent answers hello. Custom containers: the port accepts connections, probes pass. */
   async #waitUntilServing(member: Member, template: SandboxTemplate, signal?: AbortSignal): Promise<void> {
     if (member.kind === "code-interpreter") {
-      const { client } = await waitForAgent(join(member.socketDir!, "agent.sock"), {
+      await waitForAgent(member.agent!, {
         timeoutMs: this.#d.agentStartTimeoutMs,
         ...(signal ? { signal } : {}),
       });
-      member.agent = client;
       return;
     }
     const sandboxId = member.sandboxId;
@@ -872,20 +912,55 @@ export class SessionManager implements PoolRuntime {
 
   async #destroy(member: Member): Promise<void> {
     this.#bySandbox.delete(member.sandboxId);
+    if (member.heldMemoryBytes > 0) {
+      this.#d.capacity.release(member.heldMemoryBytes);
+      member.heldMemoryBytes = 0;
+    }
     member.agent?.close();
     this.#forget(member.rec.id);
-    await this.#d.driver.remove(member.sandboxId).catch((err) => {
-      this.#d.logger.warn(
-        { sandbox: member.sandboxId, err },
-        "could not remove a sandbox; orphan removal will retry",
-      );
-    });
+    await this.#removeSandbox(member.sandboxId);
     if (member.socketDir) {
       // Under the data dir: a read-only or failing disk must not turn an ended session into a crash.
       await rm(member.socketDir, { recursive: true, force: true }).catch((err) =>
         this.#d.logger.warn({ session: member.rec.id, err }, "could not remove a session's socket directory"),
       );
     }
+  }
+
+  /** Removes a sandbox; a failure is logged, and orphan removal (by label, at start and resync) retries it. */
+  async #removeSandbox(sandboxId: string): Promise<void> {
+    await this.#d.driver.remove(sandboxId).catch((err) => {
+      this.#d.logger.warn(
+        { sandbox: sandboxId, err },
+        "could not remove a sandbox; orphan removal will retry",
+      );
+    });
+  }
+
+  /** The socket a code-interpreter sandbox's agent attaches to, in its own directory (mounted read-only). */
+  async #openEndpoint(
+    sessionId: string,
+    socketDir: string,
+    user: string | undefined,
+    trustFirstAttach: boolean,
+  ): Promise<AgentEndpoint> {
+    const [uid, gid] = user?.split(":").map(Number) ?? [];
+    const owner = uid !== undefined && gid !== undefined ? { uid, gid } : undefined;
+    await mkdir(socketDir, { recursive: true, mode: 0o700 });
+    if (owner) await chown(socketDir, owner.uid, owner.gid);
+    return AgentEndpoint.listen(join(socketDir, "agent.sock"), {
+      key: agentKey(this.#d.agentSecret, sessionId),
+      trustFirstAttach,
+      ...(owner ? { owner } : {}),
+      onRefused: (reason, refusals) => {
+        // 1st, 2nd, 4th, 8th...: code in a loop cannot flood the log
+        if ((refusals & (refusals - 1)) === 0)
+          this.#d.logger.warn(
+            { session: sessionId, reason, refusals },
+            "refused an attach to a session's agent socket",
+          );
+      },
+    });
   }
 
   /** Deletes a session record; a store that cannot be written (disk full) must not stop the sandbox's removal. */
@@ -1112,6 +1187,7 @@ export class SessionManager implements PoolRuntime {
           nextProbeAt: 0,
           inFlight: 0,
           persistedAccessMs: 0,
+          heldMemoryBytes: 0,
         };
         try {
           if (kind === "custom") {
@@ -1123,12 +1199,13 @@ export class SessionManager implements PoolRuntime {
               throw new Error("the container does not serve on its target port");
             }
           } else {
-            member.agent = (
-              await waitForAgent(join(member.socketDir!, "agent.sock"), { timeoutMs: 10_000 })
-            ).client;
+            member.agent = await this.#openEndpoint(rec.id, member.socketDir!, SANDBOX_UID, false);
+            await waitForAgent(member.agent, { timeoutMs: 10_000 });
           }
           const st = this.#state(rec.poolKey);
           this.#bySandbox.set(sb.id, member);
+          member.heldMemoryBytes = sessionMemoryBytes(doc, this.#d.defaults);
+          this.#d.capacity.adopt(member.heldMemoryBytes);
           if (rec.state === "allocated" && rec.identifier !== undefined)
             st.allocated.set(rec.identifier, member);
           else {
@@ -1139,6 +1216,7 @@ export class SessionManager implements PoolRuntime {
           adopted.add(rec.id);
           this.#publish(st);
         } catch (err) {
+          member.agent?.close();
           this.#d.logger.warn(
             { session: rec.id, err },
             "could not reconnect to a sandbox's agent; removing it",
@@ -1167,12 +1245,12 @@ function registryAuth(doc: PoolDoc, secrets: ReadonlyMap<string, string>): Regis
 
 /** The agent of a code-interpreter session; custom containers have none (their traffic is proxied). */
 export function agentOf(member: Member): AgentClient {
-  if (!member.agent) {
+  if (member.agent === undefined) {
     throw new SessionPoolError(
       "DynamicApisNotAllowed",
       400,
       "This is a custom container session: its requests are proxied to the container, it has no code interpreter.",
     );
   }
-  return member.agent;
+  return member.agent.current();
 }

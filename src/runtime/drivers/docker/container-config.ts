@@ -73,7 +73,8 @@ export function containerCreateOptions(spec: SandboxSpec, name: string, networkM
   };
   if (spec.runtime !== undefined) hostConfig.Runtime = spec.runtime;
   if (spec.agentSocketDir !== undefined)
-    hostConfig.Binds = [`${spec.agentSocketDir}:${AGENT_SOCKET_MOUNT}:rw`];
+    // Read-only: the agent connects to the server's socket there, and nothing of the host's disk is writable.
+    hostConfig.Binds = [`${spec.agentSocketDir}:${AGENT_SOCKET_MOUNT}:ro`];
 
   const options: CreateOptions = {
     name,
