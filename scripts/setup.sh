@@ -9,7 +9,9 @@
 #      own Node 24 comes from the npm package "node" (a devDependency), at node_modules/.bin/node.
 #   2. npm dependencies: `npm install` (pinned by package-lock.json) when node_modules is missing or
 #      package-lock.json changed since the last install (stamp: node_modules/.sessionpool-install-stamp).
-#   3. docker engine: scripts/ensure-docker.sh (installs docker.io and starts dockerd if needed).
+#   3. docker engine: scripts/ensure-docker.sh (installs docker.io and starts dockerd if needed), then
+#      scripts/ensure-gvisor.sh (installs Debian's runsc and registers it with the engine: sandboxes run under
+#      gVisor by default).
 #   4. python image: scripts/build-images.sh (builds sessionpool/python:<hash> if it does not exist).
 # Exports SESSIONPOOL_PYTHON_IMAGE=<that ref> for the server it starts.
 set -euo pipefail
@@ -100,6 +102,14 @@ say "npm dependencies: ok (node $(node --version))"
 # --- 3. docker engine ----------------------------------------------------------------------------
 bash "$ROOT/scripts/ensure-docker.sh" || die "no Docker engine (see above)"
 say "docker engine: ok ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+
+# --- 3b. gVisor ----------------------------------------------------------------------------------
+bash "$ROOT/scripts/ensure-gvisor.sh" || die "registering gVisor with the engine failed (see above)"
+if docker info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}' 2>/dev/null | grep -qw runsc; then
+  say "sandbox runtime: gVisor (runsc)"
+else
+  say "sandbox runtime: runc (gVisor is not registered with the engine; see the warning above)"
+fi
 
 # --- 4. sandbox images ---------------------------------------------------------------------------
 REF=$(bash "$ROOT/scripts/build-images.sh" | tail -n 1) || die "building the python sandbox image failed (see above)"

@@ -83,9 +83,16 @@ export function dockerRuntime(
         // says "degraded"; readiness is 503 until the engine answers, so a balancer sends nobody here.
         app.get("/healthz", async () => {
           const engine = sessions.engineHealth();
+          const sandboxRuntime = sessions.sandboxRuntime ?? null;
           return engine.up
-            ? { status: "ok", engine: "up" }
-            : { status: "degraded", engine: "down", since: engine.since, reason: engine.error };
+            ? { status: "ok", engine: "up", sandboxRuntime }
+            : {
+                status: "degraded",
+                engine: "down",
+                since: engine.since,
+                reason: engine.error,
+                sandboxRuntime,
+              };
         });
         app.get("/readyz", async (_request, reply) => {
           try {
@@ -110,6 +117,7 @@ export function dockerRuntime(
         });
       },
       start: () => sessions.start(),
+      sandboxRuntime: () => sessions.sandboxRuntime,
       close: async () => {
         await sessions.close();
         await driver.close();

@@ -60,6 +60,8 @@ export interface RuntimeParts {
   operational?: DataPlanePlugin;
   /** Called once the pool service exists and has resumed. */
   start?: () => Promise<void>;
+  /** The runtime sandboxes run under ("runsc" is gVisor), once the engine has answered. */
+  sandboxRuntime?: () => string | undefined;
   close: () => Promise<void>;
 }
 
@@ -68,6 +70,8 @@ export interface RunningServer {
   publicUrl: string;
   caPath: string | undefined;
   adminTokenPath: string | undefined;
+  /** The runtime sandboxes run under ("runsc" is gVisor); undefined without a runtime or before the engine answered. */
+  sandboxRuntime: string | undefined;
   /** Drains requests, stops background work, closes the store. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -210,7 +214,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     await parts?.start?.();
     pools.resume();
     logger.info({ url, publicUrl }, "sessionpool listening on %s", url);
-    return { url, publicUrl, caPath, adminTokenPath, close };
+    const sandboxRuntime = parts?.sandboxRuntime?.();
+    return { url, publicUrl, caPath, adminTokenPath, sandboxRuntime, close };
   } catch (err) {
     await close();
     throw err;

@@ -29,7 +29,9 @@ Options:
                          else sessionpool/python:latest, as built by scripts/build-images.sh)
   --sandbox-cpu N        cores per built-in sandbox (default 1)
   --sandbox-memory MiB   memory per built-in sandbox, MiB (default 1024)
-  --sandbox-runtime NAME OCI runtime for sandboxes, e.g. runsc (gVisor) or kata-runtime (engine default)
+  --sandbox-runtime NAME auto (default: gVisor when the engine has it registered, else runc with a warning),
+                         runc, runsc (gVisor; the server stops at start if the engine lacks it), or the
+                         engine name of another OCI runtime (e.g. kata-runtime)
   --max-sandboxes N      live sandboxes across all pools (default: host memory / 12 MiB, 2048 on 24 GiB);
                          past it new sessions get 429 ServerCapacityReached
   --max-sandbox-memory MiB  the sum of live sandboxes' memory limits (default 8 x host memory); a pool whose
@@ -141,6 +143,13 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const server = await startServer(options);
   if (server.caPath) process.stdout.write(`TLS CA certificate: ${server.caPath}\n`);
   if (server.adminTokenPath) process.stdout.write(`Admin token file: ${server.adminTokenPath}\n`);
+  if (server.sandboxRuntime !== undefined) {
+    process.stdout.write(
+      server.sandboxRuntime === "runsc"
+        ? "Sandboxes run under gVisor (runsc)\n"
+        : `Sandboxes run under ${server.sandboxRuntime}${server.sandboxRuntime === "runc" ? " (shared host kernel)" : ""}\n`,
+    );
+  }
   process.stdout.write(`sessionpool listening on ${server.url}\n`);
 
   await new Promise<void>((resolveStop) => {

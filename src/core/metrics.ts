@@ -18,6 +18,7 @@ export class Metrics {
   readonly allocationSeconds: Histogram<"pool" | "result">;
   readonly executionSeconds: Histogram<"pool" | "status">;
   readonly engineUp: Gauge;
+  readonly sandboxRuntime: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -62,6 +63,12 @@ export class Metrics {
       help: "Time to hand a session to a new identifier.",
       labelNames: ["pool", "result"],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.sandboxRuntime = new Gauge({
+      name: "sessionpool_sandbox_runtime",
+      help: "1 for the runtime sandboxes run under (runsc is gVisor), once the engine has answered.",
+      labelNames: ["runtime"],
       registers,
     });
     this.engineUp = new Gauge({

@@ -31,3 +31,10 @@ export class SandboxCreateError extends SessionPoolError {
     super("SandboxCreateFailed", 500, message, { cause });
   }
 }
+
+/** The sandbox runtime asked for cannot be used with this engine (e.g. gVisor not registered as needed). */
+export class RuntimeConfigError extends SessionPoolError {
+  constructor(message: string) {
+    super("RuntimeNotConfigured", 500, message);
+  }
+}

@@ -13,6 +13,8 @@ export const LABEL_SESSION = `${LABEL_PREFIX}session`;
 export const LABEL_INSTANCE = `${LABEL_PREFIX}instance`;
 /** Hash of the template (image + settings) the sandbox was built from; a change rolls the pool. */
 export const LABEL_TEMPLATE_HASH = `${LABEL_PREFIX}template-hash`;
+/** The OCI runtime the sandbox runs under ("runsc" is gVisor, "runc" the engine's default). */
+export const LABEL_RUNTIME = `${LABEL_PREFIX}runtime`;
 /** What the object is, e.g. "sandbox" or "network". */
 export const LABEL_KIND = `${LABEL_PREFIX}kind`;
 
@@ -24,6 +26,7 @@ export interface LabelValues {
   instance?: string;
   templateHash?: string;
   kind?: string;
+  runtime?: string;
 }
 
 /** The label set for one object: always `managed=true`, plus every value given (absent ones are left out). */
@@ -34,6 +37,7 @@ export function buildLabels(values: LabelValues = {}): Record<string, string> {
   if (values.instance !== undefined) labels[LABEL_INSTANCE] = values.instance;
   if (values.templateHash !== undefined) labels[LABEL_TEMPLATE_HASH] = values.templateHash;
   if (values.kind !== undefined) labels[LABEL_KIND] = values.kind;
+  if (values.runtime !== undefined) labels[LABEL_RUNTIME] = values.runtime;
   return labels;
 }
 

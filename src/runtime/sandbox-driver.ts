@@ -1,5 +1,6 @@
 // The boundary between sessionpool and whatever runs sandboxes. Knows nothing of pools, sessions or ARM:
 // core/ asks for a sandbox from a spec and gets back an id; drivers translate engine answers into RuntimeErrors.
+import type { EngineRuntime } from "./sandbox-runtime.ts";
 
 export interface RegistryAuth {
   server: string;
@@ -76,6 +77,8 @@ export interface SandboxDriver {
   readonly name: string;
   /** Resolves when the engine answers; rejects with RuntimeUnavailableError otherwise. */
   ping(options?: CallOptions): Promise<void>;
+  /** The OCI runtimes the engine can run sandboxes under, with their arguments. */
+  runtimes(options?: CallOptions): Promise<EngineRuntime[]>;
   /** Inspect a local image; undefined when absent. */
   getImage(ref: string, options?: CallOptions): Promise<ImageInfo | undefined>;
   /** Pull an image (with credentials when given); resolves with the local image. */

@@ -27,8 +27,16 @@ export class TestClock {
   }
 }
 
+/**
+ * The sandbox runtime the integration tests ask for: SESSIONPOOL_TEST_RUNTIME (scripts/test.sh runs the
+ * isolation, hostile-code and fault suites once per runtime), else "auto" as `serve` does.
+ */
+export const TEST_RUNTIME = process.env["SESSIONPOOL_TEST_RUNTIME"] ?? "auto";
+
 export interface RuntimeFixture {
   url: string;
+  /** What the server settled on ("runsc" is gVisor, "runc"), read from /healthz at start. */
+  sandboxRuntime: string;
   dataDir: string;
   clock: TestClock;
   server: TestServer;
@@ -90,7 +98,7 @@ export async function startRuntimeServer(
       now: clock.now,
       runtime: dockerRuntime({
         reapIntervalMs: 100,
-        ...(options.sandbox ? { sandbox: options.sandbox } : {}),
+        sandbox: { runtime: TEST_RUNTIME, ...options.sandbox },
         ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
         ...(options.executionQueue ? { executionQueue: options.executionQueue } : {}),
         ...(options.capacity ? { capacity: options.capacity } : {}),
@@ -100,6 +108,8 @@ export async function startRuntimeServer(
       ...(options.trustedProxies ? { trustedProxies: options.trustedProxies } : {}),
     });
   let server = await start();
+  const health = await call("GET", `${server.url}/healthz`);
+  const sandboxRuntime = (health.body as { sandboxRuntime?: string }).sandboxRuntime ?? "unknown";
   const keyLabel = (pool: string, rg: string) =>
     `io.sessionpool.pool=${`${SUB}/${rg}/${pool}`.toLowerCase()}`;
 
@@ -107,6 +117,7 @@ export async function startRuntimeServer(
     get url() {
       return server.url;
     },
+    sandboxRuntime,
     dataDir,
     clock,
     get server() {

@@ -21,6 +21,9 @@ class HeldDriver implements SandboxDriver {
   #n = 0;
 
   async ping(): Promise<void> {}
+  async runtimes() {
+    return [{ name: "runc", args: [] }];
+  }
   async getImage(ref: string): Promise<ImageInfo> {
     return { id: "sha256:held", ref, labels: {} };
   }

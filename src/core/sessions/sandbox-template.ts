@@ -1,7 +1,9 @@
 // What a pool's sandboxes look like: from the canonical pool to a driver SandboxSpec, plus a hash of everything
 // that matters so a changed template rolls the warm members (allocated sessions keep running).
 import { createHash } from "node:crypto";
+import { SessionPoolError } from "../../errors.ts";
 import type { SandboxSpec } from "../../runtime/sandbox-driver.ts";
+import type { RuntimeChoice, SandboxRuntimes } from "../../runtime/sandbox-runtime.ts";
 import type { PoolDoc, Probe } from "../pools/pool-doc.ts";
 import { memoryToGi } from "../pools/pool-validation.ts";
 
@@ -13,8 +15,11 @@ export interface SandboxDefaults {
   pidsLimit: number;
   dataDirBytes: number;
   tmpBytes: number;
-  /** OCI runtime for sandboxes (e.g. "runsc"); the engine's default when undefined. */
-  runtime?: string;
+  /**
+   * `--sandbox-runtime`: "auto" (gVisor when the engine has it, else runc), "runc", "runsc", or another engine
+   * runtime's name; settled against the engine when it first answers (chooseSandboxRuntimes).
+   */
+  runtime: RuntimeChoice;
   /** Modules the Python interpreter imports before a session is handed out. */
   pythonPreload: string[];
 }
@@ -27,6 +32,7 @@ export const DEFAULT_SANDBOX: SandboxDefaults = {
   dataDirBytes: 512 * 1024 * 1024,
   tmpBytes: 128 * 1024 * 1024,
   pythonPreload: [],
+  runtime: "auto",
 };
 
 export const SANDBOX_UID = "1000:1000";
@@ -45,6 +51,13 @@ export interface SandboxTemplate {
 }
 
 export class UnsupportedContainerTypeError extends Error {}
+
+/** A pool whose sandboxes the configured runtime cannot run on this host (refused at PUT when known then). */
+export class RuntimeUnsupportedError extends SessionPoolError {
+  constructor(message: string) {
+    super("PoolUnsupportedByRuntime", 400, message);
+  }
+}
 
 /** The interpreter the in-sandbox agent runs for each built-in container type. */
 const KERNELS: Readonly<Record<string, string>> = { PythonLTS: "python", NodeLTS: "node", Shell: "shell" };
@@ -67,12 +80,15 @@ export function imageRefFor(doc: PoolDoc, defaults: SandboxDefaults): string {
 export function templateFor(
   doc: PoolDoc,
   defaults: SandboxDefaults,
+  runtimes: SandboxRuntimes,
   imageId: string,
   secrets: ReadonlyMap<string, string> = new Map(),
 ): SandboxTemplate {
   const p = doc.properties;
   imageRefFor(doc, defaults); // refuses types this server cannot run
   const network = p.sessionNetworkConfiguration.status === "EgressEnabled" ? "egress" : undefined;
+  const unavailable = runtimeUnavailable(doc, runtimes);
+  if (unavailable !== undefined) throw new RuntimeUnsupportedError(unavailable);
   if (p.containerType === "CustomContainer") {
     const c = p.customContainerTemplate!.containers[0]!;
     const env: Record<string, string> = {};
@@ -85,14 +101,14 @@ export function templateFor(
       ...(c.args ? { args: c.args } : {}),
       cpu: c.resources?.cpu ?? defaults.cpu,
       memoryBytes: memoryBytes(c.resources?.memory, defaults.memoryBytes),
-      pidsLimit: defaults.pidsLimit * 4,
+      pidsLimit: defaults.pidsLimit * 4 + runtimes.pidsOverhead,
       // Reachable from this server only when egress is off; never from other sessions or to the host.
       network: network ?? "internal",
       readOnlyRootfs: false,
       tmpfs: {},
       targetPort: p.customContainerTemplate!.ingress.targetPort,
       init: true,
-      ...(defaults.runtime ? { runtime: defaults.runtime } : {}),
+      ...(runtimes.networked ? { runtime: runtimes.networked } : {}),
     };
     return {
       kind: "custom",
@@ -116,15 +132,30 @@ export function templateFor(
     },
     cpu: defaults.cpu,
     memoryBytes: defaults.memoryBytes,
-    pidsLimit: defaults.pidsLimit,
+    pidsLimit: defaults.pidsLimit + runtimes.pidsOverhead,
     network: network ?? "none",
     user: SANDBOX_UID,
     readOnlyRootfs: true,
     tmpfs: { "/mnt/data": defaults.dataDirBytes, "/tmp": defaults.tmpBytes },
     init: true,
-    ...(defaults.runtime ? { runtime: defaults.runtime } : {}),
   };
+  const runtime = network ? runtimes.networked : runtimes.isolated;
+  if (runtime !== undefined) spec.runtime = runtime;
   return { kind: "code-interpreter", spec, hash: hashOf(spec) };
+}
+
+/** Whether a pool's sandboxes need a network interface (egress, or a custom container's ingress). */
+export function needsNetwork(doc: PoolDoc): boolean {
+  const p = doc.properties;
+  return p.containerType === "CustomContainer" || p.sessionNetworkConfiguration.status === "EgressEnabled";
+}
+
+/** Why the pool cannot run under the server's sandbox runtime here, naming the runtime; undefined when it can. */
+export function runtimeUnavailable(doc: PoolDoc, runtimes: SandboxRuntimes): string | undefined {
+  if (!needsNetwork(doc) || runtimes.networkedUnavailable === undefined) return undefined;
+  const what =
+    doc.properties.containerType === "CustomContainer" ? "CustomContainer pools" : "EgressEnabled pools";
+  return `${what} cannot run under the sandbox runtime '${runtimes.name}' on this server: ${runtimes.networkedUnavailable}`;
 }
 
 /** The memory limit of each of a pool's sandboxes. */

@@ -18,6 +18,7 @@ import {
   MANAGED_VALUE,
 } from "../../runtime/labels.ts";
 import type { RegistryAuth, SandboxDriver, SandboxEvent } from "../../runtime/sandbox-driver.ts";
+import { chooseSandboxRuntimes, GVISOR, type SandboxRuntimes } from "../../runtime/sandbox-runtime.ts";
 import { storageFailure } from "../../store/storage-errors.ts";
 import type { Store, StoredPool, StoredSession } from "../../store/store.ts";
 import {
@@ -34,6 +35,8 @@ import { probeOnce, startupPasses, waitForPort } from "./probes.ts";
 import { SandboxCapacity } from "./sandbox-capacity.ts";
 import {
   imageRefFor,
+  RuntimeUnsupportedError,
+  runtimeUnavailable,
   SANDBOX_UID,
   type SandboxDefaults,
   type SandboxKind,
@@ -171,6 +174,7 @@ export class SessionManager implements PoolRuntime {
   #createSlots: number;
   readonly #slotWaiters: (() => void)[] = [];
   #closed = false;
+  #runtimes: SandboxRuntimes | undefined;
 
   constructor(deps: SessionManagerDeps) {
     this.#d = {
@@ -392,6 +396,8 @@ export class SessionManager implements PoolRuntime {
 
   /** Refuses a pool that could never run within the server-wide sandbox bounds. */
   admit(doc: PoolDoc): void {
+    const unsupported = this.#runtimes === undefined ? undefined : runtimeUnavailable(doc, this.#runtimes);
+    if (unsupported !== undefined) throw new RuntimeUnsupportedError(unsupported);
     const reason = this.#d.capacity.unsatisfiable(
       doc.properties.scaleConfiguration.maxConcurrentSessions,
       sessionMemoryBytes(doc, this.#d.defaults),
@@ -554,6 +560,33 @@ export class SessionManager implements PoolRuntime {
     member.persistedAccessMs = now.getTime();
   }
 
+  /**
+   * The runtimes sandboxes run under, settled against the engine the first time it answers (`--sandbox-runtime
+   * auto` means gVisor when the engine has it). RuntimeConfigError when the choice cannot be met.
+   */
+  async #sandboxRuntimes(options: { signal?: AbortSignal } = {}): Promise<SandboxRuntimes> {
+    if (this.#runtimes !== undefined) return this.#runtimes;
+    const runtimes = chooseSandboxRuntimes(this.#d.defaults.runtime, await this.#d.driver.runtimes(options));
+    if (this.#runtimes === undefined) {
+      this.#runtimes = runtimes;
+      this.#d.metrics.sandboxRuntime.set({ runtime: runtimes.name }, 1);
+      if (runtimes.warning !== undefined) this.#d.logger.warn(runtimes.warning);
+      else
+        this.#d.logger.info(
+          { runtime: runtimes.name, networked: runtimes.networked ?? runtimes.networkedUnavailable },
+          runtimes.name === GVISOR
+            ? "sandboxes run under gVisor (runsc)"
+            : `sandboxes run under ${runtimes.name}`,
+        );
+    }
+    return this.#runtimes;
+  }
+
+  /** The runtime sandboxes run under ("runsc" is gVisor), once the engine has answered. */
+  get sandboxRuntime(): string | undefined {
+    return this.#runtimes?.name;
+  }
+
   async #resolveTemplate(
     doc: PoolDoc,
     pool: StoredPool,
@@ -593,7 +626,7 @@ export class SessionManager implements PoolRuntime {
         `The sandbox image '${ref}' is not present in the Docker engine; build it with 'bash scripts/build-images.sh' (run by 'bash scripts/setup.sh').`,
       );
     }
-    return templateFor(doc, this.#d.defaults, image.id, secrets);
+    return templateFor(doc, this.#d.defaults, await this.#sandboxRuntimes(call), image.id, secrets);
   }
 
   /**
@@ -782,6 +815,7 @@ export class SessionManager implements PoolRuntime {
             instance: this.#instanceId,
             templateHash: template.hash,
             kind: template.kind,
+            runtime: template.spec.runtime ?? "runc",
           }),
           ...(socketDir ? { agentSocketDir: socketDir } : {}),
         },
@@ -1161,6 +1195,7 @@ export class SessionManager implements PoolRuntime {
   /** Adopts the engine's live sandboxes of this instance that the store knows; removes the others. */
   async #adoptSandboxes(): Promise<void> {
     const { store, driver } = this.#d;
+    await this.#sandboxRuntimes(); // the first time the engine answers: a runtime it lacks stops the start here
     const sandboxes = await driver.list(this.#ownLabels());
     const records = new Map(store.allSessions().map((s) => [s.id, s]));
     const adopted = new Set<string>();

@@ -16,6 +16,7 @@ import type {
   SandboxInfo,
   SandboxSpec,
 } from "../../sandbox-driver.ts";
+import type { EngineRuntime } from "../../sandbox-runtime.ts";
 import {
   containerCreateOptions,
   describeEndpoint,
@@ -141,6 +142,21 @@ export class DockerDriver implements SandboxDriver {
       abortSignal: AbortSignal;
     }) => Promise<unknown>;
     await callEngine(context, options, (signal) => ping({ abortSignal: signal }), unavailable(context));
+  }
+
+  async runtimes(options?: CallOptions): Promise<EngineRuntime[]> {
+    const context = this.#context("listing its runtimes");
+    // @types/dockerode declares neither the options nor Runtimes; dockerode passes abortSignal through.
+    const info = this.#docker.info.bind(this.#docker) as (options: {
+      abortSignal: AbortSignal;
+    }) => Promise<{ Runtimes?: Record<string, { runtimeArgs?: string[] }> }>;
+    const { Runtimes: runtimes = {} } = await callEngine(
+      context,
+      options,
+      (signal) => info({ abortSignal: signal }),
+      unavailable(context),
+    );
+    return Object.entries(runtimes).map(([name, r]) => ({ name, args: r.runtimeArgs ?? [] }));
   }
 
   async getImage(ref: string, options?: CallOptions): Promise<ImageInfo | undefined> {
