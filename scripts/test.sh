@@ -6,7 +6,8 @@
 #   bash scripts/test.sh FILE...    setup, lint, then only the given test files
 #
 # Runs scripts/setup.sh (install only), `npm run lint`, then Node 24's test runner (one file at a time,
-# spec reporter, 10 min per-test timeout). Exits non-zero if setup, lint or any test fails. The last
+# spec reporter, 10 min per-test timeout); sandboxes run under gVisor where setup registered it, and the
+# isolation, hostile-code and fault suites run a second time under runc (RUNTIME_SUITES below). Exits non-zero if setup, lint or any test fails. The last
 # line is a plain summary: "tests: N passed, N failed, N skipped".
 set -uo pipefail
 
@@ -55,17 +56,52 @@ if [ "${#files[@]}" -eq 0 ]; then
   exit "$status"
 fi
 
+# The suites whose answers depend on the sandbox runtime: the first pass runs them under the default (gVisor
+# where the engine has it), the second under runc, so both boundaries are held to the same tests.
+RUNTIME_SUITES=(
+  test/integration/isolation.test.ts
+  test/integration/hostile-code.test.ts
+  test/integration/crash-recovery.test.ts
+  test/integration/engine-restart.test.ts
+  test/integration/storage-faults.test.ts
+)
+
 TAP=$(mktemp "${TMPDIR:-/tmp}/sessionpool-test.XXXXXX")
-trap 'rm -f "$TAP"' EXIT
-say "running ${#files[@]} test files"
-node --test --test-concurrency=1 --test-timeout=600000 \
-  --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="$TAP" \
-  "${files[@]}"
+TAP2=$(mktemp "${TMPDIR:-/tmp}/sessionpool-test.XXXXXX")
+trap 'rm -f "$TAP" "$TAP2"' EXIT
+run_tests() {
+  local tap=$1
+  shift
+  node --test --test-concurrency=1 --test-timeout=600000 \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$tap" \
+    "$@"
+}
+
+gvisor=0
+if docker info --format '{{range $n, $_ := .Runtimes}}{{$n}} {{end}}' 2>/dev/null | grep -qw runsc; then gvisor=1; fi
+say "running ${#files[@]} test files (sandboxes under $([ "$gvisor" = 1 ] && echo "gVisor" || echo "runc"))"
+run_tests "$TAP" "${files[@]}"
 test_rc=$?
 [ "$test_rc" = 0 ] || status=1
 
-count() { awk -v k="# $1" '$1 " " $2 == k { n = $3 } END { print n + 0 }' "$TAP"; }
+second=()
+if [ "$gvisor" = 1 ]; then
+  for f in "${RUNTIME_SUITES[@]}"; do
+    for g in "${files[@]}"; do [ "$f" = "$g" ] && second+=("$f"); done
+  done
+fi
+if [ "${#second[@]}" -gt 0 ]; then
+  say "again under runc: ${second[*]}"
+  SESSIONPOOL_TEST_RUNTIME=runc run_tests "$TAP2" "${second[@]}"
+  rc2=$?
+  [ "$rc2" = 0 ] || { status=1; test_rc=$rc2; }
+elif [ "$gvisor" = 0 ]; then
+  say "gVisor is not registered with the engine: the runtime suites ran under runc only"
+fi
+
+count_in() { awk -v k="# $1" '$1 " " $2 == k { n = $3 } END { print n + 0 }' "$2"; }
+count() { echo $(($(count_in "$1" "$TAP") + $(count_in "$1" "$TAP2"))); }
 pass=$(count pass)
 fail=$(($(count fail) + $(count cancelled)))
 skipped=$(($(count skipped) + $(count todo)))
