@@ -1,6 +1,7 @@
-// The real server for the benchmark: started in this process on a loopback port with the Docker runtime, a temp
-// data dir and a silent logger (or, for the load test, `bin/sessionpool serve` as a child process whose memory
-// can be read on its own), plus the pool operations the rows need (create, wait, delete, watch the engine).
+// The real server for the benchmark: started in this process on a loopback port with the Docker runtime under a
+// named sandbox runtime (runc or gVisor), a temp data dir and a silent logger (or, for the load test,
+// `bin/sessionpool serve` as a child process whose memory can be read on its own), plus the pool operations the
+// rows need (create, wait, delete, watch the engine).
 // Everything it creates is tracked so `close()` removes it even after a failed row.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -10,10 +11,12 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import { DockerDriver } from "../src/runtime/drivers/docker/docker-driver.ts";
-import { LABEL_POOL } from "../src/runtime/labels.ts";
+import { LABEL_POOL, LABEL_RUNTIME } from "../src/runtime/labels.ts";
+import { chooseSandboxRuntimes } from "../src/runtime/sandbox-runtime.ts";
 import { dockerRuntime } from "../src/runtime-wiring.ts";
 import { startServer } from "../src/server.ts";
 import { BenchClient, type TimedReply } from "./bench-client.ts";
+import type { BenchRuntime } from "./plan.ts";
 
 export const SUBSCRIPTION = "00000000-0000-0000-0000-00000000b0b0";
 const ARM_API = "2025-07-01";
@@ -54,6 +57,8 @@ export class BenchServer {
   readonly resourceGroup: string;
   /** Set when the server runs as a child process (BenchServer.spawn). */
   readonly child: SpawnedServerInfo | undefined;
+  /** The sandbox runtime the server was told to use; undefined when it chose itself (BenchServer.spawn). */
+  readonly runtime: BenchRuntime | undefined;
   readonly #server: ServerHandle;
   readonly #dataDir: string;
   readonly #pools = new Map<string, BenchPool>();
@@ -64,17 +69,39 @@ export class BenchServer {
     dataDir: string,
     token: string,
     resourceGroup: string,
+    runtime: BenchRuntime | undefined,
     child?: SpawnedServerInfo,
   ) {
     this.#server = server;
     this.child = child;
+    this.runtime = runtime;
     this.#dataDir = dataDir;
     this.client = new BenchClient(token);
     this.driver = new DockerDriver();
     this.resourceGroup = resourceGroup;
   }
 
-  static async start(): Promise<BenchServer> {
+  /**
+   * Why the engine cannot run sandboxes under `runtime` (the server's own check, so the reason reads as the
+   * server would say it), or undefined when it can.
+   */
+  static async runtimeUnavailable(runtime: BenchRuntime): Promise<string | undefined> {
+    const driver = new DockerDriver();
+    try {
+      chooseSandboxRuntimes(runtime, await driver.runtimes({ signal: AbortSignal.timeout(30_000) }));
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      await driver.close();
+    }
+  }
+
+  /**
+   * Starts the server in this process with sandboxes forced under `runtime` (never "auto": a row must say which
+   * boundary it measured).
+   */
+  static async start(runtime: BenchRuntime): Promise<BenchServer> {
     const dataDir = mkdtempSync(join(tmpdir(), "sessionpool-bench-"));
     const token = randomBytes(24).toString("hex");
     try {
@@ -85,9 +112,9 @@ export class BenchServer {
         adminToken: token,
         retryAfterSeconds: 0,
         logger: pino({ level: "silent" }),
-        runtime: dockerRuntime(),
+        runtime: dockerRuntime({ sandbox: { runtime } }),
       });
-      return new BenchServer(server, dataDir, token, `bench-${randomBytes(4).toString("hex")}`);
+      return new BenchServer(server, dataDir, token, `bench-${randomBytes(4).toString("hex")}`, runtime);
     } catch (err) {
       rmSync(dataDir, { recursive: true, force: true });
       throw err;
@@ -131,7 +158,14 @@ export class BenchServer {
         exited,
       };
       const handle: ServerHandle = { url, close: stop };
-      return new BenchServer(handle, dataDir, token, `load-${randomBytes(4).toString("hex")}`, info);
+      return new BenchServer(
+        handle,
+        dataDir,
+        token,
+        `load-${randomBytes(4).toString("hex")}`,
+        undefined,
+        info,
+      );
     } catch (err) {
       await stop();
       rmSync(dataDir, { recursive: true, force: true });
@@ -217,6 +251,22 @@ export class BenchServer {
 
   async sandboxes(pool: BenchPool): Promise<string[]> {
     return (await this.driver.list({ [LABEL_POOL]: pool.key })).map((s) => s.id);
+  }
+
+  /**
+   * Throws unless every sandbox of the pool runs under the runtime this server was told to use (the label the
+   * server puts on each): a row must not report runc numbers as gVisor's or the other way round.
+   */
+  async assertRuntime(pool: BenchPool): Promise<void> {
+    if (this.runtime === undefined) return;
+    for (const sandbox of await this.driver.list({ [LABEL_POOL]: pool.key })) {
+      const runtime = sandbox.labels[LABEL_RUNTIME];
+      if (runtime !== this.runtime) {
+        throw new Error(
+          `sandbox ${sandbox.id.slice(0, 12)} runs under ${runtime ?? "an unlabelled runtime"}, not ${this.runtime}`,
+        );
+      }
+    }
   }
 
   async waitSandboxesGone(pool: BenchPool, timeoutMs: number): Promise<void> {

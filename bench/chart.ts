@@ -1,5 +1,5 @@
 // The benchmark's chart: hand-written SVG, one horizontal bar per latency row (p50, log scale), a tick at p99, and
-// DESIGN.md's target where a row has one.
+// DESIGN.md's target where a row has one. Rows measured under gVisor have their own colour.
 import type { BenchReport } from "./report.ts";
 import { formatMs } from "./stats.ts";
 
@@ -8,7 +8,13 @@ const COLORS: Record<string, string> = {
   naive: "#c05621",
   peer: "#6b46c1",
   floor: "#718096",
+  gvisor: "#2c7a7b",
 };
+
+/** The colour key of a row: its group, except the sessionpool rows measured under gVisor. */
+function colorKey(row: { id: string; group: string }): string {
+  return row.id.endsWith("-gvisor") ? "gvisor" : row.group;
+}
 
 const TARGET_P50_MS: Record<string, number> = {
   "warm-claim": 10,
@@ -38,7 +44,7 @@ export function renderChart(report: BenchReport): string {
         !r.id.startsWith("throughput-"),
     )
     .sort((a, b) => a.latency!.p50Ms - b.latency!.p50Ms);
-  const labelW = 380;
+  const labelW = 440;
   const plotW = 470;
   const valueW = 110;
   const rowH = 30;
@@ -74,7 +80,7 @@ export function renderChart(report: BenchReport): string {
   bars.forEach((b, i) => {
     const y = top + i * rowH;
     const l = b.latency!;
-    const color = COLORS[b.group] ?? "#2d3748";
+    const color = COLORS[colorKey(b)] ?? "#2d3748";
     parts.push(`<text x="${labelW - 10}" y="${y + 19}" text-anchor="end">${xml(b.label)}</text>`);
     parts.push(
       `<rect x="${labelW}" y="${y + 6}" width="${Math.max(1, x(l.p50Ms) - labelW)}" height="${rowH - 12}" fill="${color}" rx="2"/>`,
@@ -96,6 +102,7 @@ export function renderChart(report: BenchReport): string {
   let lx = 16;
   for (const [group, name] of [
     ["sessionpool", "sessionpool"],
+    ["gvisor", "sessionpool, gVisor"],
     ["naive", "naive docker run"],
     ["peer", "Jupyter kernel"],
     ["floor", "physical floor"],

@@ -1,5 +1,6 @@
-// Host-side memory readings for the idle-session row: MemAvailable from /proc/meminfo (everything included),
-// a container's cgroup (v1 or v2), the containerd shim that babysits it, and the engine daemons.
+// Host-side memory readings for the idle-session rows: MemAvailable from /proc/meminfo (everything included),
+// a container's cgroup (v1 or v2) and the processes in it, the containerd shim that babysits it, and the engine
+// daemons.
 import { readdirSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -33,15 +34,38 @@ export interface CgroupMemory {
   kernelBytes: number | undefined;
 }
 
-/** The container's memory cgroup, for the cgroupfs (v1 "docker/<id>") and systemd (v2 scope) layouts. */
-export function containerCgroupMemory(containerId: string): CgroupMemory | undefined {
-  const candidates = [
+/** Where the container's memory cgroup may be, for the cgroupfs (v1 "docker/<id>") and systemd (v2 scope) layouts. */
+function cgroupDirs(containerId: string): string[] {
+  return [
     `/sys/fs/cgroup/memory/docker/${containerId}`,
     `/sys/fs/cgroup/memory/system.slice/docker-${containerId}.scope`,
     `/sys/fs/cgroup/system.slice/docker-${containerId}.scope`,
     `/sys/fs/cgroup/docker/${containerId}`,
   ];
-  for (const dir of candidates) {
+}
+
+/**
+ * The host pids in the container's memory cgroup. Under gVisor these are not the session's processes (those live
+ * inside the Sentry) but runsc's own: the Sentry (`runsc-sandbox`), the gofer (`runsc-gofer`) and the stubs the
+ * platform runs application code in.
+ */
+export function containerCgroupPids(containerId: string): number[] {
+  for (const dir of cgroupDirs(containerId)) {
+    try {
+      return readFileSync(`${dir}/cgroup.procs`, "utf8")
+        .split("\n")
+        .filter((line) => line !== "")
+        .map(Number);
+    } catch {
+      // not this layout
+    }
+  }
+  return [];
+}
+
+/** The container's memory cgroup, for the cgroupfs (v1 "docker/<id>") and systemd (v2 scope) layouts. */
+export function containerCgroupMemory(containerId: string): CgroupMemory | undefined {
+  for (const dir of cgroupDirs(containerId)) {
     const v1 = readNumber(`${dir}/memory.usage_in_bytes`);
     const v2 = v1 === undefined ? readNumber(`${dir}/memory.current`) : undefined;
     if (v1 === undefined && v2 === undefined) continue;

@@ -1,7 +1,7 @@
 // From rows to what a person reads: DESIGN.md's targets with PASS/MISS, the ratios against the naive way, the
-// peer and the floor, and the plain-text table printed on stdout.
+// peer and the floor, what gVisor costs next to runc, and the plain-text table printed on stdout.
 import type { MachineInfo } from "./machine.ts";
-import type { Mode, Row } from "./plan.ts";
+import { type Mode, type Row, type RuntimeRowId, runtimeRowId } from "./plan.ts";
 import { formatMiB, formatMs } from "./stats.ts";
 
 export interface TargetResult {
@@ -19,6 +19,17 @@ export interface Ratio {
   text: string;
 }
 
+/** One runtime row under runc and under gVisor, measured in the same run. */
+export interface RuntimePrice {
+  row: RuntimeRowId;
+  what: string;
+  runc: string;
+  gvisor: string;
+  /** gVisor / runc; undefined when either row is unavailable. */
+  ratio: number | undefined;
+  note?: string;
+}
+
 export interface BenchReport {
   mode: Mode;
   date: string;
@@ -27,6 +38,8 @@ export interface BenchReport {
   rows: Row[];
   targets: TargetResult[];
   ratios: Ratio[];
+  /** The price of the stronger boundary: each runtime row under gVisor against runc. */
+  gvisorPrice: RuntimePrice[];
 }
 
 const MiB = 1024 * 1024;
@@ -65,12 +78,8 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
   const fill = byId(rows, "warm-pool-fill");
   const fillMs = value(rows, "warm-pool-fill", "fillMs");
   const fillSessions = value(rows, "warm-pool-fill", "sessions");
-  // On a shared host the MemAvailable reading can come out below what the parts visibly use (others freed
-  // memory meanwhile): judge by the larger of the two.
   const memoryHost = value(rows, "idle-memory", "hostBytesPerSession");
-  const memoryAccounted = value(rows, "idle-memory", "accountedBytesPerSession");
-  const memory =
-    memoryHost === undefined ? memoryAccounted : Math.max(memoryHost, memoryAccounted ?? memoryHost);
+  const memory = idleMemoryBytes(rows, "idle-memory");
   return [
     ms("Warm claim to first result, p50", "warm-claim", "p50Ms", 10),
     ms("Warm claim to first result, p99", "warm-claim", "p99Ms", 50),
@@ -101,6 +110,67 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
           ? { why: `MemAvailable said ${formatMiB(memoryHost)}, below the parts: the accounted sum is used` }
           : {}),
     },
+  ];
+}
+
+/**
+ * The idle-memory figure a row is judged by. On a shared host the MemAvailable reading can come out below what the
+ * parts visibly use (others freed memory meanwhile): the larger of the two.
+ */
+function idleMemoryBytes(rows: Row[], id: string): number | undefined {
+  const host = value(rows, id, "hostBytesPerSession");
+  const accounted = value(rows, id, "accountedBytesPerSession");
+  return host === undefined ? accounted : Math.max(host, accounted ?? host);
+}
+
+/**
+ * Each runtime row under gVisor against runc. The pool-fill rows may warm different numbers of sessions (the
+ * gVisor plan is smaller), so they compare time per session.
+ */
+export function computeGvisorPrice(rows: Row[]): RuntimePrice[] {
+  const price = (
+    row: RuntimeRowId,
+    what: string,
+    read: (id: string) => number | undefined,
+    format: (v: number | undefined, id: string) => string,
+  ): RuntimePrice => {
+    const gvisorId = runtimeRowId(row, "runsc");
+    const a = read(row);
+    const b = read(gvisorId);
+    const ratio = a !== undefined && b !== undefined && a > 0 ? b / a : undefined;
+    const missing = [row, gvisorId].map((id) => byId(rows, id)).find((r) => r?.unavailable);
+    return {
+      row,
+      what,
+      runc: format(a, row),
+      gvisor: format(b, gvisorId),
+      ratio,
+      ...(ratio === undefined && missing ? { note: `${missing.id}: ${missing.unavailable}` } : {}),
+    };
+  };
+  const p50 = (id: string) => latency(rows, id, "p50Ms");
+  const ms = (v: number | undefined) => formatMs(v);
+  const perSession = (v: number | undefined, id: string) => {
+    const n = value(rows, id, "sessions");
+    const fill = value(rows, id, "fillMs");
+    return v === undefined ? "-" : `${formatMs(v)} (${n} in ${formatMs(fill)})`;
+  };
+  return [
+    price("warm-claim", "New identifier -> first result (warm pool), p50", p50, ms),
+    price("existing-exec", "1+1 in an existing session, p50", p50, ms),
+    price("cold-allocation", "New identifier -> first result (no ready session), p50", p50, ms),
+    price(
+      "warm-pool-fill",
+      "Warming ready sessions, time per session",
+      (id) => value(rows, id, "perSessionMs"),
+      perSession,
+    ),
+    price(
+      "idle-memory",
+      "Host memory per idle PythonLTS session",
+      (id) => idleMemoryBytes(rows, id),
+      (v) => formatMiB(v),
+    ),
   ];
 }
 
@@ -184,13 +254,14 @@ export function renderTable(report: BenchReport): string {
   out.push(
     `${m.cpuModel}, ${m.cores} cores, ${(m.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Linux ${m.kernel}, Docker ${m.dockerVersion} (cgroup v${m.cgroupVersion}), Node ${m.nodeVersion}, commit ${m.gitCommit}`,
   );
+  out.push(`gVisor: ${m.gvisor}`);
   out.push(
     `Other containers running at start: ${m.otherContainersAtStart}; 1-minute load average ${m.loadAverage1mAtStart.toFixed(2)} at start, ${(m.loadAverage1mAtEnd ?? Number.NaN).toFixed(2)} at the end (${m.cores} cores)`,
   );
   if (report.mode !== "full")
     out.push(`Mode ${report.mode}: fewer samples; the pool-fill row warms fewer than 100 sessions.`);
   out.push("");
-  const W = 58;
+  const W = 68;
   out.push(
     `${pad("Latency (client wall time)", W)}${lpad("p50", 10)}${lpad("p95", 10)}${lpad("p99", 10)}${lpad("n", 6)}`,
   );
@@ -201,23 +272,29 @@ export function renderTable(report: BenchReport): string {
       `  ${pad(r.label, W - 2)}${lpad(formatMs(l.p50Ms), 10)}${lpad(formatMs(l.p95Ms), 10)}${lpad(formatMs(l.p99Ms), 10)}${lpad(String(l.n), 6)}`,
     );
   }
-  const warm = byId(report.rows, "warm-claim");
-  const existing = byId(report.rows, "existing-exec");
-  const cold = byId(report.rows, "cold-allocation");
-  const server = (r: Row | undefined) =>
-    r?.values?.["serverOverallP50Ms"] === undefined
+  const server = (id: string) => {
+    const r = byId(report.rows, id);
+    return r?.values?.["serverOverallP50Ms"] === undefined
       ? undefined
       : `server ${formatMs(r.values["serverOverallP50Ms"])} (allocation ${formatMs(r.values["serverAllocationP50Ms"])}, agent ${formatMs(r.values["agentExecutionP50Ms"])})`;
-  const serverLines = [
-    ["warm claim", server(warm)],
-    ["existing session", server(existing)],
-    ["cold allocation", server(cold)],
-  ].filter((x): x is [string, string] => x[1] !== undefined);
+  };
+  const serverLines = (
+    [
+      ["warm claim", "warm-claim"],
+      ["existing session", "existing-exec"],
+      ["cold allocation", "cold-allocation"],
+    ] as const
+  )
+    .flatMap(([what, id]) => [
+      [what, server(id)],
+      [`${what}, gVisor`, server(runtimeRowId(id, "runsc"))],
+    ])
+    .filter((x): x is [string, string] => x[1] !== undefined);
   if (serverLines.length > 0) {
     out.push(
       "  Server-side p50 from the response headers (x-ms-overall-execution-time, -preparation-time, -container-execution-duration):",
     );
-    for (const [what, text] of serverLines) out.push(`    ${pad(what, 18)}${text}`);
+    for (const [what, text] of serverLines) out.push(`    ${pad(what, 26)}${text}`);
   }
   out.push("");
   out.push(
@@ -235,15 +312,15 @@ export function renderTable(report: BenchReport): string {
   }
   out.push("");
   out.push("Capacity");
-  const fill = byId(report.rows, "warm-pool-fill");
-  if (fill?.values) {
+  for (const fill of [byId(report.rows, "warm-pool-fill"), byId(report.rows, "warm-pool-fill-gvisor")]) {
+    if (!fill?.values) continue;
     const v = fill.values;
     out.push(
       `  ${fill.label}: ${formatMs(v["fillMs"])} (${formatMs(v["perSessionMs"])} per session; deleting the pool took ${formatMs(v["deleteMs"])})`,
     );
   }
-  const mem = byId(report.rows, "idle-memory");
-  if (mem?.values) {
+  for (const mem of [byId(report.rows, "idle-memory"), byId(report.rows, "idle-memory-gvisor")]) {
+    if (!mem?.values) continue;
     const v = mem.values;
     out.push(
       `  ${mem.label}, N=${v["sessions"]}: ${formatMiB(v["hostBytesPerSession"])} (MemAvailable, drift-corrected)`,
@@ -257,6 +334,11 @@ export function renderTable(report: BenchReport): string {
     out.push(
       `    containerd-shim RSS ${formatMiB(v["shimRssBytesPerSession"])} (PSS ${formatMiB(v["shimPssBytesPerSession"])}); dockerd+containerd growth ${formatMiB(v["daemonsRssGrowthBytesPerSession"])} per session`,
     );
+    if (v["runscRssBytesPerSession"] !== undefined) {
+      out.push(
+        `    of the cgroup, gVisor's Sentry + gofer RSS ${formatMiB(v["runscRssBytesPerSession"])} (PSS ${formatMiB(v["runscPssBytesPerSession"])})`,
+      );
+    }
   }
   const missing = report.rows.filter((r) => r.unavailable && !r.id.startsWith("throughput-"));
   if (missing.length > 0) {
@@ -268,6 +350,14 @@ export function renderTable(report: BenchReport): string {
   out.push("Ratios (p50)");
   for (const r of report.ratios)
     out.push(`  ${pad(r.what, 76)}${r.value === undefined ? "" : `${r.value.toPrecision(3)}  `}${r.text}`);
+  out.push("");
+  out.push("Price of the stronger boundary: gVisor (runsc) next to runc, same run");
+  out.push(`  ${pad("", 56)}${lpad("runc", 12)}${lpad("gVisor", 28)}${lpad("gVisor/runc", 13)}`);
+  for (const p of report.gvisorPrice) {
+    out.push(
+      `  ${pad(p.what, 56)}${lpad(p.runc, 12)}${lpad(p.gvisor, 28)}${lpad(p.ratio === undefined ? "n/a" : `${p.ratio.toPrecision(3)}x`, 13)}${p.note ? `  (${short(p.note, 80)})` : ""}`,
+    );
+  }
   out.push("");
   out.push("Targets (DESIGN.md)");
   for (const t of report.targets) {

@@ -1,6 +1,8 @@
 // `npm run bench [-- --quick | --smoke] [--out DIR]`: measures sessionpool on the real server and the real Docker
 // engine next to the naive way, Jupyter's kernel and the physical floor, in one run; prints a table, writes
 // DIR/latest.json and DIR/latest.svg (DIR defaults to bench/results). Cleans up what it made, even on failure.
+// sessionpool's rows are measured under runc, then the runtime rows again under gVisor on a second server started
+// once the first has closed (never both at once: their sandboxes would compete for the same cores).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -16,9 +18,27 @@ import {
   measurePythonPipe,
   SANDBOX_IMAGE,
 } from "./peer-rows.ts";
-import { type Mode, PLANS, ROW_IDS, type Row, type RowId, unavailableRow } from "./plan.ts";
+import {
+  type BenchRuntime,
+  type Mode,
+  PLANS,
+  type Plan,
+  ROW_IDS,
+  type Row,
+  type RowId,
+  RUNTIME_ROWS,
+  type RuntimeRowId,
+  runtimeRowId,
+  unavailableRow,
+} from "./plan.ts";
 import { killAll } from "./processes.ts";
-import { type BenchReport, computeRatios, evaluateTargets, renderTable } from "./report.ts";
+import {
+  type BenchReport,
+  computeGvisorPrice,
+  computeRatios,
+  evaluateTargets,
+  renderTable,
+} from "./report.ts";
 import {
   failed,
   measureColdAllocation,
@@ -75,6 +95,7 @@ function imageMissing(): string | undefined {
   }
 }
 
+/** The server running now, if any: the signal handler closes it. */
 let server: BenchServer | undefined;
 let cleaned: Promise<void> | undefined;
 const cleanup = () => {
@@ -89,6 +110,51 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.stderr.write(`bench: ${signal}: cleaning up\n`);
     void cleanup().finally(() => process.exit(130));
   });
+}
+
+/**
+ * The rows measured on a server whose sandboxes run under `runtime`: the runtime rows (ids from runtimeRowId), and
+ * under runc also throughput and custom-container ingress. The server is closed before this returns.
+ */
+async function measureOnServer(runtime: BenchRuntime, p: Plan): Promise<void> {
+  let startError: string | undefined;
+  try {
+    server = await BenchServer.start(runtime);
+  } catch (err) {
+    startError = (err as Error).message;
+    process.stderr.write(`bench: the ${runtime} server did not start: ${startError}\n`);
+  }
+  const s = server;
+  const id = (row: RuntimeRowId) => runtimeRowId(row, runtime);
+  const need = (ids: RowId[], label: string, fn: (s: BenchServer) => Promise<Row | Row[] | undefined>) =>
+    step(ids, `${label} (${runtime})`, () =>
+      s ? fn(s) : Promise.reject(new Error(`the ${runtime} server did not start: ${startError}`)),
+    );
+  const runc = runtime === "runc";
+  try {
+    await need(
+      [
+        id("warm-claim"),
+        id("existing-exec"),
+        ...(runc ? (["throughput-1", "throughput-8", "throughput-32"] as const) : []),
+      ],
+      runc ? "warm claims, existing session, throughput" : "warm claims, existing session",
+      (x) => measureHotPath(x, p, record, { throughput: runc }),
+    );
+    await need([id("cold-allocation")], "cold allocation", (x) => measureColdAllocation(x, p));
+    await need([id("warm-pool-fill")], `warming ${p.warmPoolSize} sessions`, (x) =>
+      measureWarmPoolFill(x, p),
+    );
+    await need([id("idle-memory")], "idle memory", (x) => measureIdleMemory(x, p));
+    if (runc) {
+      await need(["custom-ingress-proxy", "custom-ingress-direct"], "custom-container ingress", (x) =>
+        measureCustomIngress(x, p),
+      );
+    }
+  } finally {
+    await s?.close();
+    server = undefined;
+  }
 }
 
 const started = performance.now();
@@ -109,24 +175,13 @@ try {
     }
   } else {
     await step(["naive-docker-run"], "naive docker run", () => measureNaiveDockerRun(plan));
-    try {
-      server = await BenchServer.start();
-    } catch (err) {
-      process.stderr.write(`bench: the server did not start: ${(err as Error).message}\n`);
+    await measureOnServer("runc", plan);
+    const gvisorMissing = await BenchServer.runtimeUnavailable("runsc");
+    if (gvisorMissing === undefined) await measureOnServer("runsc", plan);
+    else {
+      for (const id of RUNTIME_ROWS)
+        record(unavailableRow(runtimeRowId(id, "runsc"), `gVisor: ${gvisorMissing}`));
     }
-    const s = server;
-    const hot: RowId[] = ["warm-claim", "existing-exec", "throughput-1", "throughput-8", "throughput-32"];
-    const need = (ids: RowId[], label: string, fn: (s: BenchServer) => Promise<Row | Row[] | undefined>) =>
-      step(ids, label, () => (s ? fn(s) : Promise.reject(new Error("the server did not start"))));
-    await need(hot, "warm claims, existing session, throughput", (x) => measureHotPath(x, plan, record));
-    await need(["cold-allocation"], "cold allocation", (x) => measureColdAllocation(x, plan));
-    await need(["warm-pool-fill"], `warming ${plan.warmPoolSize} sessions`, (x) =>
-      measureWarmPoolFill(x, plan),
-    );
-    await need(["idle-memory"], "idle memory", (x) => measureIdleMemory(x, plan));
-    await need(["custom-ingress-proxy", "custom-ingress-direct"], "custom-container ingress", (x) =>
-      measureCustomIngress(x, plan),
-    );
   }
 } finally {
   await cleanup();
@@ -143,6 +198,7 @@ const report: BenchReport = {
   rows: ordered,
   targets: evaluateTargets(ordered),
   ratios: computeRatios(ordered),
+  gvisorPrice: computeGvisorPrice(ordered),
 };
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(report, null, 2)}\n`);

@@ -1,5 +1,6 @@
 // The rows measured on sessionpool itself, through its HTTP API against the real engine: warm claims, executions
 // in an existing session, throughput, cold allocation, time to warm a pool, idle memory, custom-container ingress.
+// The rows both runtimes are measured on take their id and label from the server's runtime (runtimeRowId).
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { LABEL_POOL } from "../src/runtime/labels.ts";
@@ -8,13 +9,23 @@ import { assertTwo, type TimedReply } from "./bench-client.ts";
 import type { BenchPool, BenchServer } from "./bench-server.ts";
 import {
   containerCgroupMemory,
+  containerCgroupPids,
   daemonsRssBytes,
   processMemory,
   processTable,
   shimPid,
   steadyMemAvailableBytes,
 } from "./host-memory.ts";
-import { type Plan, ROW_LABELS, type Row, type RowId } from "./plan.ts";
+import {
+  type BenchRuntime,
+  type Plan,
+  ROW_LABELS,
+  type Row,
+  type RowId,
+  type RuntimeRowId,
+  runtimeRowId,
+  runtimeRowLabel,
+} from "./plan.ts";
 import { summarize } from "./stats.ts";
 
 /** Lets the engine and the new sandbox's interpreter settle after a refill before the next sample. */
@@ -32,6 +43,23 @@ function serverTimings(r: TimedReply): { allocationMs: number; containerMs: numb
   };
 }
 
+/** The runtime a row measured on `s` is reported under; the bench's own servers always name theirs. */
+function runtimeOf(s: BenchServer): BenchRuntime {
+  if (s.runtime === undefined)
+    throw new Error("the bench server was started without naming its sandbox runtime");
+  return s.runtime;
+}
+
+/** The id and label of row `id` measured on `s` (the "-gvisor" twin under runsc). */
+function rowOf(
+  s: BenchServer,
+  id: RuntimeRowId,
+  label?: string,
+): { id: RowId; group: "sessionpool"; label: string } {
+  const runtime = runtimeOf(s);
+  return { id: runtimeRowId(id, runtime), group: "sessionpool", label: runtimeRowLabel(id, runtime, label) };
+}
+
 function medianOf(values: number[]): number {
   return summarize(values.filter((v) => Number.isFinite(v))).p50Ms;
 }
@@ -47,27 +75,34 @@ function breakdown(replies: TimedReply[]): Record<string, number> {
 
 /**
  * The hot path on one warm pool: new identifier -> first result (rows warm-claim), then `1+1` in an existing
- * session (existing-exec), then throughput with 1, 8 and 32 sessions in parallel (throughput-*).
+ * session (existing-exec), then, unless `throughput` is false, throughput with 1, 8 and 32 sessions in parallel
+ * (throughput-*).
  */
 export async function measureHotPath(
   s: BenchServer,
   plan: Plan,
   record: (row: Row) => void,
+  options: { throughput: boolean } = { throughput: true },
 ): Promise<undefined> {
   const ready = plan.warmPoolReady;
-  const most = Math.max(...plan.throughputSessions);
-  const pool = await s.createPool(`benchwarm${tag()}`, { ready, max: most + ready + 2 }, 180_000);
+  const most = options.throughput ? Math.max(...plan.throughputSessions) : 1;
+  const pool = await s.createPool(`benchwarm${tag()}`, { ready, max: most + ready + 2 }, 300_000);
   // Sessions the warm claims allocated are kept (up to what the throughput rows need) and reused there.
   const kept: string[] = [];
   try {
+    await s.assertRuntime(pool);
     record(await warmClaims(s, pool, plan, kept, most));
   } catch (err) {
-    record(failed("warm-claim", err));
+    record(failed(rowOf(s, "warm-claim").id, err));
   }
   try {
     record(await existingExecutions(s, pool, plan, kept));
   } catch (err) {
-    record(failed("existing-exec", err));
+    record(failed(rowOf(s, "existing-exec").id, err));
+  }
+  if (!options.throughput) {
+    await s.deletePool(pool, 300_000);
+    return undefined;
   }
   try {
     for (const row of await throughput(s, pool, plan, kept)) record(row);
@@ -100,9 +135,7 @@ async function warmClaims(
     else await s.deleteSession(pool, identifier);
   }
   return {
-    id: "warm-claim",
-    group: "sessionpool",
-    label: "New identifier -> first result of 1+1 (warm pool)",
+    ...rowOf(s, "warm-claim"),
     latency: summarize(replies.map((r) => r.ms)),
     values: { readySessionInstances: plan.warmPoolReady, ...breakdown(replies) },
     note: `client wall time of POST /executions on a keep-alive connection; pool refilled and quiet before each sample${replies.length < plan.warmClaimSamples ? `; stopped at the deadline after ${replies.length} of ${plan.warmClaimSamples} samples` : ""}`,
@@ -126,9 +159,7 @@ async function existingExecutions(s: BenchServer, pool: BenchPool, plan: Plan, k
     replies.push(r);
   }
   return {
-    id: "existing-exec",
-    group: "sessionpool",
-    label: "1+1 in an existing session",
+    ...rowOf(s, "existing-exec"),
     latency: summarize(replies.map((r) => r.ms)),
     values: breakdown(replies),
   };
@@ -192,14 +223,13 @@ export async function measureColdAllocation(s: BenchServer, plan: Plan): Promise
       const identifier = `cold-${i}-${tag()}`;
       const r = await s.execute(pool, identifier);
       assertTwo(r, "cold allocation");
+      if (replies.length === 0) await s.assertRuntime(pool);
       replies.push(r);
       await s.deleteSession(pool, identifier);
       await sleep(SETTLE_MS);
     }
     return {
-      id: "cold-allocation",
-      group: "sessionpool",
-      label: "New identifier -> first result of 1+1 (no ready session)",
+      ...rowOf(s, "cold-allocation"),
       latency: summarize(replies.map((r) => r.ms)),
       values: breakdown(replies),
       note: "readySessionInstances 0; the session is deleted between samples",
@@ -219,15 +249,14 @@ export async function measureWarmPoolFill(s: BenchServer, plan: Plan): Promise<R
   try {
     await s.waitOperation(operationUrl, 600_000);
     fillMs = performance.now() - started;
+    await s.assertRuntime(pool);
   } finally {
     const deleteStarted = performance.now();
     await s.deletePool(pool, 300_000);
     deleteMs = performance.now() - deleteStarted;
   }
   return {
-    id: "warm-pool-fill",
-    group: "sessionpool",
-    label: `Time to warm ${n} ready sessions from an empty pool`,
+    ...rowOf(s, "warm-pool-fill", `Time to warm ${n} ready sessions from an empty pool`),
     values: { sessions: n, fillMs, perSessionMs: fillMs / n, deleteMs },
     ...(n !== 100 ? { note: `${plan.mode}: ${n} sessions instead of 100` } : {}),
   };
@@ -240,6 +269,14 @@ export async function measureWarmPoolFill(s: BenchServer, plan: Plan): Promise<R
  *
  * Other work on a shared host moves MemAvailable too. A third reading after the pool is deleted gives the drift,
  * and the "after" reading is compared with the baseline interpolated to its time (linear drift assumed).
+ *
+ * Under gVisor the same readings hold everything too. The session's processes live inside the Sentry, whose memory
+ * file holds their pages; the Sentry (`runsc-sandbox`), the gofer (`runsc-gofer`) and the platform's stub processes
+ * are host processes that runsc puts in the container's cgroup, so the cgroup figure charges their heaps and the
+ * memory file (as shmem) to the session, and MemAvailable sees all of it. What the cgroup misses is what runsc
+ * processes share across sandboxes (the runsc binary's text, charged once to whichever cgroup read it first): the
+ * MemAvailable figure spreads it over N. Their RSS and PSS are reported beside the cgroup (already inside it, not
+ * added to the accounted sum).
  */
 export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row> {
   const n = plan.idleSessions;
@@ -260,6 +297,7 @@ export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row
     const after = await steadyMemAvailableBytes();
     const table = processTable();
     const daemonsAfter = daemonsRssBytes(table);
+    await s.assertRuntime(pool);
     const sandboxes = await s.sandboxes(pool);
     const usage: number[] = [];
     const anon: number[] = [];
@@ -268,6 +306,8 @@ export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row
     const stats: number[] = [];
     const shimRss: number[] = [];
     const shimPss: number[] = [];
+    const runscRss: number[] = [];
+    const runscPss: number[] = [];
     for (const id of sandboxes) {
       const cg = containerCgroupMemory(id);
       if (cg) {
@@ -284,6 +324,15 @@ export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row
         shimRss.push(shim.rssBytes);
         if (shim.pssBytes !== undefined) shimPss.push(shim.pssBytes);
       }
+      if (runtimeOf(s) === "runsc") {
+        // The Sentry and the gofer; the stub processes share the Sentry's memory file and add little.
+        const runsc = containerCgroupPids(id)
+          .filter((pid) => /^runsc-/.test(table.get(pid)?.[0] ?? ""))
+          .map((pid) => processMemory(pid))
+          .filter((m) => m !== undefined);
+        runscRss.push(runsc.reduce((sum, m) => sum + m.rssBytes, 0));
+        runscPss.push(runsc.reduce((sum, m) => sum + (m.pssBytes ?? m.rssBytes), 0));
+      }
     }
     await s.deletePool(pool, 300_000);
     deleted = true;
@@ -295,9 +344,7 @@ export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row
     const daemonsGrowth = (daemonsAfter - daemonsBefore) / n;
     const accounted = mean(usage) + (mean(shimPss) || mean(shimRss)) + Math.max(0, daemonsGrowth);
     return {
-      id: "idle-memory",
-      group: "sessionpool",
-      label: "Host memory per idle PythonLTS session (all included)",
+      ...rowOf(s, "idle-memory"),
       values: {
         sessions: n,
         sandboxes: sandboxes.length,
@@ -313,6 +360,9 @@ export async function measureIdleMemory(s: BenchServer, plan: Plan): Promise<Row
         shimRssBytesPerSession: mean(shimRss),
         shimPssBytesPerSession: mean(shimPss),
         daemonsRssGrowthBytesPerSession: daemonsGrowth,
+        ...(runscRss.length > 0
+          ? { runscRssBytesPerSession: mean(runscRss), runscPssBytesPerSession: mean(runscPss) }
+          : {}),
       },
       note: "host = MemAvailable drop / N against a baseline interpolated between readings before the pool and after its deletion; accounted = cgroup + shim PSS + daemon growth",
     };

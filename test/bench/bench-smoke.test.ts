@@ -1,11 +1,13 @@
 // The benchmark cannot rot: `bench/run.ts --smoke` runs every row in a tiny size as a child process, and the JSON
-// it writes has each row with numbers or an explicit reason why not, plus the chart. No timing is asserted.
+// it writes has each row with numbers or an explicit reason why not, the gVisor rows beside the runc rows, plus the
+// chart. No timing is asserted.
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ROW_IDS, type Row } from "../../bench/plan.ts";
+import { BenchServer } from "../../bench/bench-server.ts";
+import { ROW_IDS, type Row, RUNTIME_ROWS, runtimeRowId } from "../../bench/plan.ts";
 import type { BenchReport } from "../../bench/report.ts";
 import { ROOT, runToExit } from "../helpers/server.ts";
 
@@ -47,6 +49,25 @@ test("bench --smoke reports every row and draws the chart", { timeout: TIMEOUT_M
       const row = report.rows.find((r) => r.id === id);
       assert.ok(row && hasNumbers(row), `${id} is measured: ${JSON.stringify(row)}`);
     }
+    // Where the engine has gVisor, its rows are measured, not merely explained away; where it has not, they say so.
+    const gvisorMissing = await BenchServer.runtimeUnavailable("runsc");
+    for (const id of RUNTIME_ROWS.map((r) => runtimeRowId(r, "runsc"))) {
+      const row = report.rows.find((r) => r.id === id);
+      if (gvisorMissing === undefined) {
+        assert.ok(row && hasNumbers(row), `${id} is measured: ${JSON.stringify(row)}`);
+      } else {
+        assert.match(row?.unavailable ?? "", /gVisor/, `${id} says why it was not measured`);
+      }
+    }
+    assert.deepEqual(
+      report.gvisorPrice.map((p) => p.row),
+      [...RUNTIME_ROWS],
+      "every runtime row is priced under gVisor against runc",
+    );
+    for (const p of report.gvisorPrice) {
+      assert.ok(p.ratio !== undefined || p.note !== undefined, `${p.row}: a ratio or why not`);
+    }
+    assert.match(output, /Price of the stronger boundary/, "the gVisor section is printed");
     assert.equal(report.targets.length, 6);
     for (const t of report.targets) assert.ok(["PASS", "MISS", "N/A"].includes(t.verdict), JSON.stringify(t));
     for (const key of [
