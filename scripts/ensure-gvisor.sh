@@ -4,9 +4,11 @@
 # containers are not disturbed (the engine reloads its runtimes on SIGHUP).
 #
 # Registers two engine runtimes in /etc/docker/daemon.json (other settings there are kept):
-#   runsc      --network=none --host-uds=open   sandboxes without a network (the default EgressDisabled pools)
-#   runsc-net  --network=host --host-uds=open   networked sandboxes (EgressEnabled pools, custom containers):
-#                                               gVisor passes network calls to the container's own namespace
+#   runsc      --network=none --host-uds=open --oci-seccomp   sandboxes without a network (EgressDisabled pools)
+#   runsc-net  --network=host --host-uds=open --oci-seccomp   networked sandboxes (EgressEnabled pools, custom
+#                                        containers): gVisor passes network calls to the container's own namespace
+# --oci-seccomp applies the seccomp profile the server gives each sandbox (src/runtime/gvisor-seccomp.ts) to the
+# session's processes inside gVisor.
 # --host-uds=open lets a sandbox connect to the server's agent socket (a host-created Unix socket in a read-only
 # mount); gVisor's own network stack cannot start in the engine's namespaces on this kind of host, hence
 # --network=none / host. The default platform (ptrace) is used: it needs no /dev/kvm.
@@ -77,8 +79,8 @@ changed=$(
     const path = process.env.RUNSC;
     config.runtimes = {
       ...config.runtimes,
-      runsc: { path, runtimeArgs: ["--network=none", "--host-uds=open"] },
-      "runsc-net": { path, runtimeArgs: ["--network=host", "--host-uds=open"] },
+      runsc: { path, runtimeArgs: ["--network=none", "--host-uds=open", "--oci-seccomp"] },
+      "runsc-net": { path, runtimeArgs: ["--network=host", "--host-uds=open", "--oci-seccomp"] },
     };
     if (JSON.stringify(config) !== before) {
       fs.writeFileSync(file + ".tmp", JSON.stringify(config, null, 2) + "\n");

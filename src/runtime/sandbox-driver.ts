@@ -36,6 +36,9 @@ export interface SandboxSpec {
   targetPort?: number;
   /** Run a minimal init as PID 1 (reaps zombies, forwards signals). */
   init: boolean;
+  /** A seccomp profile (OCI JSON) for the runtime to apply to the sandbox's processes; the engine's default when
+   * absent. */
+  seccompProfile?: string;
   /** OCI runtime name, e.g. "runsc" for gVisor; the engine default when absent. */
   runtime?: string;
 }

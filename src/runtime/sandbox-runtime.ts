@@ -2,6 +2,7 @@
 // a runtime the operator names. Knows runtimes and their flags, nothing of pools: core asks for "isolated" (no
 // network) and "networked" sandboxes.
 import { RuntimeConfigError } from "./errors.ts";
+import { GVISOR_GUEST_SECCOMP } from "./gvisor-seccomp.ts";
 
 /** A runtime the engine has registered, with the arguments it passes to it. */
 export interface EngineRuntime {
@@ -30,6 +31,8 @@ export interface SandboxRuntimes {
    * not starve them.
    */
   pidsOverhead: number;
+  /** An OCI seccomp profile the runtime applies to the sandbox's processes; the engine's default when absent. */
+  seccompProfile: string | undefined;
 }
 
 /** Measured: an idle gVisor sandbox holds 38 host pids; the rest is headroom for its threads under load. */
@@ -46,6 +49,7 @@ const RUNC: SandboxRuntimes = {
   networkedUnavailable: undefined,
   warning: undefined,
   pidsOverhead: 0,
+  seccompProfile: undefined,
 };
 
 /** A runsc flag's value ("--host-uds=open", "-host-uds open"), or undefined when not given. */
@@ -70,6 +74,9 @@ function gvisorProblem(runtime: EngineRuntime, networked: boolean): string | und
   const legacyUds = flag(runtime.args, "fsgofer-host-uds");
   if (!(uds === "open" || uds === "all" || legacyUds === "true")) {
     return `the engine's runtime '${runtime.name}' lacks --host-uds=open, without which a sandbox's agent cannot reach the server`;
+  }
+  if (flag(runtime.args, "oci-seccomp") !== "true") {
+    return `the engine's runtime '${runtime.name}' lacks --oci-seccomp, without which a session's processes are not filtered by a seccomp profile inside gVisor`;
   }
   const network = flag(runtime.args, "network");
   const allowed = networked ? ["host"] : ["none", "host"];
@@ -112,6 +119,7 @@ export function chooseSandboxRuntimes(choice: RuntimeChoice, available: EngineRu
           : `under gVisor, networked sandboxes need ${networkedProblem}; ${SETUP_HINT}`,
       warning: undefined,
       pidsOverhead: GVISOR_PIDS_OVERHEAD,
+      seccompProfile: GVISOR_GUEST_SECCOMP,
     };
   }
   if (!byName.has(choice)) {
@@ -126,5 +134,6 @@ export function chooseSandboxRuntimes(choice: RuntimeChoice, available: EngineRu
     networkedUnavailable: undefined,
     warning: undefined,
     pidsOverhead: 0,
+    seccompProfile: undefined,
   };
 }

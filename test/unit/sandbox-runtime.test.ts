@@ -7,8 +7,11 @@ import { runtimeUnavailable } from "../../src/core/sessions/sandbox-template.ts"
 import { chooseSandboxRuntimes, type EngineRuntime } from "../../src/runtime/sandbox-runtime.ts";
 
 const RUNC: EngineRuntime = { name: "runc", args: [] };
-const GVISOR: EngineRuntime = { name: "runsc", args: ["--network=none", "--host-uds=open"] };
-const GVISOR_NET: EngineRuntime = { name: "runsc-net", args: ["--network=host", "--host-uds=open"] };
+const GVISOR: EngineRuntime = { name: "runsc", args: ["--network=none", "--host-uds=open", "--oci-seccomp"] };
+const GVISOR_NET: EngineRuntime = {
+  name: "runsc-net",
+  args: ["--network=host", "--host-uds=open", "--oci-seccomp"],
+};
 
 function pool(containerType: string, egress = false): PoolDoc {
   return {
@@ -28,6 +31,11 @@ describe("chooseSandboxRuntimes", () => {
     );
     assert.equal(r.networkedUnavailable, undefined);
     assert.ok(r.pidsOverhead > 0, "gVisor's own threads get pids of their own");
+    const profile = JSON.parse(r.seccompProfile ?? "{}") as { syscalls: { names: string[] }[] };
+    assert.ok(
+      profile.syscalls.some((s) => s.names.includes("unshare")),
+      "the session's own syscalls are filtered",
+    );
   });
 
   it("auto settles for runc with one warning when gVisor is missing or cannot reach the agent", () => {
@@ -49,8 +57,12 @@ describe("chooseSandboxRuntimes", () => {
       message: /--sandbox-runtime runsc: the engine has no runtime named 'runsc'; scripts\/setup\.sh/,
     });
     assert.throws(
-      () => chooseSandboxRuntimes("runsc", [{ name: "runsc", args: ["--host-uds=open"] }]),
+      () => chooseSandboxRuntimes("runsc", [{ name: "runsc", args: ["--host-uds=open", "--oci-seccomp"] }]),
       /needs --network=none \(it has no --network\)/,
+    );
+    assert.throws(
+      () => chooseSandboxRuntimes("runsc", [{ name: "runsc", args: ["--host-uds=open", "--network=none"] }]),
+      /lacks --oci-seccomp/,
     );
     assert.throws(() => chooseSandboxRuntimes("kata-runtime", [RUNC, GVISOR]), {
       message:
@@ -60,8 +72,8 @@ describe("chooseSandboxRuntimes", () => {
 
   it("accepts the older flag spellings runsc takes", () => {
     const r = chooseSandboxRuntimes("runsc", [
-      { name: "runsc", args: ["-network", "none", "--fsgofer-host-uds"] },
-      { name: "runsc-net", args: ["--network", "host", "--host-uds=all"] },
+      { name: "runsc", args: ["-network", "none", "--fsgofer-host-uds", "-oci-seccomp"] },
+      { name: "runsc-net", args: ["--network", "host", "--host-uds=all", "--oci-seccomp=true"] },
     ]);
     assert.equal(r.networked, "runsc-net");
   });

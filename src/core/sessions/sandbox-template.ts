@@ -109,6 +109,7 @@ export function templateFor(
       targetPort: p.customContainerTemplate!.ingress.targetPort,
       init: true,
       ...(runtimes.networked ? { runtime: runtimes.networked } : {}),
+      ...(runtimes.seccompProfile ? { seccompProfile: runtimes.seccompProfile } : {}),
     };
     return {
       kind: "custom",
@@ -141,6 +142,7 @@ export function templateFor(
   };
   const runtime = network ? runtimes.networked : runtimes.isolated;
   if (runtime !== undefined) spec.runtime = runtime;
+  if (runtimes.seccompProfile !== undefined) spec.seccompProfile = runtimes.seccompProfile;
   return { kind: "code-interpreter", spec, hash: hashOf(spec) };
 }
 

@@ -53,7 +53,10 @@ export function containerCreateOptions(spec: SandboxSpec, name: string, networkM
     ReadonlyRootfs: spec.readOnlyRootfs,
     Tmpfs: tmpfs,
     CapDrop: ["ALL"],
-    SecurityOpt: ["no-new-privileges"],
+    SecurityOpt: [
+      "no-new-privileges",
+      ...(spec.seccompProfile === undefined ? [] : [`seccomp=${spec.seccompProfile}`]),
+    ],
     Privileged: false,
     Devices: [],
     IpcMode: "private",
