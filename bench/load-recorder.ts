@@ -16,7 +16,10 @@ export const OP_KINDS = [
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 
-/** limited = 429 at maxConcurrentSessions (documented, not a failure); hung = the request's deadline passed. */
+/**
+ * limited = a documented 429 (a pool at maxConcurrentSessions, a session's full execution queue): not a failure;
+ * hung = the request's deadline passed.
+ */
 export const OUTCOMES = ["ok", "limited", "unexpected", "server-error", "hung", "transport"] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 

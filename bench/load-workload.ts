@@ -139,7 +139,8 @@ class LoadClient {
     ident.state = "creating";
     const token = `t${randomBytes(6).toString("hex")}`;
     const r = await this.#send("create", "POST", "/executions", ident, this.#setTokenBody(token), (reply) => {
-      if (reply.status !== 200) return `answered ${reply.status}`;
+      if (reply.status !== 200)
+        return `answered ${reply.status} ${reply.headers["x-ms-error-code"] ?? ""}`.trim();
       if (reply.headers["x-ms-allocation-time"] === undefined)
         return "the first use of an identifier did not allocate a session";
       return this.#checkOutput(reply, token);
@@ -199,7 +200,8 @@ class LoadClient {
 
   async #execute(ident: Ident): Promise<void> {
     await this.#send("execute", "POST", "/executions", ident, this.#readTokenBody(), (reply) => {
-      if (reply.status !== 200) return `answered ${reply.status}`;
+      if (reply.status !== 200)
+        return `answered ${reply.status} ${reply.headers["x-ms-error-code"] ?? ""}`.trim();
       if (reply.headers["x-ms-allocation-time"] !== undefined)
         return "an execution in a live session allocated a new one (the session was lost)";
       return this.#checkOutput(reply, ident.token);
@@ -241,7 +243,8 @@ class LoadClient {
       form.append("file", new Blob([content], { type: "text/plain" }), name);
       const generation = ident.generation;
       const r = await this.#send("upload", "POST", "/files", ident, form, (reply) => {
-        if (reply.status !== 200) return `answered ${reply.status}`;
+        if (reply.status !== 200)
+          return `answered ${reply.status} ${reply.headers["x-ms-error-code"] ?? ""}`.trim();
         const body = reply.body as { name?: unknown; sizeInBytes?: unknown } | undefined;
         return body?.name === name && body.sizeInBytes === size
           ? undefined
@@ -263,7 +266,8 @@ class LoadClient {
         ident,
         undefined,
         (reply) => {
-          if (reply.status !== 200) return `answered ${reply.status}`;
+          if (reply.status !== 200)
+            return `answered ${reply.status} ${reply.headers["x-ms-error-code"] ?? ""}`.trim();
           return reply.text === file.content
             ? undefined
             : `${file.name}: read ${reply.text.length} bytes that differ from the ${file.content.length} uploaded`;
@@ -277,7 +281,8 @@ class LoadClient {
       .filter((f) => f.ident === ident)
       .map((f) => f.name);
     await this.#send("listFiles", "GET", "/files", ident, undefined, (reply) => {
-      if (reply.status !== 200) return `answered ${reply.status}`;
+      if (reply.status !== 200)
+        return `answered ${reply.status} ${reply.headers["x-ms-error-code"] ?? ""}`.trim();
       const value = (reply.body as { value?: { name?: unknown }[] } | undefined)?.value;
       if (!Array.isArray(value)) return `no 'value' array: ${reply.text.slice(0, 200)}`;
       const names = new Set(value.map((f) => f.name));
@@ -289,7 +294,8 @@ class LoadClient {
   async #listSessions(): Promise<void> {
     const known = new Set(this.#lp.identifiers.map((i) => i.name));
     await this.#send("listSessions", "GET", "/listSessions", undefined, undefined, (reply) => {
-      if (reply.status !== 200) return `answered ${reply.status}`;
+      if (reply.status !== 200)
+        return `answered ${reply.status} ${reply.headers["x-ms-error-code"] ?? ""}`.trim();
       const sessions = (reply.body as { sessions?: { identifier?: unknown }[] } | undefined)?.sessions;
       if (!Array.isArray(sessions)) return `no 'sessions' array: ${reply.text.slice(0, 200)}`;
       if (sessions.length > this.#lp.maxSessions)
@@ -361,7 +367,12 @@ class LoadClient {
       this.#rec.answered(kind, reply, "server-error", `${method} ${path}: ${reply.text.slice(0, 300)}`);
       return { outcome: "server-error", reply };
     }
-    if (reply.status === 429 && kind === "create") {
+    // Documented back-pressure: a pool at maxConcurrentSessions (first use), or a session whose queue of waiting
+    // executions is full (16 by default: 200 clients pile onto the few sessions that are live early on).
+    const backPressure =
+      reply.status === 429 &&
+      (kind === "create" || reply.headers["x-ms-error-code"] === "ExecutionQueueFull");
+    if (backPressure) {
       this.#rec.answered(kind, reply, "limited");
       return { outcome: "limited", reply };
     }

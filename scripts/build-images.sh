@@ -2,7 +2,7 @@
 # Builds the PythonLTS sandbox image without any container registry:
 #   1. sessionpool/python-base:<BASE_HASH>  a Debian bookworm rootfs made by mmdebstrap from Debian's
 #      packages (the mirror this host's apt uses) and `docker import`ed;
-#   2. sessionpool/python:<HASH>            the base plus the in-sandbox agent (agents/python), made with
+#   2. sessionpool/python:<HASH>            the base plus the in-sandbox agent (sandbox-agent/), made with
 #      `docker build` (classic builder, --pull=false, --network=none) FROM the local base image;
 #   3. sessionpool/python:latest            re-pointed at (2) on every run.
 # A tag that already exists is not rebuilt. The final image ref is the last line of stdout; all
@@ -31,11 +31,11 @@
 #       followed by "\n" (i.e. lines[start..end].join("\n") + "\n").
 #   BASE manifest (text):
 #       "sessionpool-python-base v1\n"
-#       "file image/packages.txt " + sha256hex(agents/python/image/packages.txt) + "\n"
+#       "file image/packages.txt " + sha256hex(sandbox-agent/image/packages.txt) + "\n"
 #       "section BASE " + sha256hex(section("BASE RECIPE")) + "\n"
 #   BASE_HASH = first 12 hex chars of sha256hex(BASE manifest)
-#   Agent files = every regular file under agents/python/ (recursively, symlinks not followed) whose
-#       path relative to agents/python/ has no component that starts with "." or equals
+#   Agent files = every regular file under sandbox-agent/ (recursively, symlinks not followed) whose
+#       path relative to sandbox-agent/ has no component that starts with "." or equals
 #       "__pycache__", "tests" or "test", and whose file name does not match "test_*.py",
 #       "*_test.py", "conftest.py", "*.pyc" or "*.pyo"; sorted by byte-wise comparison of that
 #       relative path ("/"-separated, e.g. "agent.py", "image/packages.txt").
@@ -54,7 +54,7 @@ export LC_ALL=C
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SELF="$ROOT/scripts/build-images.sh"
-AGENT_DIR="$ROOT/agents/python"
+AGENT_DIR="$ROOT/sandbox-agent"
 PACKAGES_TXT="$AGENT_DIR/image/packages.txt"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -77,7 +77,7 @@ base_manifest() {
   printf 'section BASE %s\n' "$(section 'BASE RECIPE' | sha256)"
 }
 
-# Relative paths (from agents/python) of the files that make up the agent, sorted byte-wise.
+# Relative paths (from sandbox-agent/) of the files that make up the agent, sorted byte-wise.
 agent_files() {
   (cd "$AGENT_DIR" && find . -type f -print) | sed 's|^\./||' | awk -F/ '
     {
@@ -151,9 +151,9 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sessionpool-build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-# Hash and build from a snapshot of agents/python, so that files edited while this runs cannot
+# Hash and build from a snapshot of sandbox-agent/, so that files edited while this runs cannot
 # make an image differ from what its tag says.
-SNAP="$WORK/agents-python"
+SNAP="$WORK/sandbox-agent"
 while IFS= read -r f; do
   mkdir -p "$SNAP/$(dirname "$f")"
   cp -p "$AGENT_DIR/$f" "$SNAP/$f"
@@ -373,11 +373,11 @@ build_final() {
   done < <(agent_files)
 
   if [ ! -f "$ctx/agent/agent.py" ]; then
-    log "warning: agents/python/agent.py does not exist yet; the image gets a placeholder agent"
+    log "warning: sandbox-agent/agent.py does not exist yet; the image gets a placeholder agent"
     cat >"$ctx/agent/agent.py" <<'PY'
 import sys
 
-sys.stderr.write("sessionpool: placeholder agent: agents/python/agent.py did not exist when this image was built\n")
+sys.stderr.write("sessionpool: placeholder agent: sandbox-agent/agent.py did not exist when this image was built\n")
 sys.exit(3)
 PY
   fi

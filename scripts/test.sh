@@ -9,6 +9,9 @@
 # spec reporter, 10 min per-test timeout); sandboxes run under gVisor where setup registered it, and the
 # isolation, hostile-code and fault suites run a second time under runc (RUNTIME_SUITES below). Exits non-zero if setup, lint or any test fails. The last
 # line is a plain summary: "tests: N passed, N failed, N skipped".
+# Under CI=true a skipped test fails the run too, unless its skip reason starts with "lacks: " and names what this
+# machine lacks (`{ skip: "lacks: gVisor (runsc) registered with the engine" }`, `t.skip("lacks: ...")`), found by
+# probing the machine; the offending tests are listed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,14 +28,19 @@ fi
 export PATH="$ROOT/node_modules/.bin:$PATH"
 say "node $(node --version)"
 
-# test-only host tools: the integration tests build a tiny image from the host's static busybox
-if [ ! -x /bin/busybox ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  say "installing busybox-static (test prerequisite)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends busybox-static >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y --no-install-recommends busybox-static >/dev/null 2>&1; } ||
-    say "warning: could not install busybox-static"
-fi
+# test-only host tools: the integration tests build a tiny image from the host's static busybox, and the Node.js
+# kernel tests run sandbox-agent/node_kernel.js on the host's node, which parses cells with Debian's acorn
+test_prerequisite() { # FILE_IT_INSTALLS DEBIAN_PACKAGE
+  if [ ! -e "$1" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing $2 (test prerequisite)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "$2" >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y --no-install-recommends "$2" >/dev/null 2>&1; } ||
+      say "warning: could not install $2"
+  fi
+}
+test_prerequisite /bin/busybox busybox-static
+test_prerequisite /usr/share/nodejs/acorn/package.json node-acorn
 
 status=0
 say "lint: npm run lint"
@@ -98,6 +106,45 @@ if [ "${#second[@]}" -gt 0 ]; then
   [ "$rc2" = 0 ] || { status=1; test_rc=$rc2; }
 elif [ "$gvisor" = 0 ]; then
   say "gVisor is not registered with the engine: the runtime suites ran under runc only"
+fi
+
+# The skipped tests whose reason does not start with "lacks: " (the capability this machine lacks, as the test
+# found by probing it), one "  suite > test: reason" line each, from TAP files.
+unexplained_skips() {
+  awk '
+    function unescape(s) {
+      gsub(/\\#/, "#", s)
+      return s
+    }
+    {
+      match($0, /^ */)
+      indent = RLENGTH
+      line = substr($0, indent + 1)
+      if (line ~ /^# Subtest: /) {
+        parent[indent] = substr(line, 12)
+        next
+      }
+      if (line !~ /^ok [0-9]+ - /) next
+      sub(/^ok [0-9]+ - /, "", line)
+      at = index(line, " # SKIP")
+      if (at == 0) next
+      reason = substr(line, at + 7)
+      sub(/^ /, "", reason)
+      if (reason ~ /^lacks: ./) next
+      path = ""
+      for (k = 0; k < indent; k += 4) if (k in parent) path = path unescape(parent[k]) " > "
+      print "  " path unescape(substr(line, 1, at - 1)) ": " (reason == "" ? "(no reason given)" : unescape(reason))
+    }' "$@"
+}
+skips=$(unexplained_skips "$TAP" "$TAP2")
+if [ -n "$skips" ]; then
+  if [ "${CI:-}" = true ]; then
+    say "FAILED: under CI=true a test may skip only when its reason starts with \"lacks: \" (what this machine lacks):"
+    status=1
+  else
+    say "skipped without a \"lacks: \" reason (CI=true fails on these):"
+  fi
+  printf '%s\n' "$skips"
 fi
 
 count_in() { awk -v k="# $1" '$1 " " $2 == k { n = $3 } END { print n + 0 }' "$2"; }

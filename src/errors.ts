@@ -1,5 +1,6 @@
-// The base of every coded error. Each layer defines its subclasses in its own errors.ts; http/ maps them to
-// the ARM or the data-plane envelope in one place per surface. docs/errors.md lists every code.
+// The base of every coded error. Each layer defines its subclasses in its own errors.ts (or `*-errors.ts`); http/
+// maps them to the ARM or the data-plane envelope in one place per surface. Each subclass lists the codes it can
+// carry in a static `codes`, and test/unit/error-catalogue.test.ts checks docs/errors.md against those lists.
 
 export interface ErrorDetail {
   code: string;
@@ -33,6 +34,20 @@ export class SessionPoolError extends Error {
     this.target = options.target;
     this.details = options.details ?? [];
     this.headers = options.headers ?? {};
+  }
+}
+
+/** What every coded error class declares: the codes its instances can carry. */
+export interface CodedErrorClass {
+  readonly codes: readonly string[];
+}
+
+/** The server cannot start with the options it was given (flags, files, addresses). */
+export class ConfigError extends SessionPoolError {
+  static readonly codes = ["InvalidConfiguration"] as const;
+
+  constructor(message: string) {
+    super("InvalidConfiguration", 400, message);
   }
 }
 

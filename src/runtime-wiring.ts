@@ -1,19 +1,21 @@
-// Wires the Docker runtime into the server: driver, session manager, executions, the data plane and the
-// operational routes (/healthz, /readyz, /metrics).
+// Wires the Docker pool runtime into the server: driver, session manager and executions, handed to the data plane
+// and the operational routes (/healthz, /readyz, /metrics), which live in http/.
 import { readFileSync } from "node:fs";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadOrCreateSecretFile, randomToken } from "./auth/key-files.ts";
+import { McpProtocol } from "./core/mcp/mcp-protocol.ts";
+import { McpTools } from "./core/mcp/mcp-tools.ts";
 import { Metrics } from "./core/metrics.ts";
+import type { PoolLookup } from "./core/pools/pool-service.ts";
 import type { ExecutionQueueLimits } from "./core/sessions/execution-queue.ts";
 import { Executions } from "./core/sessions/executions.ts";
 import { type CapacityLimits, defaultCapacity, SandboxCapacity } from "./core/sessions/sandbox-capacity.ts";
 import { DEFAULT_SANDBOX, type SandboxDefaults } from "./core/sessions/sandbox-template.ts";
 import { SessionManager } from "./core/sessions/session-manager.ts";
-import { authenticateHeaders } from "./http/auth-hook.ts";
 import { dataPlaneRoutes } from "./http/dataplane/dataplane-routes.ts";
-import { AuthenticationError } from "./http/errors.ts";
+import { operationalRoutes } from "./http/operational-routes.ts";
 import { DockerDriver } from "./runtime/drivers/docker/docker-driver.ts";
 import type { SandboxDriver } from "./runtime/sandbox-driver.ts";
 import type { RuntimeContext, RuntimeParts } from "./server.ts";
@@ -30,6 +32,8 @@ export interface DockerRuntimeOptions {
   capacity?: Partial<CapacityLimits>;
   /** What may wait for a session's interpreter (default DEFAULT_EXECUTION_QUEUE_LIMITS). */
   executionQueue?: Partial<ExecutionQueueLimits>;
+  /** Keep-alive comments on an idle streamed execution (default 15 s). */
+  streamHeartbeatMs?: number;
 }
 
 export function dockerRuntime(
@@ -55,67 +59,46 @@ export function dockerRuntime(
       socketsDir: join(ctx.dataDir, "sockets"),
       agentSecret: loadOrCreateSecretFile(join(ctx.dataDir, "keys", "agent.key"), () => randomToken(32))
         .value,
-      secrets: (poolKey) => ctx.pools().secretValues(poolKey),
+      secrets: (poolKey) => ctx.secrets.values(poolKey),
       capacity: new SandboxCapacity({ ...defaultCapacity(totalmem()), ...options.capacity }),
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
     });
     const executions = new Executions(sessions, metrics, { ...options.executionQueue });
+    const mcp = {
+      keys: ctx.mcpKeys,
+      protocol: new McpProtocol(
+        new McpTools({ sessions, executions, logger: ctx.logger.child({ component: "mcp" }) }),
+      ),
+    };
 
     return {
       runtime: sessions,
-      dataPlane: async (app: FastifyInstance) =>
+      dataPlane: async (app: FastifyInstance, pools: PoolLookup) =>
         dataPlaneRoutes(app, {
-          store: ctx.store,
+          pools,
           sessions,
           executions,
           authenticator: ctx.authenticator,
+          mcp,
           config: {
             get publicUrl() {
               return ctx.publicUrl;
             },
             ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
             trustedProxies: ctx.trustedProxies,
+            ...(options.streamHeartbeatMs ? { streamHeartbeatMs: options.streamHeartbeatMs } : {}),
           },
-          now: ctx.now,
         }),
-      operational: async (app: FastifyInstance) => {
-        // Liveness stays 200 while the engine is away (restarting this process would not bring it back) but
-        // says "degraded"; readiness is 503 until the engine answers, so a balancer sends nobody here.
-        app.get("/healthz", async () => {
-          const engine = sessions.engineHealth();
-          const sandboxRuntime = sessions.sandboxRuntime ?? null;
-          return engine.up
-            ? { status: "ok", engine: "up", sandboxRuntime }
-            : {
-                status: "degraded",
-                engine: "down",
-                since: engine.since,
-                reason: engine.error,
-                sandboxRuntime,
-              };
-        });
-        app.get("/readyz", async (_request, reply) => {
-          try {
-            await driver.ping({ signal: AbortSignal.timeout(2000) });
-            return { status: "ready", engine: "up" };
-          } catch (err) {
-            return reply
-              .code(503)
-              .header("retry-after", "5")
-              .send({ status: "degraded", engine: "down", reason: (err as Error).message });
-          }
-        });
-        app.get("/metrics", async (request, reply) => {
-          const principal = await authenticateHeaders(ctx.authenticator, request.headers);
-          if (principal?.kind !== "admin") {
-            throw new AuthenticationError(
-              "InvalidAuthenticationToken",
-              "/metrics needs the admin credential.",
-            );
-          }
-          return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-        });
-      },
+      operational: async (app: FastifyInstance) =>
+        operationalRoutes(app, {
+          authenticator: ctx.authenticator,
+          engine: {
+            health: () => sessions.engineHealth(),
+            sandboxRuntime: () => sessions.sandboxRuntime,
+            ping: (call) => driver.ping(call),
+          },
+          metrics: metrics.registry,
+        }),
       start: () => sessions.start(),
       sandboxRuntime: () => sessions.sandboxRuntime,
       close: async () => {

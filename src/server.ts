@@ -9,9 +9,11 @@ import { loadOrCreateSecretFile, randomToken } from "./auth/key-files.ts";
 import { PoolTokenService } from "./auth/pool-tokens.ts";
 import { AuthenticatorChain } from "./auth/principal.ts";
 import { SecretBox } from "./auth/secret-box.ts";
+import { McpKeys } from "./core/mcp/mcp-keys.ts";
+import { PoolSecrets } from "./core/pools/pool-secrets.ts";
 import { NOOP_RUNTIME, type PoolRuntime, PoolService } from "./core/pools/pool-service.ts";
-import { SessionPoolError } from "./errors.ts";
-import { type AppDeps, buildApp, type DataPlanePlugin } from "./http/app.ts";
+import { ConfigError } from "./errors.ts";
+import { type AppDeps, buildApp, type DataPlanePlugin, type OperationalPlugin } from "./http/app.ts";
 import { TrustedProxies } from "./http/dataplane/proxy-trust.ts";
 import { SqliteStore } from "./store/sqlite/sqlite-store.ts";
 import type { Store } from "./store/store.ts";
@@ -38,14 +40,17 @@ export interface ServerOptions {
   trustedProxies?: readonly string[];
   /** Decorates the store (tests: a store that fails on purpose); the SQLite store itself otherwise. */
   wrapStore?: (store: Store) => Store;
-  /** Builds the sandbox runtime (sessions, data plane); without it pools provision nothing. */
+  /** Builds the pool runtime (sandboxes, sessions, data plane); without it pools provision nothing. */
   runtime?: (ctx: RuntimeContext) => Promise<RuntimeParts>;
   now?: () => Date;
 }
 
 export interface RuntimeContext {
   store: Store;
-  pools: () => PoolService;
+  /** The pools' secrets, for sandboxes being created (the pool service is built after the runtime). */
+  secrets: PoolSecrets;
+  /** The pools' MCP server API keys, which the data plane's /mcp endpoint checks. */
+  mcpKeys: McpKeys;
   logger: Logger;
   dataDir: string;
   publicUrl: string;
@@ -57,10 +62,10 @@ export interface RuntimeContext {
 export interface RuntimeParts {
   runtime: PoolRuntime;
   dataPlane?: DataPlanePlugin;
-  operational?: DataPlanePlugin;
+  operational?: OperationalPlugin;
   /** Called once the pool service exists and has resumed. */
   start?: () => Promise<void>;
-  /** The runtime sandboxes run under ("runsc" is gVisor), once the engine has answered. */
+  /** The sandbox runtime (the OCI runtime: "runsc" is gVisor), once the engine has answered. */
   sandboxRuntime?: () => string | undefined;
   close: () => Promise<void>;
 }
@@ -70,17 +75,13 @@ export interface RunningServer {
   publicUrl: string;
   caPath: string | undefined;
   adminTokenPath: string | undefined;
-  /** The runtime sandboxes run under ("runsc" is gVisor); undefined without a runtime or before the engine answered. */
+  /** The sandbox runtime ("runsc" is gVisor); undefined without a pool runtime or before the engine answered. */
   sandboxRuntime: string | undefined;
   /** Drains requests, stops background work, closes the store. Safe to call twice. */
   close(): Promise<void>;
 }
 
-export class ConfigError extends SessionPoolError {
-  constructor(message: string) {
-    super("InvalidConfiguration", 400, message);
-  }
-}
+export { ConfigError };
 
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\./.test(host);
@@ -148,6 +149,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   const sqlite = new SqliteStore(join(o.dataDir, "sessionpool.db"));
   const store = o.wrapStore ? o.wrapStore(sqlite) : sqlite;
+  const secrets = new PoolSecrets(store, secretBox);
+  const mcpKeys = new McpKeys(store, secretBox);
   let pools: PoolService | undefined;
   let parts: RuntimeParts | undefined;
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
@@ -156,7 +159,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     closed ??= (async () => {
       await app?.close().catch((err) => logger.warn({ err }, "error while closing HTTP"));
       await pools?.close();
-      await parts?.close().catch((err) => logger.warn({ err }, "error while closing the runtime"));
+      await parts?.close().catch((err) => logger.warn({ err }, "error while closing the pool runtime"));
       store.close();
     })();
     return closed;
@@ -167,7 +170,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     let publicUrl = o.publicUrl?.replace(/\/+$/, "") ?? "";
     const ctx: RuntimeContext = {
       store,
-      pools: () => pools!,
+      secrets,
+      mcpKeys,
       logger,
       dataDir: o.dataDir,
       get publicUrl() {
@@ -180,7 +184,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     parts = o.runtime ? await o.runtime(ctx) : undefined;
     pools = new PoolService({
       store,
-      secretBox,
+      secrets,
       runtime: parts?.runtime ?? NOOP_RUNTIME,
       rules: { maxSessionsCap: o.maxSessionsCap ?? 600 },
       now,
@@ -198,6 +202,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       pools,
       authenticator,
       tokens,
+      mcpKeys,
       config,
       logger,
       now,

@@ -3,7 +3,7 @@
 // incarnation of its pool (the pool's uid), so it dies with the pool: a pool deleted and re-created under the same
 // name is a new pool, and the old pool's tokens are refused on every request.
 import { errors, jwtVerify, SignJWT } from "jose";
-import { SessionPoolError } from "../errors.ts";
+import { AuthenticationError } from "./errors.ts";
 import type { Authenticator, Principal } from "./principal.ts";
 
 export const DATA_PLANE_AUDIENCE = "https://dynamicsessions.io";
@@ -59,11 +59,9 @@ export class PoolTokenService implements Authenticator {
     const uid = payload[POOL_UID_CLAIM];
     if (typeof pool !== "string" || typeof uid !== "string") return undefined;
     if (this.#currentUid(pool) !== uid) {
-      throw new SessionPoolError(
+      throw new AuthenticationError(
         "InvalidAuthenticationToken",
-        401,
         "This token was issued for a session pool that has been deleted or is being deleted (a pool created again under the same name is a new pool); get a new token with getAuthtoken.",
-        { headers: { "www-authenticate": `Bearer realm="sessionpool", error="invalid_token"` } },
       );
     }
     return { kind: "pool", name: `pool-token:${pool}`, nameType: "Key", poolKey: pool };

@@ -27,6 +27,14 @@ export interface GlobalOptions {
 export interface Terminal {
   stdinIsTTY: boolean;
   stderrIsTTY: boolean;
+  /** A command may print as it goes (a streamed execution's output) when stdout is a terminal. */
+  stdoutIsTTY?: boolean;
+}
+
+/** Where a command writes before its result is rendered (e.g. output as it streams). */
+export interface CliWriters {
+  stdout: (data: string | Buffer) => void;
+  stderr: (text: string) => void;
 }
 
 export class CliContext {
@@ -36,11 +44,13 @@ export class CliContext {
   readonly subscription: string;
   readonly saved: LoadedProfile;
   readonly terminal: Terminal;
+  readonly writers: CliWriters | undefined;
   #client: HttpClient | undefined;
 
-  constructor(g: GlobalOptions, env: NodeJS.ProcessEnv, terminal: Terminal) {
+  constructor(g: GlobalOptions, env: NodeJS.ProcessEnv, terminal: Terminal, writers?: CliWriters) {
     this.env = env;
     this.terminal = terminal;
+    this.writers = writers;
     this.log = new Logger({
       verbose: g.verbose === true,
       debug: g.debug === true,

@@ -85,12 +85,22 @@ export function waitOptions(cmd: Command): Command {
     );
 }
 
+const CFG = "Configuration Options:";
+const SCALE = "Scale Options:";
+const CONTAINER = "Container Options (CustomContainer pools):";
+const IDENTITY = "Identity Options:";
+const group = (o: Option, heading: string) => o.helpGroup(heading);
+
+/** The pool settings of create (`create`) and update, in the order and groups their help shows them. */
 export function poolOptions(cmd: Command, create: boolean): Command {
-  const group = (o: Option, heading: string) => o.helpGroup(heading);
-  const CFG = "Configuration Options:";
-  const SCALE = "Scale Options:";
-  const CONTAINER = "Container Options (CustomContainer pools):";
-  const IDENTITY = "Identity Options:";
+  for (const add of [locationOptions, configOptions, scaleOptions, containerOptions, identityOptions]) {
+    add(cmd, create);
+  }
+  return cmd;
+}
+
+/** -l (and, on create, the environment and container type: fixed once the pool exists). */
+function locationOptions(cmd: Command, create: boolean): Command {
   cmd.addOption(
     group(
       opt(
@@ -121,7 +131,12 @@ export function poolOptions(cmd: Command, create: boolean): Command {
       ),
     );
   }
-  cmd
+  return cmd;
+}
+
+/** Lifecycle, network and secrets. */
+function configOptions(cmd: Command, create: boolean): Command {
+  return cmd
     .addOption(
       group(
         opt(
@@ -166,7 +181,11 @@ export function poolOptions(cmd: Command, create: boolean): Command {
         ),
         CFG,
       ),
-    )
+    );
+}
+
+function scaleOptions(cmd: Command, create: boolean): Command {
+  return cmd
     .addOption(
       group(
         opt("--max-sessions <n>", `maximum concurrent sessions${create ? " (default 10)" : ""}`).argParser(
@@ -183,7 +202,12 @@ export function poolOptions(cmd: Command, create: boolean): Command {
         ).argParser(intArg(0, 1_000_000)),
         SCALE,
       ),
-    )
+    );
+}
+
+/** The container of a CustomContainer pool: image, resources, environment, command, port, registry. */
+function containerOptions(cmd: Command, create: boolean): Command {
+  return cmd
     .addOption(group(opt("-i, --image <image>", "container image"), CONTAINER))
     .addOption(group(opt("--container-name <name>", "container name (default: the pool name)"), CONTAINER))
     .addOption(group(opt("--cpu <cores>", "CPU cores, 0.25 to 2.0").argParser(numberArg), CONTAINER))
@@ -239,7 +263,11 @@ export function poolOptions(cmd: Command, create: boolean): Command {
         opt("--registry-identity <id>", "'system' or a user-assigned identity to pull images with"),
         CONTAINER,
       ),
-    )
+    );
+}
+
+function identityOptions(cmd: Command, _create: boolean): Command {
+  return cmd
     .addOption(
       group(
         opt("--mi-system-assigned", "give the pool a system-assigned identity usable in sessions"),
@@ -255,7 +283,6 @@ export function poolOptions(cmd: Command, create: boolean): Command {
         IDENTITY,
       ),
     );
-  return cmd;
 }
 
 export function sessionOptions(cmd: Command, identifier = true): Command {

@@ -35,6 +35,8 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   /** Statuses to return instead of throwing (besides 2xx). */
   allow?: number[];
+  /** Sees each piece of the response body as it arrives (a stream of events), besides the whole at the end. */
+  onBodyChunk?: (chunk: Buffer, response: { status: number; contentType: string }) => void;
 }
 
 export interface HttpResponse {
@@ -107,7 +109,7 @@ export class HttpClient {
     const started = performance.now();
     let res: HttpResponse;
     try {
-      res = await this.#send(method, url, headers, body, upload);
+      res = await this.#send(method, url, headers, body, upload, o.onBodyChunk);
     } catch (err) {
       this.#log.debug(`${method} ${url} -> failed after ${ms(started)}: ${describe(err)}`);
       throw this.#connectionError(url, err);
@@ -124,6 +126,7 @@ export class HttpClient {
     headers: Record<string, string | number>,
     body: Buffer | undefined,
     upload: { pre: Buffer; post: Buffer; path: string } | undefined,
+    onBodyChunk?: RequestOptions["onBodyChunk"],
   ): Promise<HttpResponse> {
     const u = new URL(url);
     const secure = u.protocol === "https:";
@@ -133,7 +136,14 @@ export class HttpClient {
         { method, headers, agent: secure ? this.#https : this.#http, timeout: this.#timeoutMs },
         (res) => {
           const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
+          const seen = {
+            status: res.statusCode ?? 0,
+            contentType: String(res.headers["content-type"] ?? ""),
+          };
+          res.on("data", (c: Buffer) => {
+            chunks.push(c);
+            onBodyChunk?.(c, seen);
+          });
           res.on("error", reject);
           res.on("end", () => {
             const flat: Record<string, string> = {};

@@ -11,7 +11,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "serve") {
     // serve.ts pulls in the whole server (fastify, SQLite, the Docker client): loaded only for `serve`.
-    const { serve, UsageError } = await import("./serve.ts");
+    const [{ serve }, { UsageError }] = await Promise.all([import("./serve.ts"), import("./errors.ts")]);
     try {
       return await serve(rest, process.env);
     } catch (err) {
@@ -33,7 +33,11 @@ async function main(argv: string[]): Promise<number> {
   const { runCli } = await import("./program.ts");
   return runCli(argv, {
     env: process.env,
-    terminal: { stdinIsTTY: process.stdin.isTTY === true, stderrIsTTY: process.stderr.isTTY === true },
+    terminal: {
+      stdinIsTTY: process.stdin.isTTY === true,
+      stderrIsTTY: process.stderr.isTTY === true,
+      stdoutIsTTY: process.stdout.isTTY === true,
+    },
     stdout: (data) => process.stdout.write(data),
     stderr: (text) => process.stderr.write(text),
   });

@@ -3,6 +3,7 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type ServerOptions, startServer } from "../server.ts";
+import { UsageError } from "./errors.ts";
 
 export const SERVE_HELP = `Usage: sessionpool serve [options]
 
@@ -168,8 +169,6 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
   });
   return 0;
 }
-
-export class UsageError extends Error {}
 
 function intFlag(name: string, text: string, min: number, max: number): number {
   const n = Number(text);

@@ -1,9 +1,60 @@
 // Domain errors: pools, operations and sessions. http/ maps each to its surface's envelope.
 import { type ErrorDetail, SessionPoolError } from "../errors.ts";
 
+/** Every code a ValidationError may carry (a 400 each; docs/errors.md says when). */
+export const VALIDATION_CODES = [
+  // Request shape (both surfaces).
+  "InvalidRequestContent",
+  "InvalidPropertyValue",
+  "InvalidEnumValue",
+  "MissingRequiredProperty",
+  // ARM addressing.
+  "InvalidSubscriptionId",
+  "InvalidResourceGroupName",
+  "InvalidResourceName",
+  "InvalidSkipToken",
+  // Session pool rules.
+  "LocationRequired",
+  "ValueOutOfRange",
+  "SessionPoolInvalidReadySessionInstances",
+  "InvalidLifecycleConfiguration",
+  "McpServerNotEnabled",
+  "UnsupportedPoolManagementType",
+  "InvalidPropertyForContainerType",
+  "ContainerImageRequired",
+  "TooManyContainers",
+  "TargetPortRequired",
+  "InvalidContainerName",
+  "InvalidCpu",
+  "InvalidMemory",
+  "InvalidEnvironmentVariable",
+  "InvalidProbe",
+  "SecretRefNotFound",
+  "InvalidSecretName",
+  "DuplicateSecretName",
+  "SecretValueRequired",
+  "InvalidIdentity",
+  "InvalidManagedIdentitySetting",
+  "InvalidTag",
+  "PropertyNotUpdatable",
+  "PropertyChangeNotAllowed",
+  // Data plane.
+  "MissingIdentifier",
+  "InvalidIdentifier",
+  "DuplicateOperationId",
+  "InvalidExecutionRequest",
+  "InvalidFilePath",
+  "InvalidMultipartRequest",
+  "InvalidSkip",
+] as const;
+
+export type ValidationCode = (typeof VALIDATION_CODES)[number];
+
 /** A request body or parameter that breaks a rule; `target` is the property path (ARM's `target`). */
 export class ValidationError extends SessionPoolError {
-  constructor(code: string, message: string, target?: string, details?: ErrorDetail[]) {
+  static readonly codes = VALIDATION_CODES;
+
+  constructor(code: ValidationCode, message: string, target?: string, details?: ErrorDetail[]) {
     super(code, 400, message, {
       ...(target === undefined ? {} : { target }),
       ...(details ? { details } : {}),
@@ -12,6 +63,8 @@ export class ValidationError extends SessionPoolError {
 }
 
 export class PoolNotFoundError extends SessionPoolError {
+  static readonly codes = ["ResourceNotFound"] as const;
+
   constructor(resourceGroup: string, name: string) {
     super(
       "ResourceNotFound",
@@ -22,18 +75,25 @@ export class PoolNotFoundError extends SessionPoolError {
 }
 
 export class OperationNotFoundError extends SessionPoolError {
+  static readonly codes = ["OperationNotFound"] as const;
+
   constructor(id: string) {
     super("OperationNotFound", 404, `The operation '${id}' was not found.`);
   }
 }
 
-export class ConflictError extends SessionPoolError {
-  constructor(code: string, message: string) {
-    super(code, 409, message);
+/** A write to a pool whose deletion is under way. */
+export class PoolBeingDeletedError extends SessionPoolError {
+  static readonly codes = ["PoolBeingDeleted"] as const;
+
+  constructor(message: string) {
+    super("PoolBeingDeleted", 409, message);
   }
 }
 
 export class PreconditionFailedError extends SessionPoolError {
+  static readonly codes = ["PreconditionFailed"] as const;
+
   constructor(message: string) {
     super("PreconditionFailed", 412, message);
   }
@@ -41,6 +101,8 @@ export class PreconditionFailedError extends SessionPoolError {
 
 /** Data-plane: the pool behind an endpoint does not exist (or is being deleted). */
 export class SessionPoolNotFoundError extends SessionPoolError {
+  static readonly codes = ["SessionPoolNotFound"] as const;
+
   constructor(name: string) {
     super("SessionPoolNotFound", 404, `The session pool '${name}' does not exist.`);
   }
@@ -48,6 +110,8 @@ export class SessionPoolNotFoundError extends SessionPoolError {
 
 /** Data-plane: the pool exists but cannot hand out sessions (provisioning failed, unsupported type, ...). */
 export class PoolNotReadyError extends SessionPoolError {
+  static readonly codes = ["SessionPoolNotReady"] as const;
+
   constructor(name: string, reason: string) {
     super("SessionPoolNotReady", 503, `The session pool '${name}' is not ready: ${reason}`, {
       headers: { "retry-after": "5" },
@@ -56,6 +120,8 @@ export class PoolNotReadyError extends SessionPoolError {
 }
 
 export class SessionLimitError extends SessionPoolError {
+  static readonly codes = ["SessionLimitReached"] as const;
+
   constructor(name: string, max: number, retryAfterSeconds: number) {
     super(
       "SessionLimitReached",
@@ -68,6 +134,8 @@ export class SessionLimitError extends SessionPoolError {
 
 /** The server-wide bound on sandboxes (count or committed memory) is reached, whatever the pool's own limit. */
 export class ServerCapacityError extends SessionPoolError {
+  static readonly codes = ["ServerCapacityReached"] as const;
+
   constructor(reason: string, retryAfterSeconds: number) {
     super(
       "ServerCapacityReached",
@@ -78,8 +146,19 @@ export class ServerCapacityError extends SessionPoolError {
   }
 }
 
+/** A pool whose sandboxes the configured sandbox runtime cannot run on this host (refused at PUT when known). */
+export class RuntimeUnsupportedError extends SessionPoolError {
+  static readonly codes = ["PoolUnsupportedByRuntime"] as const;
+
+  constructor(message: string) {
+    super("PoolUnsupportedByRuntime", 400, message);
+  }
+}
+
 /** A pool that could never run on this server (its sessions exceed the server-wide sandbox bounds). */
 export class PoolExceedsServerCapacityError extends SessionPoolError {
+  static readonly codes = ["PoolExceedsServerCapacity"] as const;
+
   constructor(reason: string) {
     super("PoolExceedsServerCapacity", 400, `The session pool cannot run on this server: ${reason}.`, {
       target: "properties.scaleConfiguration.maxConcurrentSessions",
@@ -88,18 +167,24 @@ export class PoolExceedsServerCapacityError extends SessionPoolError {
 }
 
 export class SessionNotFoundError extends SessionPoolError {
+  static readonly codes = ["SessionNotFound"] as const;
+
   constructor(identifier: string) {
     super("SessionNotFound", 404, `No session with identifier '${identifier}' is running in this pool.`);
   }
 }
 
 export class ExecutionNotFoundError extends SessionPoolError {
+  static readonly codes = ["ExecutionNotFound"] as const;
+
   constructor(id: string) {
     super("ExecutionNotFound", 404, `No execution with id '${id}' is known for this session.`);
   }
 }
 
 export class SessionStartError extends SessionPoolError {
+  static readonly codes = ["SessionStartFailed"] as const;
+
   constructor(message: string, cause?: unknown) {
     super("SessionStartFailed", 503, message, { cause, headers: { "retry-after": "2" } });
   }
@@ -107,7 +192,47 @@ export class SessionStartError extends SessionPoolError {
 
 /** Data-plane: too many executions (or bytes of code) already wait for a session or a pool's sessions. */
 export class ExecutionQueueFullError extends SessionPoolError {
+  static readonly codes = ["ExecutionQueueFull"] as const;
+
   constructor(message: string, retryAfterSeconds: number) {
     super("ExecutionQueueFull", 429, message, { headers: { "retry-after": String(retryAfterSeconds) } });
+  }
+}
+
+/**
+ * What waits on the whole server (uploads held in memory, executions' code) would pass the server's bound;
+ * `headers` adds to Retry-After (an upload that is not read to its end also closes the connection).
+ */
+export class ServerBusyError extends SessionPoolError {
+  static readonly codes = ["ServerBusy"] as const;
+
+  constructor(message: string, retryAfterSeconds: number, headers: Record<string, string> = {}) {
+    super("ServerBusy", 503, message, { headers: { "retry-after": String(retryAfterSeconds), ...headers } });
+  }
+}
+
+/** A code-interpreter operation on a custom container session (its traffic is proxied; it has no interpreter). */
+export class DynamicApisNotAllowedError extends SessionPoolError {
+  static readonly codes = ["DynamicApisNotAllowed"] as const;
+
+  constructor() {
+    super(
+      "DynamicApisNotAllowed",
+      400,
+      "This is a custom container session: its requests are proxied to the container, it has no code interpreter.",
+    );
+  }
+}
+
+/** The built-in sandbox image is not in the engine: an operator has to build it. */
+export class SandboxImageMissingError extends SessionPoolError {
+  static readonly codes = ["SandboxImageMissing"] as const;
+
+  constructor(ref: string) {
+    super(
+      "SandboxImageMissing",
+      503,
+      `The sandbox image '${ref}' is not present in the Docker engine; build it with 'bash scripts/build-images.sh' (run by 'bash scripts/setup.sh').`,
+    );
   }
 }

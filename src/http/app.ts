@@ -4,13 +4,20 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from "pino";
 import type { PoolTokenService } from "../auth/pool-tokens.ts";
 import type { Authenticator } from "../auth/principal.ts";
-import type { PoolService } from "../core/pools/pool-service.ts";
-import { SessionPoolError } from "../errors.ts";
+import type { McpKeys } from "../core/mcp/mcp-keys.ts";
+import type { PoolLookup, PoolService } from "../core/pools/pool-service.ts";
 import { installArmErrorHandler, sendArmError } from "./arm/arm-errors.ts";
 import { armRoutes } from "./arm/arm-routes.ts";
 import { isDataPlaneUrl, rawErrorResponse, sendDataPlaneError } from "./dataplane/dataplane-errors.ts";
 import { acceptEmptyBodies } from "./empty-body.ts";
-import { InternalError, RouteNotFoundError, toCodedError } from "./errors.ts";
+import {
+  BadRequestError,
+  InternalError,
+  RequestHeaderFieldsTooLargeError,
+  RequestTimeoutError,
+  RouteNotFoundError,
+  toCodedError,
+} from "./errors.ts";
 
 export interface AppConfig {
   publicUrl: string;
@@ -20,20 +27,23 @@ export interface AppConfig {
   bodyLimitBytes: number;
 }
 
-export type DataPlanePlugin = (app: FastifyInstance) => Promise<void>;
+/** Registers the data plane; it finds pools through `pools`, the app's pool service. */
+export type DataPlanePlugin = (app: FastifyInstance, pools: PoolLookup) => Promise<void>;
+export type OperationalPlugin = (app: FastifyInstance) => Promise<void>;
 
 export interface AppDeps {
   pools: PoolService;
   authenticator: Authenticator;
   tokens: PoolTokenService;
+  mcpKeys: McpKeys;
   config: AppConfig;
   logger: Logger;
   now: () => Date;
   https?: { key: string | Buffer; cert: string | Buffer };
-  /** Registers the data plane (sessions) when the runtime is available. */
+  /** Registers the data plane (sessions) when the server runs sandboxes (a pool runtime is wired). */
   dataPlane?: DataPlanePlugin;
-  /** Extra unauthenticated health/metrics routes. */
-  operational?: DataPlanePlugin;
+  /** The operational routes (/healthz, /readyz, /metrics), likewise. */
+  operational?: OperationalPlugin;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -66,11 +76,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       pools: deps.pools,
       authenticator: deps.authenticator,
       tokens: deps.tokens,
+      mcpKeys: deps.mcpKeys,
       config: deps.config,
       now: deps.now,
     }),
   );
-  if (deps.dataPlane) await app.register(deps.dataPlane);
+  const { dataPlane } = deps;
+  if (dataPlane) await app.register(async (scope) => dataPlane(scope, deps.pools));
   if (deps.operational) await app.register(deps.operational);
   return app;
 }
@@ -87,13 +99,9 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
   }
   const refusal =
     err.code === "HPE_HEADER_OVERFLOW"
-      ? new SessionPoolError(
-          "RequestHeaderFieldsTooLarge",
-          431,
-          "The request's URL and headers are larger than the 16 KiB this server reads.",
-        )
+      ? new RequestHeaderFieldsTooLargeError()
       : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? new SessionPoolError("RequestTimeout", 408, "The request did not arrive in time.")
-        : new SessionPoolError("BadRequest", 400, "The request is not valid HTTP.");
+        ? new RequestTimeoutError()
+        : new BadRequestError("The request is not valid HTTP.");
   socket.end(rawErrorResponse(refusal));
 }

@@ -2,8 +2,9 @@
 // authenticator accepts; the principal is attached to the request for the routes to authorise.
 import type { IncomingHttpHeaders } from "node:http";
 import type { FastifyInstance } from "fastify";
+import { AuthenticationError } from "../auth/errors.ts";
 import type { Authenticator, Principal } from "../auth/principal.ts";
-import { AuthenticationError } from "./errors.ts";
+import type { SessionPoolError } from "../errors.ts";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -50,5 +51,20 @@ export function requireAuthentication(scope: FastifyInstance, authenticator: Aut
   scope.decorateRequest("principal", undefined);
   scope.addHook("onRequest", async (request) => {
     request.principal = await authenticateHeaders(authenticator, request.headers);
+  });
+}
+
+/**
+ * The admin routes' hook (the management API, /metrics): authenticated, and the admin credential only. `refusal`
+ * is what each surface answers a valid credential that is not the admin's (a pool-scoped data-plane token).
+ */
+export function requireAdmin(
+  scope: FastifyInstance,
+  authenticator: Authenticator,
+  refusal: () => SessionPoolError,
+): void {
+  requireAuthentication(scope, authenticator);
+  scope.addHook("onRequest", async (request) => {
+    if (request.principal?.kind !== "admin") throw refusal();
   });
 }

@@ -3,7 +3,7 @@
 // DELETE of a pool or a session, stopSession). Azure accepts those; Fastify refuses an empty JSON body, and a
 // Content-Type it has no parser for, even on an empty body.
 import type { FastifyInstance } from "fastify";
-import { SessionPoolError } from "../errors.ts";
+import { UnsupportedMediaTypeError } from "./errors.ts";
 
 type Parser = ReturnType<FastifyInstance["getDefaultJsonParser"]>;
 
@@ -38,13 +38,6 @@ export function acceptEmptyBodies(app: FastifyInstance): void {
       done(null, undefined);
       return;
     }
-    done(
-      new SessionPoolError(
-        "UnsupportedMediaType",
-        415,
-        "The request's Content-Type is not supported here; send application/json.",
-      ),
-      undefined,
-    );
+    done(new UnsupportedMediaTypeError(), undefined);
   });
 }

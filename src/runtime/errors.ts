@@ -2,18 +2,24 @@
 import { SessionPoolError } from "../errors.ts";
 
 export class RuntimeUnavailableError extends SessionPoolError {
+  static readonly codes = ["RuntimeUnavailable"] as const;
+
   constructor(message: string, cause?: unknown) {
     super("RuntimeUnavailable", 503, message, { cause });
   }
 }
 
 export class ImageNotFoundError extends SessionPoolError {
+  static readonly codes = ["ImageNotFound"] as const;
+
   constructor(ref: string, detail: string, cause?: unknown) {
     super("ImageNotFound", 400, `image '${ref}' could not be found or pulled: ${detail}`, { cause });
   }
 }
 
 export class ImagePullAuthError extends SessionPoolError {
+  static readonly codes = ["ImagePullUnauthorized"] as const;
+
   constructor(ref: string, server: string, detail: string, cause?: unknown) {
     super(
       "ImagePullUnauthorized",
@@ -27,6 +33,8 @@ export class ImagePullAuthError extends SessionPoolError {
 }
 
 export class SandboxCreateError extends SessionPoolError {
+  static readonly codes = ["SandboxCreateFailed"] as const;
+
   constructor(message: string, cause?: unknown) {
     super("SandboxCreateFailed", 500, message, { cause });
   }
@@ -34,6 +42,8 @@ export class SandboxCreateError extends SessionPoolError {
 
 /** The sandbox runtime asked for cannot be used with this engine (e.g. gVisor not registered as needed). */
 export class RuntimeConfigError extends SessionPoolError {
+  static readonly codes = ["RuntimeNotConfigured"] as const;
+
   constructor(message: string) {
     super("RuntimeNotConfigured", 500, message);
   }

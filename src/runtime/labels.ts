@@ -13,7 +13,7 @@ export const LABEL_SESSION = `${LABEL_PREFIX}session`;
 export const LABEL_INSTANCE = `${LABEL_PREFIX}instance`;
 /** Hash of the template (image + settings) the sandbox was built from; a change rolls the pool. */
 export const LABEL_TEMPLATE_HASH = `${LABEL_PREFIX}template-hash`;
-/** The OCI runtime the sandbox runs under ("runsc" is gVisor, "runc" the engine's default). */
+/** The sandbox runtime (OCI runtime) the sandbox runs under ("runsc" is gVisor, "runc" the engine's default). */
 export const LABEL_RUNTIME = `${LABEL_PREFIX}runtime`;
 /** What the object is, e.g. "sandbox" or "network". */
 export const LABEL_KIND = `${LABEL_PREFIX}kind`;
@@ -39,12 +39,4 @@ export function buildLabels(values: LabelValues = {}): Record<string, string> {
   if (values.kind !== undefined) labels[LABEL_KIND] = values.kind;
   if (values.runtime !== undefined) labels[LABEL_RUNTIME] = values.runtime;
   return labels;
-}
-
-/** True when `labels` carries every key/value of `wanted`. */
-export function labelsMatch(labels: Record<string, string>, wanted: Record<string, string>): boolean {
-  for (const [key, value] of Object.entries(wanted)) {
-    if (labels[key] !== value) return false;
-  }
-  return true;
 }

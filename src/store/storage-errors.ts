@@ -12,6 +12,8 @@ const SQLITE_CANTOPEN = 14;
 export type StorageProblem = "full" | "read-only" | "io";
 
 export class StorageUnavailableError extends SessionPoolError {
+  static readonly codes = ["StorageUnavailable"] as const;
+
   readonly problem: StorageProblem;
 
   constructor(problem: StorageProblem, detail: string, cause?: unknown) {

@@ -9,7 +9,8 @@ export interface StoredPool {
   resourceGroup: string;
   name: string;
   /** The pool resource in the canonical (newest) shape, without secret values. */
-  doc: Record<string, unknown>;
+  /** The pool's document as core shapes it (core's PoolDoc, see poolDocOf); the store keeps it as JSON. */
+  doc: object;
   etag: string;
   /** Bumped on every spec change; sessions and operations refer to it. */
   generation: number;
@@ -24,6 +25,13 @@ export interface StoredPool {
 
 export interface StoredSecret {
   name: string;
+  /** AES-GCM sealed value (auth/secret-box). */
+  sealed: string;
+}
+
+export interface StoredMcpKey {
+  /** The uid of the pool incarnation the key was made for: a pool re-created under the name gets a new key. */
+  poolUid: string;
   /** AES-GCM sealed value (auth/secret-box). */
   sealed: string;
 }
@@ -80,12 +88,14 @@ export interface Store {
   getSecrets(poolKey: string): StoredSecret[];
   replaceSecrets(poolKey: string, secrets: StoredSecret[]): void;
 
+  /** The pool's sealed MCP server API key, with the uid of the pool it was made for; deletePool removes it. */
+  getMcpKey(poolKey: string): StoredMcpKey | undefined;
+  putMcpKey(poolKey: string, key: StoredMcpKey): void;
+
   getOperation(id: string): StoredOperation | undefined;
   putOperation(op: StoredOperation): void;
   listOperations(filter: { status?: OperationStatus; poolKey?: string }): StoredOperation[];
 
-  getSession(id: string): StoredSession | undefined;
-  findSessionByIdentifier(poolKey: string, identifier: string): StoredSession | undefined;
   listSessions(poolKey: string): StoredSession[];
   allSessions(): StoredSession[];
   putSession(session: StoredSession): void;

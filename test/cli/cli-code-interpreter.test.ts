@@ -30,7 +30,7 @@ function ok(r: CliRun): CliRun {
 }
 
 describe("sessionpool session (Docker runtime)", {
-  skip: !dockerAvailable() && "no Docker engine or sessionpool/python image",
+  skip: !dockerAvailable() && "lacks: a Docker engine with the sessionpool/python image",
 }, () => {
   let server: TestServer;
   let dir: string;
@@ -157,7 +157,7 @@ describe("sessionpool session (Docker runtime)", {
   });
 
   it("on a terminal, create shows progress and delete asks first", {
-    skip: !hasScript() && "no util-linux script",
+    skip: !hasScript() && "lacks: util-linux script (a terminal for the CLI)",
   }, async () => {
     const env = cliEnv({ url: server.url, token: server.token, configDir: join(dir, "cfg") });
     const name = `${POOL}tty`;

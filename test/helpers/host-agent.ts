@@ -1,4 +1,4 @@
-// The in-sandbox agent (agents/python/agent.py) run directly on the host, no Docker, attached to a real
+// The in-sandbox agent (sandbox-agent/agent.py) run directly on the host, no Docker, attached to a real
 // AgentEndpoint as the server attaches sandboxes: shared by the agent and kernel test suites.
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
@@ -7,11 +7,11 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AgentClient } from "../../src/agents/agent-client.ts";
-import { AgentEndpoint, agentKey, waitForAgent } from "../../src/agents/agent-endpoint.ts";
+import type { AgentClient } from "../../src/agent-channel/agent-client.ts";
+import { AgentEndpoint, agentKey, waitForAgent } from "../../src/agent-channel/agent-endpoint.ts";
 
 export const PYTHON = process.env.SESSIONPOOL_TEST_PYTHON ?? "python3";
-export const AGENT_PATH = fileURLToPath(new URL("../../agents/python/agent.py", import.meta.url));
+export const AGENT_PATH = fileURLToPath(new URL("../../sandbox-agent/agent.py", import.meta.url));
 const START_TIMEOUT_MS = 60_000;
 
 export interface HostAgent {

@@ -83,6 +83,8 @@ export async function startRuntimeServer(
     /** serve's --trusted-proxy. */
     trustedProxies?: string[];
     executionQueue?: Partial<ExecutionQueueLimits>;
+    /** Keep-alive comments on an idle streamed execution (default 15 s). */
+    streamHeartbeatMs?: number;
     capacity?: Partial<CapacityLimits>;
     /** Decorates the server's store (e.g. one that fails on purpose). */
     wrapStore?: (store: Store) => Store;
@@ -101,6 +103,7 @@ export async function startRuntimeServer(
         sandbox: { runtime: TEST_RUNTIME, ...options.sandbox },
         ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
         ...(options.executionQueue ? { executionQueue: options.executionQueue } : {}),
+        ...(options.streamHeartbeatMs ? { streamHeartbeatMs: options.streamHeartbeatMs } : {}),
         ...(options.capacity ? { capacity: options.capacity } : {}),
       }),
       ...(options.wrapStore ? { wrapStore: options.wrapStore } : {}),

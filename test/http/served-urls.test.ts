@@ -1,11 +1,9 @@
 // Every URL the management API hands out is served: through a pool's whole lifecycle (PUT, GET, PATCH, list with
 // nextLink, getAuthtoken, DELETE) in every api-version, each URL found in a response (headers and body) is
-// followed with the admin credential and must not answer 404. MCP is not served yet, so no mcpServerEndpoint is
-// returned and enabling it is refused by name; a pool stored with it enabled earlier stays readable and writable.
+// followed with the admin credential and must not answer 404, mcpServerEndpoint included (returned only while
+// the pool's MCP server is enabled).
 // Real HTTP, real engine (the data plane answers at poolManagementEndpoint), real SQLite.
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { SUPPORTED_ARM_API_VERSIONS } from "../../src/core/pools/api-versions.ts";
 import { dockerRuntime } from "../../src/runtime-wiring.ts";
@@ -131,23 +129,29 @@ describe("every URL in a pool's lifecycle responses is served", () => {
   }
 });
 
-describe("MCP is not served, so it is neither advertised nor accepted", () => {
+describe("the MCP endpoint is handed out only while it is served", () => {
   const MCP_VERSION = "2025-10-02-preview";
-  const mcpOf = (r: Reply) => (r.body as { properties: Json }).properties["mcpServerSettings"];
+  const mcpOf = (r: Reply) => (r.body as { properties: Json }).properties["mcpServerSettings"] as Json;
 
-  it("refuses isMcpServerEnabled: true with 400 naming the property", async () => {
-    const r = await call("PUT", url("mcpon", MCP_VERSION), {
-      body: body({ mcpServerSettings: { isMcpServerEnabled: true } }),
+  it("isMcpServerEnabled: true (Azure's spelling) returns mcpServerEndpoint, which answers", async () => {
+    const put = await call("PUT", url("mcpon", MCP_VERSION), {
+      body: body({ mcPServerSettings: { isMCPServerEnabled: true } }),
     });
-    assert.equal(r.status, 400, r.text);
-    const error = (r.body as { error: Json }).error;
-    assert.equal(error["code"], "McpServerNotSupported");
-    assert.equal(error["target"], "properties.mcpServerSettings.isMcpServerEnabled");
-    assert.match(String(error["message"]), /isMcpServerEnabled/);
-    assert.equal((await call("GET", url("mcpon", MCP_VERSION))).status, 404, "no pool was created");
+    assert.equal(put.status, 201, put.text);
+    await waitForOperation(put.headers["azure-asyncoperation"]!);
+    const got = await call("GET", url("mcpon", MCP_VERSION));
+    const endpoint = (got.body as { properties: Json }).properties["poolManagementEndpoint"] as string;
+    assert.deepEqual(mcpOf(got), {
+      isMcpServerEnabled: true,
+      isMcpServerApiKeyDisabled: false,
+      mcpServerEndpoint: `${endpoint}/mcp`,
+    });
+    const seen = new Set<string>();
+    await followAll(got, "GET of an MCP pool", seen);
+    assert.ok(seen.has(`${endpoint}/mcp`), "mcpServerEndpoint was followed");
   });
 
-  it("keeps mcpServerSettings without an endpoint; a PUT of what GET returned is accepted", async () => {
+  it("keeps mcpServerSettings without an endpoint while disabled; a PUT of what GET returned is accepted", async () => {
     const put = await call("PUT", url("mcpoff", MCP_VERSION), {
       body: body({ mcpServerSettings: { isMcpServerEnabled: false } }),
     });
@@ -158,34 +162,5 @@ describe("MCP is not served, so it is neither advertised nor accepted", () => {
     const back = await call("PUT", url("mcpoff", MCP_VERSION), { body: got.body });
     assert.equal(back.status, 200, back.text);
     await waitForOperation(back.headers["azure-asyncoperation"]!);
-  });
-
-  it("a pool stored with MCP enabled before this rule stays readable and writable, without an endpoint", async () => {
-    const put = await call("PUT", url("mcplegacy", MCP_VERSION), {
-      body: body({ mcpServerSettings: { isMcpServerEnabled: false } }),
-    });
-    assert.equal(put.status, 201, put.text);
-    await waitForOperation(put.headers["azure-asyncoperation"]!);
-    // What an older server stored for `isMcpServerEnabled: true`.
-    const db = new DatabaseSync(join(s.dataDir, "sessionpool.db"));
-    try {
-      db.prepare(
-        "UPDATE pools SET doc = json_set(doc, '$.properties.mcpServerSettings.isMcpServerEnabled', json('true')) WHERE name = ?",
-      ).run("mcplegacy");
-    } finally {
-      db.close();
-    }
-    const got = await call("GET", url("mcplegacy", MCP_VERSION));
-    assert.deepEqual(mcpOf(got), { isMcpServerEnabled: true, isMcpServerApiKeyDisabled: false });
-    const seen = new Set<string>();
-    await followAll(got, "GET of a legacy MCP pool", seen);
-    const back = await call("PUT", url("mcplegacy", MCP_VERSION), { body: got.body });
-    assert.equal(back.status, 200, back.text);
-    await waitForOperation(back.headers["azure-asyncoperation"]!);
-    const patch = await call("PATCH", url("mcplegacy", MCP_VERSION), {
-      body: { properties: { scaleConfiguration: { maxConcurrentSessions: 3, readySessionInstances: 0 } } },
-    });
-    assert.equal(patch.status, 202, patch.text);
-    await waitForOperation(patch.headers["azure-asyncoperation"]!);
   });
 });

@@ -7,69 +7,20 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ImageInfo, SandboxDriver, SandboxInfo, SandboxSpec } from "../../src/runtime/sandbox-driver.ts";
 import { dockerRuntime } from "../../src/runtime-wiring.ts";
+import { FakeSandboxDriver } from "../helpers/fake-driver.ts";
 import { call, poolUrl, startTestServer, type TestServer, waitForOperation } from "../helpers/server.ts";
-
-/** Sandboxes are bookkeeping only; each one's target port is a shared loopback HTTP server. */
-class HeldDriver implements SandboxDriver {
-  readonly name = "held";
-  readonly live = new Map<string, SandboxInfo>();
-  /** While true, creations wait in `held` until released. */
-  hold = false;
-  readonly held: (() => void)[] = [];
-  #n = 0;
-
-  async ping(): Promise<void> {}
-  async runtimes() {
-    return [{ name: "runc", args: [] }];
-  }
-  async getImage(ref: string): Promise<ImageInfo> {
-    return { id: "sha256:held", ref, labels: {} };
-  }
-  async pullImage(ref: string): Promise<ImageInfo> {
-    return this.getImage(ref);
-  }
-  async create(spec: SandboxSpec): Promise<SandboxInfo> {
-    if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
-    const info: SandboxInfo = {
-      id: `held${this.#n++}`,
-      labels: spec.labels,
-      state: "running",
-      address: "127.0.0.1",
-      image: spec.image,
-    };
-    this.live.set(info.id, info);
-    return info;
-  }
-  async inspect(id: string): Promise<SandboxInfo | undefined> {
-    return this.live.get(id);
-  }
-  async list(labels: Record<string, string>): Promise<SandboxInfo[]> {
-    return [...this.live.values()].filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  }
-  async remove(id: string): Promise<void> {
-    this.live.delete(id);
-  }
-  async memoryUsageBytes(): Promise<number | undefined> {
-    return undefined;
-  }
-  watch(): () => void {
-    return () => {};
-  }
-  async close(): Promise<void> {}
-}
 
 let web: Server;
 let port: number;
-let driver: HeldDriver;
+let driver: FakeSandboxDriver;
 let fx: TestServer;
 
 before(async () => {
   web = createServer((_req, res) => res.end("ok"));
   await new Promise<void>((resolve) => web.listen(0, "127.0.0.1", resolve));
   port = (web.address() as AddressInfo).port;
-  driver = new HeldDriver();
+  driver = new FakeSandboxDriver();
   fx = await startTestServer({ runtime: dockerRuntime({ driver }) });
 });
 after(async () => {
@@ -118,7 +69,7 @@ test("a warm sandbox finished after cold starts filled the pool is not a session
   // Meanwhile a second identifier cold-starts and takes the last slot.
   driver.hold = false;
   assert.equal((await get("second")).status, 200);
-  assert.equal(driver.live.size, 2);
+  assert.equal(driver.live.length, 2);
 
   // The refill finishes now: the pool is full, so it must not become a session for a third identifier.
   driver.held.shift()!();
@@ -130,5 +81,5 @@ test("a warm sandbox finished after cold starts filled the pool is not a session
   assert.equal(third.status, 429, `a third session in a pool of 2: ${third.status} ${third.text}`);
 
   // And the surplus sandbox does not stay warm beyond maxConcurrentSessions.
-  await until("the engine holds no more than maxConcurrentSessions sandboxes", () => driver.live.size <= 2);
+  await until("the engine holds no more than maxConcurrentSessions sandboxes", () => driver.live.length <= 2);
 });

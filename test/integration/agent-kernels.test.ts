@@ -4,12 +4,17 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { ExecResult, ShellRequest, ShellResult } from "../../src/agents/agent-client.ts";
-import { AgentRequestError } from "../../src/agents/errors.ts";
+import type {
+  ExecResult,
+  OutputChunk,
+  ShellRequest,
+  ShellResult,
+} from "../../src/agent-channel/agent-client.ts";
+import { AgentRequestError } from "../../src/agent-channel/errors.ts";
 import {
   AGENT_PATH,
   type HostAgent,
@@ -58,6 +63,14 @@ async function assertBadRequest(promise: Promise<unknown>, message?: RegExp): Pr
     if (message) assert.match(err.message, message);
     return true;
   });
+}
+
+/** What a streamed request's chunks of one stream add up to. */
+function joined(chunks: OutputChunk[], stream: OutputChunk["stream"]): string {
+  return chunks
+    .filter((c) => c.stream === stream)
+    .map((c) => c.text)
+    .join("");
 }
 
 /** The pipes a process holds, as `pipe:[inode]`. */
@@ -163,6 +176,46 @@ describe("shell kernel and the shell op", () => {
     assert.equal((await shell(agent, { argv: ["cat", "given.txt"] })).stdout, "given");
   });
 
+  test("a streamed command sends its output as it is produced, cut where the answer is cut", async () => {
+    const chunks: OutputChunk[] = [];
+    let wrote = false;
+    // The command waits for a file the test writes only once "first" has come; "é" is split across two writes.
+    const result = await agent.client.shell(
+      {
+        command:
+          "echo first; while [ ! -e go-shell ]; do sleep 0.01; done; printf '\\303'; sleep 0.05; printf '\\251\\n'; echo oops >&2; exit 4",
+        timeoutMs: 20_000,
+        maxOutputChars: MAX_CHARS,
+      },
+      {
+        onOutput: (chunk) => {
+          chunks.push(chunk);
+          if (!wrote && chunk.text.includes("first")) {
+            wrote = true;
+            void writeFile(join(agent.dataDir, "go-shell"), "");
+          }
+        },
+      },
+    );
+    assert.equal(result.exitCode, 4);
+    assert.deepEqual(chunks[0], { stream: "stdout", text: "first\n" });
+    assert.equal(joined(chunks, "stdout"), result.stdout);
+    assert.equal(result.stdout, "first\né\n");
+    assert.equal(joined(chunks, "stderr"), "oops\n");
+
+    const cut: OutputChunk[] = [];
+    const flood = await agent.client.shell(
+      {
+        command: "head -c 100000 /dev/zero | tr '\\0' x; echo; echo tail",
+        timeoutMs: 10_000,
+        maxOutputChars: 50,
+      },
+      { onOutput: (chunk) => cut.push(chunk) },
+    );
+    assert.equal(flood.stdoutTruncated, true);
+    assert.equal(joined(cut, "stdout"), "x".repeat(50));
+  });
+
   test("each stream is truncated to maxOutputChars", async () => {
     const result = await shell(agent, {
       command: "head -c 5000 /dev/zero | tr '\\0' x; printf 'é%.0s' $(seq 30) >&2",
@@ -228,10 +281,14 @@ describe("shell kernel and the shell op", () => {
   });
 
   test("commands run one at a time, in order; files are served meanwhile", async () => {
-    const first = shell(agent, { command: "sleep 0.3; echo a >> order.txt" });
+    // The first command holds the runner until the test writes `go`: the second must wait behind it.
+    const first = shell(agent, {
+      command: "while [ ! -e go ]; do sleep 0.01; done; echo a >> order.txt",
+    });
     const second = shell(agent, { command: "echo b >> order.txt; cat order.txt" });
     const listed = await agent.client.listFiles("", false);
     assert.ok(Array.isArray(listed));
+    await agent.client.writeFile("go", Buffer.from(""));
     const [a, b] = await Promise.all([first, second]);
     assert.equal(a.exitCode, 0);
     assert.equal(b.stdout, "a\nb\n");
@@ -358,6 +415,11 @@ describe("node kernel", () => {
     assertSucceeded(await run(agent, "let x = 1\nconst k = 'a'\nclass Box {}"));
     assertSucceeded(await run(agent, "let x = 2\nconst k = 'b'\nclass Box { get v() { return 7 } }"));
     assert.deepEqual((await run(agent, "[x, k, new Box().v]")).result, { repr: "[ 2, 'b', 7 ]" });
+    // Braces in regular expressions, templates and comments do not hide or invent a declaration.
+    const tricky = `const re = /[}{]/ // }\nlet t = \`\${'}'}\`, n = 1 /* { */\nclass K { static v = re.test(t) ? n : 0 }`;
+    assertSucceeded(await run(agent, tricky));
+    assertSucceeded(await run(agent, tricky));
+    assert.equal((await run(agent, "K.v")).result, 1);
   });
 
   test("the completion value is the result, by type", async () => {
@@ -397,6 +459,14 @@ describe("node kernel", () => {
     const next = await run(agent, "await later()");
     assertSucceeded(next);
     assert.equal(next.result, 6);
+    // A class declaration followed by a line that starts with `[`: still two statements once rewritten.
+    const classThenArray = await run(
+      agent,
+      "const one = await Promise.resolve(1)\nclass Later {}\n[one].length",
+    );
+    assertSucceeded(classThenArray);
+    assert.equal(classThenArray.result, 1);
+    assert.equal((await run(agent, "typeof Later")).result, "function");
   });
 
   test("an exception fails the execution with the stack in stderr", async () => {
@@ -424,6 +494,34 @@ describe("node kernel", () => {
     const rejected = await run(agent, "await Promise.reject(new TypeError('nope'))");
     assert.deepEqual(rejected.error, { name: "TypeError", message: "nope" });
     assert.equal((await run(agent, "x")).result, 2, "the state is kept");
+  });
+
+  test("a streamed execution sends its output as it is produced, and the same answer", async () => {
+    const chunks: OutputChunk[] = [];
+    let wrote = false;
+    const code =
+      "const fs = require('fs');\nconsole.log('first');\n" +
+      "while (!fs.existsSync('go-node')) await new Promise((r) => setTimeout(r, 10));\n" +
+      "console.error('second');\nprocess.stdout.write('third');\n42";
+    const result = await agent.client.exec(
+      { code, timeoutMs: 20_000, maxOutputChars: MAX_CHARS },
+      {
+        onOutput: (chunk) => {
+          chunks.push(chunk);
+          if (!wrote && chunk.text.includes("first")) {
+            wrote = true;
+            void writeFile(join(agent.dataDir, "go-node"), "");
+          }
+        },
+      },
+    );
+    assertSucceeded(result);
+    assert.equal(result.result, 42);
+    assert.deepEqual(chunks[0], { stream: "stdout", text: "first\n" });
+    assert.equal(joined(chunks, "stdout"), "first\nthird");
+    assert.equal(joined(chunks, "stdout"), result.stdout);
+    assert.equal(joined(chunks, "stderr"), result.stderr);
+    assert.equal(result.stderr, "second\n");
   });
 
   test("output of console, process.stdout and subprocesses is captured in order", async () => {
@@ -509,10 +607,19 @@ describe("node kernel", () => {
 
   test("an error in a callback after the execution does not kill the kernel", async () => {
     const pid = await currentPid(agent);
+    // The callback throws after the cell is done; the file it schedules first is written only once the kernel
+    // has handled the throw (and, earlier still, the rejection) and gone on running.
     assertSucceeded(
-      await run(agent, "setTimeout(() => { throw new Error('late') }, 10); Promise.reject(1); 0"),
+      await run(
+        agent,
+        "setTimeout(() => { setImmediate(() => require('fs').writeFileSync('late-handled', '')); " +
+          "throw new Error('late') }, 10); Promise.reject(1); 0",
+      ),
     );
-    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(
+      await eventually(() => existsSync(join(agent.dataDir, "late-handled"))),
+      "the kernel went on after the late error",
+    );
     const next = await run(agent, "kept");
     assertSucceeded(next);
     assert.equal(next.result, 5);

@@ -1,4 +1,4 @@
-// The Python agent (agents/python/agent.py) run on the host, no Docker, driven through AgentClient: exec
+// The Python agent (sandbox-agent/agent.py) run on the host, no Docker, driven through AgentClient: exec
 // semantics, timeouts and restarts, output capture, files and path containment, reconnects, protocol robustness.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -8,9 +8,13 @@ import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { ExecResult } from "../../src/agents/agent-client.ts";
-import { AgentEndpoint, waitForAgent } from "../../src/agents/agent-endpoint.ts";
-import { AgentRequestError, AgentTimeoutError, AgentUnavailableError } from "../../src/agents/errors.ts";
+import type { ExecResult, OutputChunk } from "../../src/agent-channel/agent-client.ts";
+import { AgentEndpoint, waitForAgent } from "../../src/agent-channel/agent-endpoint.ts";
+import {
+  AgentRequestError,
+  AgentTimeoutError,
+  AgentUnavailableError,
+} from "../../src/agent-channel/errors.ts";
 import {
   type HostAgent,
   isAlive,
@@ -67,6 +71,14 @@ function frame(header: Record<string, unknown>): Buffer {
   const prefix = Buffer.alloc(8);
   prefix.writeUInt32BE(body.length, 0);
   return Buffer.concat([prefix, body]);
+}
+
+/** What a streamed request's chunks of one stream add up to. */
+function joined(chunks: OutputChunk[], stream: OutputChunk["stream"]): string {
+  return chunks
+    .filter((c) => c.stream === stream)
+    .map((c) => c.text)
+    .join("");
 }
 
 function assertSucceeded(result: ExecResult): void {
@@ -323,6 +335,63 @@ describe("python agent", () => {
     const none = await run(agent, "print('a')", 10_000, 0);
     assert.equal(none.stdout, "");
     assert.equal(none.stdoutTruncated, true);
+  });
+
+  test("a streamed exec sends its output as it is produced, and the same answer", async () => {
+    const chunks: OutputChunk[] = [];
+    let wrote = false;
+    // The code waits for a file that the test writes only once "first" has come: it can only finish if "first"
+    // was sent while it was still running.
+    const code =
+      "import os, sys, time\nprint('first')\nwhile not os.path.exists('go-1'):\n  time.sleep(0.01)\n" +
+      "sys.stderr.write('second')\nprint('é' * 3)\n1 / 0";
+    const result = await agent.client.exec(
+      { code, timeoutMs: 20_000, maxOutputChars: MAX_CHARS },
+      {
+        onOutput: (chunk) => {
+          chunks.push(chunk);
+          // print() writes "first" and "\n" separately: they may come in one chunk or two.
+          if (!wrote && joined(chunks, "stdout").includes("first\n")) {
+            wrote = true;
+            void writeFile(join(agent.dataDir, "go-1"), "");
+          }
+        },
+      },
+    );
+    assert.equal(chunks[0]?.stream, "stdout");
+    assert.ok("first\n".startsWith(chunks[0]?.text ?? "-"), "the first line comes before the code goes on");
+    assert.equal(result.status, "Failed");
+    assert.equal(result.error?.name, "ZeroDivisionError");
+    assert.equal(joined(chunks, "stdout"), result.stdout);
+    assert.equal(joined(chunks, "stderr"), result.stderr, "the traceback is streamed too");
+    assert.equal(result.stdout, `first\n${"é".repeat(3)}\n`);
+  });
+
+  test("streamed output is cut at maxOutputChars, as the answer is", async () => {
+    const chunks: OutputChunk[] = [];
+    const result = await agent.client.exec(
+      { code: "print('x' * 50_000)\nprint('after')", timeoutMs: 10_000, maxOutputChars: 100 },
+      { onOutput: (chunk) => chunks.push(chunk) },
+    );
+    assert.equal(result.stdout, "x".repeat(100));
+    assert.equal(result.stdoutTruncated, true);
+    assert.equal(chunks.map((c) => c.text).join(""), "x".repeat(100));
+  });
+
+  test("a streamed exec's notes (a restart) are streamed on stderr", async () => {
+    const chunks: OutputChunk[] = [];
+    const result = await agent.client.exec(
+      {
+        code: "import os\nprint('bye', flush=True)\nos._exit(3)",
+        timeoutMs: 10_000,
+        maxOutputChars: MAX_CHARS,
+      },
+      { onOutput: (chunk) => chunks.push(chunk) },
+    );
+    assert.equal(result.restarted, true);
+    assert.equal(joined(chunks, "stderr"), result.stderr);
+    assert.match(result.stderr, /exited with code 3/);
+    assert.equal(joined(chunks, "stdout"), "bye\n");
   });
 
   test("an endless flood of output is cut without growing the agent's memory", async () => {
@@ -599,6 +668,13 @@ describe("python agent", () => {
         buffered = buffered.subarray(total);
       }
     });
+    // Once raw stops listening: a connection it accepted and nobody reads (the agent attaching again) would keep
+    // raw.close() waiting for ever.
+    let rawClosed: Promise<void> | undefined;
+    const closeRaw = (): Promise<void> => {
+      rawClosed ??= new Promise<void>((resolve) => raw.close(() => resolve()));
+      return rawClosed;
+    };
     const send = (header: string, payload = Buffer.alloc(0)): void => {
       const prefix = Buffer.alloc(8);
       prefix.writeUInt32BE(Buffer.byteLength(header), 0);
@@ -634,13 +710,17 @@ describe("python agent", () => {
       }
       assert.equal(byId(5)[0]?.ok, true);
 
-      // Broken framing (an absurd header length) closes the connection.
+      // Broken framing (an absurd header length) closes the connection. raw stops listening first: the agent
+      // attaches again as soon as its connection is closed.
+      const stopped = closeRaw();
       const closed = once(sock, "close");
       sock.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]));
       await closed;
+      await stopped;
     } finally {
+      const stopped = closeRaw();
       sock.destroy();
-      await new Promise<void>((resolve) => raw.close(() => resolve()));
+      await stopped;
     }
     agent.endpoint = await AgentEndpoint.listen(agent.socketPath, {
       key: agent.key,

@@ -51,7 +51,7 @@ describe("operational endpoints", () => {
   it("answers /healthz and /readyz without credentials, and /metrics only with the admin credential", async () => {
     const health = await call("GET", `${fx.url}/healthz`, { token: null });
     assert.equal(health.status, 200);
-    assert.deepEqual(health.body, { status: "ok", engine: "up" });
+    assert.deepEqual(health.body, { status: "ok", engine: "up", sandboxRuntime: fx.sandboxRuntime });
     const ready = await call("GET", `${fx.url}/readyz`, { token: null });
     assert.equal(ready.status, 200);
     assert.equal((ready.body as { engine: string }).engine, "up");

@@ -44,7 +44,7 @@ describe("engine restart", () => {
     // CI's engine is the one scripts/ensure-docker.sh started; a developer's own is not stopped unasked.
     const refused = await engineNotRestartable();
     if (refused) {
-      t.skip(refused);
+      t.skip(`lacks: a Docker engine this test may restart: ${refused}`);
       return;
     }
     const first = await fx.exec(POOL, "alice", "x = 7\nx");

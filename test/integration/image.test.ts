@@ -1,6 +1,7 @@
 // The PythonLTS sandbox image built by scripts/build-images.sh, checked against the real engine:
 // tags and labels, the recipe hash (re-derived here in TypeScript from the rule documented at the top of
-// the script), and what runs inside (uid 1000, read-only root, the scientific Python stack).
+// the script), and what runs inside (uid 1000, read-only root, the scientific Python stack, the agent's modules,
+// the Node.js kernel's parser).
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -72,7 +73,7 @@ function agentFiles(agentDir: string): string[] {
 
 function recipeRefs(root: string): { base: string; final: string } {
   const script = readFileSync(join(root, "scripts/build-images.sh"), "utf8");
-  const agentDir = join(root, "agents/python");
+  const agentDir = join(root, "sandbox-agent");
   const baseManifest =
     "sessionpool-python-base v1\n" +
     `file image/packages.txt ${sha256hex(readFileSync(join(agentDir, "image/packages.txt")))}\n` +
@@ -243,7 +244,23 @@ describe("python sandbox image", { timeout: 600_000 }, () => {
     assert.equal(out["det"], 5);
     assert.equal(out["pandas_sum"], 6);
     assert.equal(out["slope"], 2);
-    assert.ok((out["agent_files"] as string[]).includes("agent.py"), "agent.py is not in the image");
+    const agentModules = agentFiles(join(ROOT, "sandbox-agent")).filter((f) => f.endsWith(".py"));
+    assert.ok(agentModules.includes("agent.py"));
+    assert.deepEqual(
+      out["agent_files"],
+      agentModules,
+      "the image has the agent's modules, no more, no fewer",
+    );
     assert.deepEqual(out["agent_uncompiled"], [], "agent modules without a precompiled .pyc");
+  });
+
+  test("the Node.js kernel finds acorn (Debian's node-acorn) with the image's Node.js", async () => {
+    const { stdout, stderr } = await runSandboxed(ref, [
+      "node",
+      "-e",
+      "const k = require('/opt/sessionpool/agent/node_kernel.js');" +
+        "process.stdout.write(JSON.stringify([k.rerunnableScript('let a = 1'), k.asyncScript('await 1')]))",
+    ]);
+    assert.deepEqual(JSON.parse(stdout), ["var a = 1", "(async () => { return (await 1)\n})()"], stderr);
   });
 });

@@ -20,7 +20,7 @@ async function engineRuntimes(): Promise<string[]> {
 async function gvisorMissing(): Promise<string | undefined> {
   const runtimes = await engineRuntimes();
   if (runtimes.includes("runsc") && runtimes.includes("runsc-net")) return undefined;
-  const why = `the Docker engine has no runsc/runsc-net runtimes (it has ${runtimes.join(", ")}); scripts/setup.sh registers them`;
+  const why = `lacks: gVisor registered with the engine: the Docker engine has no runsc/runsc-net runtimes (it has ${runtimes.join(", ")}); scripts/setup.sh registers them`;
   if (process.env["CI"] === "true") throw new Error(why);
   return why;
 }

@@ -7,7 +7,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { AgentClient } from "../../src/agents/agent-client.ts";
+import { AgentClient } from "../../src/agent-channel/agent-client.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sessionpool-agent-client-"));
 const socketPath = join(dir, "agent.sock");

@@ -3,7 +3,7 @@
 // agent's output bounds are tested in test/integration/hostile-code.test.ts.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ExecResult } from "../../src/agents/agent-client.ts";
+import type { ExecResult } from "../../src/agent-channel/agent-client.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import { Executions } from "../../src/core/sessions/executions.ts";
 import type { Member, SessionManager } from "../../src/core/sessions/session-manager.ts";

@@ -2,8 +2,14 @@
 // `az containerapp session code-interpreter` sends; stop/list/show/delete use the session-management routes.
 import { readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
-import { type CliContext, DATA_PLANE_API_VERSION, STOP_SESSION_API_VERSION } from "../context.ts";
+import {
+  type CliContext,
+  type CliWriters,
+  DATA_PLANE_API_VERSION,
+  STOP_SESSION_API_VERSION,
+} from "../context.ts";
 import { ApiError, UsageError } from "../errors.ts";
+import { EventStreamParser } from "../event-stream.ts";
 import { type HttpClient, parseJson } from "../http-client.ts";
 import type { CommandResult, Row } from "../output.ts";
 import { dataPlaneBase, type PoolRef, poolPath, poolTarget, type RefFlags } from "../pool-ref.ts";
@@ -97,14 +103,73 @@ export async function execute(
       code,
     },
   };
-  const value = await t.client.json(
-    "POST",
-    url(t.endpoint, "/executions", { identifier }, DATA_PLANE_API_VERSION),
-    {
-      json: body,
-    },
-  );
+  const executions = url(t.endpoint, "/executions", { identifier }, DATA_PLANE_API_VERSION);
+  // On a terminal, with no format asked for, the output is printed as the code produces it (docs/streaming.md);
+  // anything else (a pipe, -o, --query) gets the execution's JSON, exactly as az prints it.
+  const writers = ctx.writers;
+  if (
+    ctx.terminal.stdoutIsTTY === true &&
+    writers !== undefined &&
+    !ctx.output.explicit &&
+    !ctx.output.query
+  ) {
+    return executeStreamed(t, executions, body, writers);
+  }
+  const value = await t.client.json("POST", executions, { json: body });
   return { value, table: executionRows };
+}
+
+/**
+ * Prints stdout and stderr events as they come, then what they did not show: the value of the last expression,
+ * and a failure the server added (a timeout). A server that answers JSON instead is printed as usual.
+ */
+async function executeStreamed(
+  t: Target,
+  target: string,
+  body: unknown,
+  writers: CliWriters,
+): Promise<CommandResult> {
+  let value: unknown;
+  let streamedStderr = "";
+  const parser = new EventStreamParser(({ event, data }) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      return; // not an event of ours
+    }
+    const text = (parsed as { text?: unknown }).text;
+    if (event === "stdout" && typeof text === "string") writers.stdout(text);
+    else if (event === "stderr" && typeof text === "string") {
+      streamedStderr += text;
+      writers.stderr(text);
+    } else if (event === "image") {
+      const bytes = Buffer.byteLength(
+        String((parsed as { base64Data?: unknown }).base64Data ?? ""),
+        "base64",
+      );
+      writers.stderr(`[image: ${String((parsed as { mimeType?: unknown }).mimeType)}, ${bytes} bytes]\n`);
+    } else if (event === "result") value = parsed;
+  });
+  const res = await t.client.request("POST", target, {
+    json: body,
+    headers: { accept: "text/event-stream, application/json;q=0.5" },
+    onBodyChunk: (chunk, response) => {
+      if (response.status < 300 && response.contentType.startsWith("text/event-stream")) parser.feed(chunk);
+    },
+  });
+  if (!(res.headers["content-type"] ?? "").startsWith("text/event-stream")) {
+    return { value: parseJson(res), table: executionRows };
+  }
+  const v = (value ?? {}) as { result?: { executionResult?: unknown }; error?: { message?: string } };
+  const message = v.error?.message;
+  if (message && !streamedStderr.includes(message)) writers.stderr(`${message}\n`);
+  const result = v.result?.executionResult;
+  const shown =
+    result === undefined || result === null || result === ""
+      ? ""
+      : `${typeof result === "string" ? result : JSON.stringify(result)}\n`;
+  return { value, table: executionRows, raw: shown };
 }
 
 function readCode(code: string | undefined): string {

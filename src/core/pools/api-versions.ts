@@ -30,7 +30,8 @@ export const ARM_API_VERSIONS: Readonly<Record<string, ApiVersionFeatures>> = {
   "2024-08-02-preview": LEGACY,
   "2024-10-02-preview": LEGACY,
   "2025-01-01": STABLE,
-  "2025-02-02-preview": { ...STABLE, probes: true },
+  // Azure's MCP documentation and tutorials use 2025-02-02-preview for mcpServerSettings and the credential actions.
+  "2025-02-02-preview": { ...STABLE, probes: true, mcp: true },
   "2025-07-01": STABLE,
   "2025-10-02-preview": { ...STABLE, probes: true, mcp: true },
   "2026-01-01": STABLE,

@@ -106,6 +106,11 @@ export interface PoolRef {
   name: string;
 }
 
+/** A stored pool's document, as core wrote it (the store keeps it as JSON and knows nothing of its shape). */
+export function poolDocOf(pool: { doc: object }): PoolDoc {
+  return pool.doc as PoolDoc;
+}
+
 export function poolKey(ref: PoolRef): string {
   return `${ref.subscriptionId}/${ref.resourceGroup}/${ref.name}`.toLowerCase();
 }

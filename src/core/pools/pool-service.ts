@@ -4,19 +4,20 @@
 // older one) and settles the operations waiting on it.
 import type { Logger } from "pino";
 import type { Principal } from "../../auth/principal.ts";
-import type { SecretBox } from "../../auth/secret-box.ts";
 import { isSessionPoolError } from "../../errors.ts";
 import type { Store, StoredOperation, StoredPool } from "../../store/store.ts";
-import { ConflictError, PoolNotFoundError, PreconditionFailedError } from "../errors.ts";
-import { type PoolDoc, type PoolRef, poolKey, poolResourceId, type SystemData } from "./pool-doc.ts";
+import { PoolBeingDeletedError, PoolNotFoundError, PreconditionFailedError } from "../errors.ts";
+import { ARM_API_VERSIONS } from "./api-versions.ts";
 import {
-  type PoolChange,
-  type PoolRules,
-  parsePoolBody,
-  poolFromPatch,
-  poolFromPut,
-  type SecretInput,
-} from "./pool-spec.ts";
+  type PoolDoc,
+  type PoolRef,
+  poolDocOf,
+  poolKey,
+  poolResourceId,
+  type SystemData,
+} from "./pool-doc.ts";
+import type { PoolSecrets } from "./pool-secrets.ts";
+import { type PoolChange, type PoolRules, parsePoolBody, poolFromPatch, poolFromPut } from "./pool-spec.ts";
 import { validatePoolName } from "./pool-validation.ts";
 
 /** What actually runs a pool. Resolves when the pool is ready; rejects with the reason it cannot be. */
@@ -28,6 +29,18 @@ export interface PoolRuntime {
   admit?(doc: PoolDoc): void;
 }
 
+/** How the data plane finds the pool an endpoint names, without the store behind it. */
+export interface PoolLookup {
+  /** The pool stored under `key` (in any provisioning state, Deleting included), or undefined. */
+  findPool(key: string): StoredPool | undefined;
+}
+
+/**
+ * The codes of an operation that ended without a more specific error's code (an operation's `error`, and the
+ * pool's provisioningError); a failed provisioning otherwise carries its error's own code.
+ */
+export const OPERATION_FAILURE_CODES = ["ProvisioningFailed", "DeleteFailed", "Canceled"] as const;
+
 export const NOOP_RUNTIME: PoolRuntime = {
   provision: async () => {},
   teardown: async () => {},
@@ -35,7 +48,7 @@ export const NOOP_RUNTIME: PoolRuntime = {
 
 export interface PoolServiceDeps {
   store: Store;
-  secretBox: SecretBox;
+  secrets: PoolSecrets;
   runtime: PoolRuntime;
   rules: PoolRules;
   now: () => Date;
@@ -54,13 +67,17 @@ export interface WriteResult {
   created: boolean;
 }
 
-export class PoolService {
+export class PoolService implements PoolLookup {
   readonly #d: PoolServiceDeps;
   readonly #runs = new Map<string, ProvisionRun>();
   #closed = false;
 
   constructor(deps: PoolServiceDeps) {
     this.#d = deps;
+  }
+
+  findPool(key: string): StoredPool | undefined {
+    return this.#d.store.getPool(key);
   }
 
   get(ref: PoolRef): StoredPool {
@@ -75,8 +92,7 @@ export class PoolService {
    */
   liveUid(key: string): string | undefined {
     const pool = this.#d.store.getPool(key);
-    if (!pool || (pool.doc as unknown as PoolDoc).properties.provisioningState === "Deleting")
-      return undefined;
+    if (!pool || poolDocOf(pool).properties.provisioningState === "Deleting") return undefined;
     return pool.uid;
   }
 
@@ -101,9 +117,8 @@ export class PoolService {
     const key = poolKey(ref);
     const existing = this.#d.store.getPool(key);
     checkPreconditions(existing, ctx.ifMatch, ctx.ifNoneMatch);
-    if (existing && (existing.doc as unknown as PoolDoc).properties.provisioningState === "Deleting") {
-      throw new ConflictError(
-        "PoolBeingDeleted",
+    if (existing && poolDocOf(existing).properties.provisioningState === "Deleting") {
+      throw new PoolBeingDeletedError(
         `The session pool '${ref.name}' is being deleted; retry when the deletion finishes.`,
       );
     }
@@ -113,7 +128,8 @@ export class PoolService {
       rules: this.#d.rules,
       systemData: this.#systemData(ctx.principal, existingDoc?.systemData),
       ...(existingDoc ? { existing: existingDoc } : {}),
-      secretNames: this.#secretNames(key),
+      secretNames: this.#d.secrets.names(key),
+      mcpDefined: ARM_API_VERSIONS[ctx.apiVersion]?.mcp ?? true,
     });
     this.#d.runtime.admit?.(change.doc);
     return this.#write(ref, existing, change, existing ? "update" : "create", ctx.apiVersion);
@@ -128,16 +144,16 @@ export class PoolService {
     const existing = this.#d.store.getPool(key);
     if (!existing) throw new PoolNotFoundError(ref.resourceGroup, ref.name);
     checkPreconditions(existing, ctx.ifMatch, undefined);
-    const existingDoc = existing.doc as unknown as PoolDoc;
+    const existingDoc = poolDocOf(existing);
     if (existingDoc.properties.provisioningState === "Deleting") {
-      throw new ConflictError("PoolBeingDeleted", `The session pool '${ref.name}' is being deleted.`);
+      throw new PoolBeingDeletedError(`The session pool '${ref.name}' is being deleted.`);
     }
     const change = poolFromPatch(body, {
       name: ref.name,
       rules: this.#d.rules,
       systemData: this.#systemData(ctx.principal, existingDoc.systemData),
       existing: existingDoc,
-      secretNames: this.#secretNames(key),
+      secretNames: this.#d.secrets.names(key),
     });
     this.#d.runtime.admit?.(change.doc);
     return this.#write(ref, existing, change, "update", ctx.apiVersion);
@@ -149,7 +165,7 @@ export class PoolService {
     const existing = this.#d.store.getPool(key);
     if (!existing) return undefined;
     checkPreconditions(existing, ctx.ifMatch, undefined);
-    const doc = existing.doc as unknown as PoolDoc;
+    const doc = poolDocOf(existing);
     const now = this.#d.now().toISOString();
     const running = this.#d.store
       .listOperations({ poolKey: key, status: "InProgress" })
@@ -166,7 +182,7 @@ export class PoolService {
         });
       }
       doc.properties.provisioningState = "Deleting";
-      this.#d.store.putPool({ ...existing, doc: doc as unknown as Record<string, unknown>, updatedAt: now });
+      this.#d.store.putPool({ ...existing, doc: doc, updatedAt: now });
       this.#d.store.putOperation(op);
     });
     this.#runs.get(key)?.controller.abort();
@@ -178,15 +194,10 @@ export class PoolService {
     return this.#d.store.getOperation(id);
   }
 
-  /** Sealed secret values, opened, for a sandbox being created. Never logged, never returned by the API. */
-  secretValues(key: string): Map<string, string> {
-    return new Map(this.#d.store.getSecrets(key).map((s) => [s.name, this.#d.secretBox.open(s.sealed)]));
-  }
-
   /** Resumes what a restart interrupted: provisioning of pools in progress, deletions under way. */
   resume(): void {
     for (const pool of this.#d.store.allPools()) {
-      const state = (pool.doc as unknown as PoolDoc).properties.provisioningState;
+      const state = poolDocOf(pool).properties.provisioningState;
       const pending = this.#d.store.listOperations({ poolKey: pool.key, status: "InProgress" });
       const deleting = pending.find((o) => o.kind === "delete");
       if (state === "Deleting" || deleting) {
@@ -219,7 +230,7 @@ export class PoolService {
   /** Re-provision a pool whose runtime state drifted (e.g. after the engine came back). */
   reprovision(key: string): void {
     const pool = this.#d.store.getPool(key);
-    if (pool && (pool.doc as unknown as PoolDoc).properties.provisioningState !== "Deleting")
+    if (pool && poolDocOf(pool).properties.provisioningState !== "Deleting")
       this.#startProvision(pool, { quiet: true });
   }
 
@@ -246,7 +257,7 @@ export class PoolService {
       subscriptionId: existing?.subscriptionId ?? ref.subscriptionId,
       resourceGroup: existing?.resourceGroup ?? ref.resourceGroup,
       name: ref.name,
-      doc: change.doc as unknown as Record<string, unknown>,
+      doc: change.doc,
       etag: crypto.randomUUID(),
       generation: (existing?.generation ?? 0) + 1,
       // A new uid for a new pool only: updates keep it, so the pool's data-plane tokens stay valid.
@@ -257,7 +268,7 @@ export class PoolService {
     const op = this.#newOperation(pool, kind, apiVersion);
     this.#d.store.transaction(() => {
       this.#d.store.putPool(pool);
-      if (change.secrets) this.#d.store.replaceSecrets(key, this.#sealSecrets(key, change.secrets));
+      if (change.secrets) this.#d.store.replaceSecrets(key, this.#d.secrets.seal(key, change.secrets));
       this.#d.store.putOperation(op);
     });
     this.#log(pool).info(
@@ -269,18 +280,6 @@ export class PoolService {
     return { pool, operation: op, created: !existing };
   }
 
-  #sealSecrets(key: string, secrets: SecretInput[]) {
-    const current = new Map(this.#d.store.getSecrets(key).map((s) => [s.name, s.sealed]));
-    return secrets.map((s) => ({
-      name: s.name,
-      sealed: s.value === undefined ? (current.get(s.name) as string) : this.#d.secretBox.seal(s.value),
-    }));
-  }
-
-  #secretNames(key: string): Set<string> {
-    return new Set(this.#d.store.getSecrets(key).map((s) => s.name));
-  }
-
   #newOperation(pool: StoredPool, kind: StoredOperation["kind"], apiVersion: string): StoredOperation {
     return {
       id: crypto.randomUUID(),
@@ -289,7 +288,7 @@ export class PoolService {
       kind,
       status: "InProgress",
       generation: pool.generation,
-      location: (pool.doc as unknown as PoolDoc).location,
+      location: poolDocOf(pool).location,
       apiVersion,
       startTime: this.#d.now().toISOString(),
       endTime: undefined,
@@ -356,14 +355,14 @@ export class PoolService {
     this.#d.store.transaction(() => {
       const current = this.#d.store.getPool(key);
       if (!current || current.generation !== generation) return;
-      const doc = current.doc as unknown as PoolDoc;
+      const doc = poolDocOf(current);
       if (doc.properties.provisioningState === "Deleting") return;
       const state = failure ? "Failed" : "Succeeded";
       if (doc.properties.provisioningState !== state || (failure && !quiet)) {
         doc.properties.provisioningState = state;
         if (failure) doc.properties.provisioningError = failure;
         else delete doc.properties.provisioningError;
-        this.#d.store.putPool({ ...current, doc: doc as unknown as Record<string, unknown>, updatedAt: now });
+        this.#d.store.putPool({ ...current, doc: doc, updatedAt: now });
       }
       for (const op of this.#d.store.listOperations({ poolKey: key, status: "InProgress" })) {
         if (op.kind === "delete" || op.generation > generation) continue;

@@ -54,6 +54,8 @@ export function poolFromPut(
     systemData: SystemData;
     existing?: PoolDoc;
     secretNames: Set<string>;
+    /** False when the request's api-version does not define mcpServerSettings (default true). */
+    mcpDefined?: boolean;
   },
 ): PoolChange {
   if (input.location === undefined || input.location.trim() === "") {
@@ -111,14 +113,19 @@ export function poolFromPut(
           })),
         }
       : {}),
-    ...(p.mcpServerSettings
-      ? {
-          mcpServerSettings: {
-            isMcpServerEnabled: p.mcpServerSettings.isMcpServerEnabled ?? false,
-            isMcpServerApiKeyDisabled: p.mcpServerSettings.isMcpServerApiKeyDisabled ?? false,
-          },
-        }
-      : {}),
+    ...(ctx.mcpDefined === false
+      ? // An api-version without mcpServerSettings cannot express them: its PUT keeps what the pool has.
+        ctx.existing?.properties.mcpServerSettings
+        ? { mcpServerSettings: { ...ctx.existing.properties.mcpServerSettings } }
+        : {}
+      : p.mcpServerSettings
+        ? {
+            mcpServerSettings: {
+              isMcpServerEnabled: p.mcpServerSettings.isMcpServerEnabled ?? false,
+              isMcpServerApiKeyDisabled: p.mcpServerSettings.isMcpServerApiKeyDisabled ?? false,
+            },
+          }
+        : {}),
     provisioningState: ctx.existing?.properties.provisioningState ?? "InProgress",
   };
   const doc: PoolDoc = {
@@ -131,7 +138,6 @@ export function poolFromPut(
     systemData: ctx.systemData,
   };
   if (ctx.existing) checkImmutable(ctx.existing, doc, "PUT");
-  refuseMcpServer(doc, ctx.existing);
   // A PUT replaces the whole pool, secrets included: one that sends none leaves the pool with none.
   const secrets = (p.secrets ?? []).map((s) => ({
     name: s.name,
@@ -139,24 +145,6 @@ export function poolFromPut(
   }));
   validatePool(doc, { rules: ctx.rules, secrets, secretNames: ctx.secretNames });
   return { doc, secrets };
-}
-
-/**
- * No MCP server is served yet, so a request to enable one is refused by name rather than accepted with an
- * endpoint that would answer 404. A pool stored with it enabled before this rule keeps its setting (re-sent by a
- * PUT of what a GET returned, or merged into a PATCH), so such pools stay writable; no endpoint is returned for it.
- */
-function refuseMcpServer(doc: PoolDoc, existing: PoolDoc | undefined): void {
-  if (
-    doc.properties.mcpServerSettings?.isMcpServerEnabled === true &&
-    existing?.properties.mcpServerSettings?.isMcpServerEnabled !== true
-  ) {
-    throw new ValidationError(
-      "McpServerNotSupported",
-      "'properties.mcpServerSettings.isMcpServerEnabled' cannot be true: this server does not serve an MCP endpoint for session pools yet. Send false or leave mcpServerSettings out.",
-      "properties.mcpServerSettings.isMcpServerEnabled",
-    );
-  }
 }
 
 function template(

@@ -1,6 +1,6 @@
 // The rules a canonical pool must satisfy beyond its JSON shape: ranges, cross-field consistency, references to
 // secrets. Each failure names the property (ARM `target`) and what would be accepted.
-import { ValidationError } from "../errors.ts";
+import { type ValidationCode, ValidationError } from "../errors.ts";
 import type { PoolDoc, SessionContainer } from "./pool-doc.ts";
 import type { PoolRules, SecretInput } from "./pool-spec.ts";
 
@@ -27,7 +27,7 @@ export function validatePoolName(name: string): void {
   }
 }
 
-function fail(code: string, target: string, message: string): never {
+function fail(code: ValidationCode, target: string, message: string): never {
   throw new ValidationError(code, message, target);
 }
 
@@ -35,7 +35,7 @@ function range(
   target: string,
   value: number,
   r: { min: number; max: number },
-  code = "ValueOutOfRange",
+  code: ValidationCode = "ValueOutOfRange",
 ): void {
   if (!Number.isFinite(value) || value < r.min || value > r.max) {
     fail(code, target, `'${target}' is ${value}; it must be between ${r.min} and ${r.max}.`);
@@ -183,6 +183,16 @@ export function validatePool(
       "InvalidPropertyForContainerType",
       "properties.customContainerTemplate",
       `'properties.customContainerTemplate' is only for CustomContainer pools; this pool's containerType is ${type}.`,
+    );
+  }
+
+  if (custom && p.mcpServerSettings?.isMcpServerEnabled === true) {
+    // The MCP tools run in the session's agent, which a custom container does not have; and every path of a
+    // custom container's endpoint, /mcp included, belongs to the container.
+    fail(
+      "InvalidPropertyForContainerType",
+      "properties.mcpServerSettings.isMcpServerEnabled",
+      "'properties.mcpServerSettings.isMcpServerEnabled' cannot be true for a CustomContainer pool: the MCP tools run in sessionpool's own session images (PythonLTS, NodeLTS, Shell), and a custom container's endpoint forwards every path, /mcp included, to the container.",
     );
   }
 

@@ -1,7 +1,6 @@
 // The line of executions waiting for a session: one runs at a time per session (the interpreter runs them in
 // order anyway), and what waits is held in the server's memory, so it is bounded per session, per pool and in all.
-import { SessionPoolError } from "../../errors.ts";
-import { ExecutionQueueFullError } from "../errors.ts";
+import { ExecutionQueueFullError, ServerBusyError } from "../errors.ts";
 
 /**
  * How much may wait behind a session's running execution. An execution waits from the moment it is accepted until
@@ -146,11 +145,9 @@ export class ExecutionQueue<S extends object> {
       );
     }
     if (this.#totalBytes + bytes > l.maxWaitingBytesTotal) {
-      throw new SessionPoolError(
-        "ServerBusy",
-        503,
+      throw new ServerBusyError(
         `Executions waiting on this server already hold ${this.#totalBytes} bytes of code; one more of ${bytes} bytes would pass the server's maxWaitingBytesTotal (${l.maxWaitingBytesTotal} bytes). Retry in a few seconds.`,
-        { headers: { "retry-after": String(SERVER_BUSY_RETRY_AFTER_SECONDS) } },
+        SERVER_BUSY_RETRY_AFTER_SECONDS,
       );
     }
   }

@@ -1,13 +1,25 @@
 // Code executions: run code in a session's interpreter (sync or in the background) and remember the outcome so
 // `GET /executions/{id}` can answer. Records live in memory for an hour; a restart forgets them. One execution
 // runs at a time per session; the others wait in a bounded line (execution-queue.ts).
-import type { ExecResult, ShellRequest, ShellResult } from "../../agents/agent-client.ts";
+import type { ExecResult, OutputChunk, ShellRequest, ShellResult } from "../../agent-channel/agent-client.ts";
 import { ValidationError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import { ExecutionQueue, type ExecutionQueueLimits } from "./execution-queue.ts";
 import { agentOf, type Member, type SessionManager } from "./session-manager.ts";
 
 export const MAX_TIMEOUT_SECONDS = 220;
+
+/**
+ * The codes of an execution that ran but failed (its `error`, HTTP 200): the server's own, and the agent's
+ * ResultTooLarge (its result and images were dropped). An exception raised by the code keeps its own name.
+ */
+export const EXECUTION_FAILURE_CODES = [
+  "ExecutionTimeout",
+  "InterpreterRestarted",
+  "ExecutionFailed",
+  "ResultTooLarge",
+] as const;
+export type ExecutionFailureCode = (typeof EXECUTION_FAILURE_CODES)[number];
 
 export interface ExecutionInput {
   code: string;
@@ -30,7 +42,7 @@ export interface ExecutionRecord {
   /** Shell pools: the command's outcome (status on the wire is its exit code). */
   shell?: ShellResult;
   /** Why the execution failed outside the code itself (timeout, interpreter restart, agent lost). */
-  failure?: { code: string; message: string };
+  failure?: { code: ExecutionFailureCode; message: string };
   done: Promise<void>;
   /** Roughly what the finished record holds in memory (its output and result), for the retention budget. */
   bytes?: number;
@@ -44,6 +56,14 @@ const MAX_RECORDS = 10_000;
  * grow with what callers print. The oldest finished ones go first.
  */
 const MAX_RETAINED_BYTES = 256 * 1024 * 1024;
+
+export interface StartOptions {
+  /**
+   * The execution's output as it is produced (a streamed execution); the outcome is the record's all the same.
+   * Called from the moment the execution reaches the interpreter, never after `record.done`.
+   */
+  onOutput?: (chunk: OutputChunk) => void;
+}
 
 export interface ExecutionsOptions extends Partial<ExecutionQueueLimits> {
   /** Bytes of output and results kept for GET /executions/{id} in all (default MAX_RETAINED_BYTES). */
@@ -71,7 +91,12 @@ export class Executions {
    * Starts an execution, or queues it behind the session's running one; for Synchronous ones, await `record.done`
    * before answering. Throws ExecutionQueueFull (429) or ServerBusy (503) when it may not wait.
    */
-  start(member: Member, input: ExecutionInput, id: string = crypto.randomUUID()): ExecutionRecord {
+  start(
+    member: Member,
+    input: ExecutionInput,
+    id: string = crypto.randomUUID(),
+    options: StartOptions = {},
+  ): ExecutionRecord {
     // Only these are kept while the execution waits: never `input`, which holds the request's code a second time.
     const { timeoutInSeconds, maxOutputChars } = input;
     let code: string | undefined =
@@ -87,11 +112,10 @@ export class Executions {
       "The session's interpreter could not run the code",
       (record) => {
         // Not an async function: its suspended frame would keep the code alive until the answer comes.
-        const sent = agentOf(member).exec({
-          code: code ?? "",
-          timeoutMs: timeoutInSeconds * 1000,
-          maxOutputChars,
-        });
+        const sent = agentOf(member).exec(
+          { code: code ?? "", timeoutMs: timeoutInSeconds * 1000, maxOutputChars },
+          options.onOutput === undefined ? {} : { onOutput: options.onOutput },
+        );
         code = undefined;
         return sent.then((result) => {
           record.result = result;
@@ -115,7 +139,12 @@ export class Executions {
   }
 
   /** Runs a Shell pool's command, or queues it behind the session's running one; synchronous only. */
-  startShell(member: Member, input: ShellInput, id: string = crypto.randomUUID()): ExecutionRecord {
+  startShell(
+    member: Member,
+    input: ShellInput,
+    id: string = crypto.randomUUID(),
+    options: StartOptions = {},
+  ): ExecutionRecord {
     const { timeoutInSeconds, ...rest } = input;
     let request: ShellRequest | undefined = { ...rest, timeoutMs: timeoutInSeconds * 1000 };
     const bytes =
@@ -130,7 +159,10 @@ export class Executions {
       bytes,
       "The session could not run the command",
       (record) => {
-        const sent = agentOf(member).shell(request!);
+        const sent = agentOf(member).shell(
+          request!,
+          options.onOutput === undefined ? {} : { onOutput: options.onOutput },
+        );
         request = undefined;
         return sent.then((shell) => {
           record.shell = shell;

@@ -1,9 +1,9 @@
 // What a pool's sandboxes look like: from the canonical pool to a driver SandboxSpec, plus a hash of everything
 // that matters so a changed template rolls the warm members (allocated sessions keep running).
 import { createHash } from "node:crypto";
-import { SessionPoolError } from "../../errors.ts";
 import type { SandboxSpec } from "../../runtime/sandbox-driver.ts";
 import type { RuntimeChoice, SandboxRuntimes } from "../../runtime/sandbox-runtime.ts";
+import { RuntimeUnsupportedError } from "../errors.ts";
 import type { PoolDoc, Probe } from "../pools/pool-doc.ts";
 import { memoryToGi } from "../pools/pool-validation.ts";
 
@@ -51,13 +51,6 @@ export interface SandboxTemplate {
 }
 
 export class UnsupportedContainerTypeError extends Error {}
-
-/** A pool whose sandboxes the configured runtime cannot run on this host (refused at PUT when known then). */
-export class RuntimeUnsupportedError extends SessionPoolError {
-  constructor(message: string) {
-    super("PoolUnsupportedByRuntime", 400, message);
-  }
-}
 
 /** The interpreter the in-sandbox agent runs for each built-in container type. */
 const KERNELS: Readonly<Record<string, string>> = { PythonLTS: "python", NodeLTS: "node", Shell: "shell" };

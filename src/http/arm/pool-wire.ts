@@ -1,8 +1,7 @@
 // Renders a stored pool as the caller's api-version speaks it: legacy dynamicPoolConfiguration and
-// registryServer for the early previews, probes and MCP settings only where the version defines them (MCP settings
-// without an endpoint: none is served yet).
+// registryServer for the early previews, probes and MCP settings only where the version defines them.
 import { ARM_API_VERSIONS } from "../../core/pools/api-versions.ts";
-import { type PoolDoc, poolResourceId } from "../../core/pools/pool-doc.ts";
+import { type PoolDoc, poolDocOf, poolResourceId } from "../../core/pools/pool-doc.ts";
 import type { StoredPool } from "../../store/store.ts";
 
 export function poolEndpoint(
@@ -14,7 +13,7 @@ export function poolEndpoint(
 
 export function poolToWire(pool: StoredPool, apiVersion: string, publicUrl: string): Record<string, unknown> {
   const f = ARM_API_VERSIONS[apiVersion] ?? ARM_API_VERSIONS["2025-07-01"]!;
-  const doc = pool.doc as unknown as PoolDoc;
+  const doc = poolDocOf(pool);
   const p = doc.properties;
   const lc = p.dynamicPoolConfiguration.lifecycleConfiguration;
   const endpoint = poolEndpoint(publicUrl, pool);
@@ -59,8 +58,15 @@ export function poolToWire(pool: StoredPool, apiVersion: string, publicUrl: stri
     ...(f.identity && p.managedIdentitySettings
       ? { managedIdentitySettings: p.managedIdentitySettings }
       : {}),
-    // No mcpServerEndpoint: nothing serves MCP yet, and every URL this API hands out must answer.
-    ...(f.mcp && p.mcpServerSettings ? { mcpServerSettings: { ...p.mcpServerSettings } } : {}),
+    ...(f.mcp && p.mcpServerSettings
+      ? {
+          mcpServerSettings: {
+            ...p.mcpServerSettings,
+            // Read-only, and only while enabled: the data plane serves it then (dataplane/mcp-routes.ts).
+            ...(p.mcpServerSettings.isMcpServerEnabled ? { mcpServerEndpoint: `${endpoint}/mcp` } : {}),
+          },
+        }
+      : {}),
   };
 
   return {

@@ -7,8 +7,14 @@ import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Member } from "../../core/sessions/session-manager.ts";
-import { SessionPoolError } from "../../errors.ts";
-import { dataPlaneErrorBody, rawErrorResponse } from "./dataplane-errors.ts";
+import type { SessionPoolError } from "../../errors.ts";
+import { BadRequestError } from "../errors.ts";
+import {
+  dataPlaneErrorBody,
+  rawErrorResponse,
+  SessionUnreachableError,
+  UnsupportedTransferEncodingError,
+} from "./dataplane-errors.ts";
 import { type TrustedProxies, unmapped } from "./proxy-trust.ts";
 
 const HOP_BY_HOP = new Set([
@@ -96,11 +102,7 @@ function forwardedHeaders(req: IncomingMessage, trust: TrustedProxies, prefix: s
 export function assertForwardable(req: IncomingMessage): void {
   const te = req.headers["transfer-encoding"];
   if (te !== undefined && te.trim().toLowerCase() !== "chunked") {
-    throw new SessionPoolError(
-      "UnsupportedTransferEncoding",
-      501,
-      `Transfer-Encoding '${te.slice(0, 100)}' is not forwarded to custom containers; send the body with Content-Length or 'Transfer-Encoding: chunked' alone.`,
-    );
+    throw new UnsupportedTransferEncodingError(te);
   }
 }
 
@@ -179,12 +181,10 @@ export function proxyHttp(
   });
   upstream.on("error", (err) => {
     if (!res.headersSent) {
-      const e = new SessionPoolError(
-        "SessionUnreachable",
-        502,
+      const e = new SessionUnreachableError(
         `The session's container did not answer on port ${member.port}: ${err.message}`,
       );
-      res.writeHead(502, {
+      res.writeHead(e.statusCode, {
         ...own,
         "content-type": "application/json; charset=utf-8",
         "x-ms-error-code": e.code,
@@ -209,11 +209,7 @@ export function proxyHttp(
 export function assertUpgradable(req: IncomingMessage): void {
   const length = req.headers["content-length"];
   if (req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")) {
-    throw new SessionPoolError(
-      "BadRequest",
-      400,
-      "An upgrade request (WebSocket handshake) carries no body.",
-    );
+    throw new BadRequestError("An upgrade request (WebSocket handshake) carries no body.");
   }
 }
 
@@ -274,14 +270,22 @@ export function proxyUpgrade(
     upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
     upstream.on("data", onStatus);
   });
-  const badGateway = () => {
-    if (socket.writable && !answered)
-      socket.end("HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+  // In the data plane's envelope, as a refused HTTP request through the proxy is answered.
+  const badGateway = (why: string) => {
+    if (socket.writable && !answered) {
+      socket.end(
+        rawErrorResponse(
+          new SessionUnreachableError(
+            `The session's container did not answer the upgrade on port ${member.port}: ${why}`,
+          ),
+        ),
+      );
+    }
   };
   // The container hung up before a status line: nothing of its answer to relay.
-  upstream.on("end", badGateway);
-  upstream.on("error", () => {
-    badGateway();
+  upstream.on("end", () => badGateway("it closed the connection before a status line"));
+  upstream.on("error", (err) => {
+    badGateway(err.message);
     close();
   });
   upstream.on("close", close);

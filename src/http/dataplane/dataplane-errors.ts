@@ -3,6 +3,68 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import { isSessionPoolError, SessionPoolError } from "../../errors.ts";
 import { InternalError, sendCodedError, toCodedError } from "../errors.ts";
 
+/** An upload over the data plane's 128 MB limit. */
+export class FileTooLargeError extends SessionPoolError {
+  static readonly codes = ["FileTooLarge"] as const;
+
+  constructor() {
+    super("FileTooLarge", 413, "The uploaded file is larger than the 128 MB limit.");
+  }
+}
+
+/** An upload that is not one readable multipart/form-data 'file' part. */
+export class InvalidMultipartRequestError extends SessionPoolError {
+  static readonly codes = ["InvalidMultipartRequest"] as const;
+
+  constructor(message: string) {
+    super("InvalidMultipartRequest", 400, message);
+  }
+}
+
+/** A custom container that did not answer the proxied request (HTTP or WebSocket handshake). */
+export class SessionUnreachableError extends SessionPoolError {
+  static readonly codes = ["SessionUnreachable"] as const;
+
+  constructor(message: string) {
+    super("SessionUnreachable", 502, message);
+  }
+}
+
+/** A request body so transfer-coded that it could not reach a custom container unambiguously. */
+export class UnsupportedTransferEncodingError extends SessionPoolError {
+  static readonly codes = ["UnsupportedTransferEncoding"] as const;
+
+  constructor(transferEncoding: string) {
+    super(
+      "UnsupportedTransferEncoding",
+      501,
+      `Transfer-Encoding '${transferEncoding.slice(0, 100)}' is not forwarded to custom containers; send the body with Content-Length or 'Transfer-Encoding: chunked' alone.`,
+    );
+  }
+}
+
+/** An Upgrade (WebSocket) for anything but a custom container pool's session: nothing serves it. */
+export class UpgradeNotProxiedError extends SessionPoolError {
+  static readonly codes = ["NotFound"] as const;
+
+  constructor() {
+    super("NotFound", 404, "Upgrades are proxied for custom container session pools only.");
+  }
+}
+
+/** The /mcp endpoint of a pool whose MCP server is not enabled (the management API hands out no such URL). */
+export class McpServerNotFoundError extends SessionPoolError {
+  static readonly codes = ["McpServerNotFound"] as const;
+
+  constructor(pool: string) {
+    super(
+      "McpServerNotFound",
+      404,
+      `The session pool '${pool}' has no MCP server: enable it with properties.mcpServerSettings.isMcpServerEnabled: true.`,
+    );
+  }
+}
+
 export function dataPlaneErrorBody(err: SessionPoolError): { error: Record<string, unknown> } {
   return {
     error: {
@@ -30,18 +92,16 @@ export function rawErrorResponse(err: SessionPoolError): string {
 function multipartCodedError(error: unknown): SessionPoolError | undefined {
   switch ((error as { code?: string }).code) {
     case "FST_REQ_FILE_TOO_LARGE":
-      return new SessionPoolError("FileTooLarge", 413, "The uploaded file is larger than the 128 MB limit.");
+      return new FileTooLargeError();
     case "FST_FILES_LIMIT":
-      return new SessionPoolError("InvalidMultipartRequest", 400, "Upload one file per request.");
+      return new InvalidMultipartRequestError("Upload one file per request.");
     case "FST_PARTS_LIMIT":
     case "FST_FIELDS_LIMIT":
-      return new SessionPoolError("InvalidMultipartRequest", 400, "The upload has more than 20 form fields.");
+      return new InvalidMultipartRequestError("The upload has more than 20 form fields.");
     case "FST_PROTO_VIOLATION":
-      return new SessionPoolError("InvalidMultipartRequest", 400, "A form field may not be named __proto__.");
+      return new InvalidMultipartRequestError("A form field may not be named __proto__.");
     case "FST_INVALID_MULTIPART_CONTENT_TYPE":
-      return new SessionPoolError(
-        "InvalidMultipartRequest",
-        400,
+      return new InvalidMultipartRequestError(
         "Upload with Content-Type multipart/form-data and a 'file' part.",
       );
   }
@@ -56,9 +116,7 @@ export function uploadError(error: unknown): SessionPoolError {
   if (isSessionPoolError(error)) return error;
   return (
     multipartCodedError(error) ??
-    new SessionPoolError(
-      "InvalidMultipartRequest",
-      400,
+    new InvalidMultipartRequestError(
       `The multipart/form-data body could not be read (${String((error as Error).message).replace(/\.$/, "")}); send one 'file' part between boundary lines of at most 70 characters.`,
     )
   );

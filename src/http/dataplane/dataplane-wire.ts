@@ -1,5 +1,5 @@
 // Data-plane response bodies, in each generation's shape.
-import type { AgentFileEntry, ExecResult, ExecResultValue } from "../../agents/agent-client.ts";
+import type { AgentFileEntry, ExecResult, ExecResultValue } from "../../agent-channel/agent-client.ts";
 import type { ExecutionRecord } from "../../core/sessions/executions.ts";
 import { contentTypeOf } from "../../core/sessions/file-paths.ts";
 import type { Member } from "../../core/sessions/session-manager.ts";

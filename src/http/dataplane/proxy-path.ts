@@ -1,7 +1,7 @@
 // Where a request under a pool endpoint goes in a custom container: the path after the endpoint, cut from the raw
 // request target by segments. The router hands out decoded parameters, so a cut by the length of the decoded pool
 // name is wrong as soon as the client percent-encodes a prefix segment (`/sessionPools/%73ecpool/...`).
-import { SessionPoolError } from "../../errors.ts";
+import { BadRequestError } from "../errors.ts";
 
 export interface ProxyPath {
   /** The endpoint's own parameters, decoded (as the router decodes them). */
@@ -54,11 +54,7 @@ function decodeSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new SessionPoolError(
-      "BadRequest",
-      400,
-      `The URL path segment '${segment.slice(0, 100)}' has a broken %-escape.`,
-    );
+    throw new BadRequestError(`The URL path segment '${segment.slice(0, 100)}' has a broken %-escape.`);
   }
 }
 

@@ -1,7 +1,7 @@
 // Which direct peers are proxies whose X-Forwarded-* headers the custom-container proxy believes (serve's
 // --trusted-proxy): addresses and CIDR ranges, IPv4 or IPv6. Nobody is trusted unless configured.
 import { BlockList, isIP } from "node:net";
-import { SessionPoolError } from "../../errors.ts";
+import { ConfigError } from "../../errors.ts";
 
 export class TrustedProxies {
   static readonly NONE = new TrustedProxies([]);
@@ -20,9 +20,7 @@ export class TrustedProxies {
       const max = family === 4 ? 32 : 128;
       const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
       if (family === 0 || extra.length > 0 || !(prefix >= 0 && prefix <= max)) {
-        throw new SessionPoolError(
-          "InvalidConfiguration",
-          400,
+        throw new ConfigError(
           `--trusted-proxy: '${entry}' is neither an IP address nor a CIDR range (e.g. 10.0.0.5, 10.0.0.0/8, fd00::/8).`,
         );
       }

@@ -60,4 +60,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE pools ADD COLUMN uid TEXT;
   UPDATE pools SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
   `,
+  // 3: the MCP server's API key of each pool, sealed like secrets, bound to one incarnation of the pool (its uid).
+  `
+  CREATE TABLE IF NOT EXISTS pool_mcp_keys (
+    pool_key TEXT PRIMARY KEY,
+    pool_uid TEXT NOT NULL,
+    sealed TEXT NOT NULL
+  );
+  `,
 ];

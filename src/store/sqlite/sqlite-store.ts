@@ -1,9 +1,11 @@
 // The embedded store: one SQLite file in the data dir, WAL mode, schema migrations versioned in code.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { storageFailure } from "../storage-errors.ts";
 import type {
   OperationStatus,
   PoolListFilter,
   Store,
+  StoredMcpKey,
   StoredOperation,
   StoredPool,
   StoredSecret,
@@ -53,198 +55,237 @@ export class SqliteStore implements Store {
   }
 
   transaction<T>(fn: () => T): T {
-    if (this.#depth > 0) {
-      this.#depth++;
-      try {
-        return fn();
-      } finally {
-        this.#depth--;
-      }
-    }
-    this.#db.exec("BEGIN IMMEDIATE");
-    this.#depth = 1;
-    try {
-      const result = fn();
-      this.#db.exec("COMMIT");
-      return result;
-    } catch (err) {
-      // A COMMIT that failed for want of space (SQLITE_FULL, IOERR) may have rolled back already; then ROLLBACK
-      // itself fails ("no transaction is active") and must not hide the error that says what went wrong.
-      if (this.#db.isTransaction) {
+    return guarded(() => {
+      if (this.#depth > 0) {
+        this.#depth++;
         try {
-          this.#db.exec("ROLLBACK");
-        } catch {
-          // On a failing disk ROLLBACK can fail too (IOERR); SQLite rolls back by itself, and `err` says why.
+          return fn();
+        } finally {
+          this.#depth--;
         }
       }
-      throw err;
-    } finally {
-      this.#depth = 0;
-    }
+      this.#db.exec("BEGIN IMMEDIATE");
+      this.#depth = 1;
+      try {
+        const result = fn();
+        this.#db.exec("COMMIT");
+        return result;
+      } catch (err) {
+        // A COMMIT that failed for want of space (SQLITE_FULL, IOERR) may have rolled back already; then ROLLBACK
+        // itself fails ("no transaction is active") and must not hide the error that says what went wrong.
+        if (this.#db.isTransaction) {
+          try {
+            this.#db.exec("ROLLBACK");
+          } catch {
+            // On a failing disk ROLLBACK can fail too (IOERR); SQLite rolls back by itself, and `err` says why.
+          }
+        }
+        throw err;
+      } finally {
+        this.#depth = 0;
+      }
+    });
   }
 
   getPool(key: string): StoredPool | undefined {
-    const row = this.#stmt("SELECT * FROM pools WHERE key = ?").get(key) as Row | undefined;
-    return row ? poolFromRow(row) : undefined;
+    return guarded(() => {
+      const row = this.#stmt("SELECT * FROM pools WHERE key = ?").get(key) as Row | undefined;
+      return row ? poolFromRow(row) : undefined;
+    });
   }
 
   listPools(filter: PoolListFilter, page: { afterKey?: string; limit: number }): StoredPool[] {
-    const after = page.afterKey ?? "";
-    const rows = filter.resourceGroup
-      ? this.#stmt("SELECT * FROM pools WHERE sub_lc = ? AND rg_lc = ? AND key > ? ORDER BY key LIMIT ?").all(
-          filter.subscriptionId.toLowerCase(),
-          filter.resourceGroup.toLowerCase(),
-          after,
-          page.limit,
-        )
-      : this.#stmt("SELECT * FROM pools WHERE sub_lc = ? AND key > ? ORDER BY key LIMIT ?").all(
-          filter.subscriptionId.toLowerCase(),
-          after,
-          page.limit,
-        );
-    return (rows as Row[]).map(poolFromRow);
+    return guarded(() => {
+      const after = page.afterKey ?? "";
+      const rows = filter.resourceGroup
+        ? this.#stmt(
+            "SELECT * FROM pools WHERE sub_lc = ? AND rg_lc = ? AND key > ? ORDER BY key LIMIT ?",
+          ).all(filter.subscriptionId.toLowerCase(), filter.resourceGroup.toLowerCase(), after, page.limit)
+        : this.#stmt("SELECT * FROM pools WHERE sub_lc = ? AND key > ? ORDER BY key LIMIT ?").all(
+            filter.subscriptionId.toLowerCase(),
+            after,
+            page.limit,
+          );
+      return (rows as Row[]).map(poolFromRow);
+    });
   }
 
   allPools(): StoredPool[] {
-    return (this.#stmt("SELECT * FROM pools ORDER BY key").all() as Row[]).map(poolFromRow);
+    return guarded(() => {
+      return (this.#stmt("SELECT * FROM pools ORDER BY key").all() as Row[]).map(poolFromRow);
+    });
   }
 
   putPool(pool: StoredPool): void {
-    this.#stmt(
-      `INSERT INTO pools (key, sub_lc, rg_lc, subscription_id, resource_group, name, doc, etag, generation, uid, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, etag = excluded.etag, generation = excluded.generation,
-         updated_at = excluded.updated_at`,
-    ).run(
-      pool.key,
-      pool.subscriptionId.toLowerCase(),
-      pool.resourceGroup.toLowerCase(),
-      pool.subscriptionId,
-      pool.resourceGroup,
-      pool.name,
-      JSON.stringify(pool.doc),
-      pool.etag,
-      pool.generation,
-      pool.uid,
-      pool.createdAt,
-      pool.updatedAt,
-    );
+    guarded(() => {
+      this.#stmt(
+        `INSERT INTO pools (key, sub_lc, rg_lc, subscription_id, resource_group, name, doc, etag, generation, uid, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, etag = excluded.etag, generation = excluded.generation,
+           updated_at = excluded.updated_at`,
+      ).run(
+        pool.key,
+        pool.subscriptionId.toLowerCase(),
+        pool.resourceGroup.toLowerCase(),
+        pool.subscriptionId,
+        pool.resourceGroup,
+        pool.name,
+        JSON.stringify(pool.doc),
+        pool.etag,
+        pool.generation,
+        pool.uid,
+        pool.createdAt,
+        pool.updatedAt,
+      );
+    });
   }
 
   deletePool(key: string): void {
-    this.transaction(() => {
-      this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(key);
-      this.#stmt("DELETE FROM pools WHERE key = ?").run(key);
+    guarded(() => {
+      this.transaction(() => {
+        this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(key);
+        this.#stmt("DELETE FROM pool_mcp_keys WHERE pool_key = ?").run(key);
+        this.#stmt("DELETE FROM pools WHERE key = ?").run(key);
+      });
     });
   }
 
   getSecrets(poolKey: string): StoredSecret[] {
-    const rows = this.#stmt("SELECT name, sealed FROM pool_secrets WHERE pool_key = ? ORDER BY position").all(
-      poolKey,
-    ) as Row[];
-    return rows.map((r) => ({ name: String(r["name"]), sealed: String(r["sealed"]) }));
+    return guarded(() => {
+      const rows = this.#stmt(
+        "SELECT name, sealed FROM pool_secrets WHERE pool_key = ? ORDER BY position",
+      ).all(poolKey) as Row[];
+      return rows.map((r) => ({ name: String(r["name"]), sealed: String(r["sealed"]) }));
+    });
   }
 
   replaceSecrets(poolKey: string, secrets: StoredSecret[]): void {
-    this.transaction(() => {
-      this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(poolKey);
-      const insert = this.#stmt(
-        "INSERT INTO pool_secrets (pool_key, position, name, sealed) VALUES (?, ?, ?, ?)",
-      );
-      for (const [i, s] of secrets.entries()) insert.run(poolKey, i, s.name, s.sealed);
+    guarded(() => {
+      this.transaction(() => {
+        this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(poolKey);
+        const insert = this.#stmt(
+          "INSERT INTO pool_secrets (pool_key, position, name, sealed) VALUES (?, ?, ?, ?)",
+        );
+        for (const [i, s] of secrets.entries()) insert.run(poolKey, i, s.name, s.sealed);
+      });
+    });
+  }
+
+  getMcpKey(poolKey: string): StoredMcpKey | undefined {
+    return guarded(() => {
+      const row = this.#stmt("SELECT pool_uid, sealed FROM pool_mcp_keys WHERE pool_key = ?").get(poolKey) as
+        | Row
+        | undefined;
+      return row ? { poolUid: String(row["pool_uid"]), sealed: String(row["sealed"]) } : undefined;
+    });
+  }
+
+  putMcpKey(poolKey: string, key: StoredMcpKey): void {
+    guarded(() => {
+      this.#stmt(
+        `INSERT INTO pool_mcp_keys (pool_key, pool_uid, sealed) VALUES (?, ?, ?)
+         ON CONFLICT (pool_key) DO UPDATE SET pool_uid = excluded.pool_uid, sealed = excluded.sealed`,
+      ).run(poolKey, key.poolUid, key.sealed);
     });
   }
 
   getOperation(id: string): StoredOperation | undefined {
-    const row = this.#stmt("SELECT * FROM operations WHERE id = ?").get(id) as Row | undefined;
-    return row ? operationFromRow(row) : undefined;
+    return guarded(() => {
+      const row = this.#stmt("SELECT * FROM operations WHERE id = ?").get(id) as Row | undefined;
+      return row ? operationFromRow(row) : undefined;
+    });
   }
 
   putOperation(op: StoredOperation): void {
-    this.#stmt(
-      `INSERT INTO operations (id, pool_key, resource_id, kind, status, generation, location, api_version, start_time, end_time, error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET status = excluded.status, end_time = excluded.end_time, error = excluded.error,
-         generation = excluded.generation`,
-    ).run(
-      op.id,
-      op.poolKey,
-      op.resourceId,
-      op.kind,
-      op.status,
-      op.generation,
-      op.location,
-      op.apiVersion,
-      op.startTime,
-      op.endTime ?? null,
-      op.error ? JSON.stringify(op.error) : null,
-    );
+    guarded(() => {
+      this.#stmt(
+        `INSERT INTO operations (id, pool_key, resource_id, kind, status, generation, location, api_version, start_time, end_time, error)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, end_time = excluded.end_time, error = excluded.error,
+           generation = excluded.generation`,
+      ).run(
+        op.id,
+        op.poolKey,
+        op.resourceId,
+        op.kind,
+        op.status,
+        op.generation,
+        op.location,
+        op.apiVersion,
+        op.startTime,
+        op.endTime ?? null,
+        op.error ? JSON.stringify(op.error) : null,
+      );
+    });
   }
 
   listOperations(filter: { status?: OperationStatus; poolKey?: string }): StoredOperation[] {
-    const rows = this.#stmt(
-      "SELECT * FROM operations WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pool_key = ?2) ORDER BY start_time",
-    ).all(filter.status ?? null, filter.poolKey ?? null) as Row[];
-    return rows.map(operationFromRow);
-  }
-
-  getSession(id: string): StoredSession | undefined {
-    const row = this.#stmt("SELECT * FROM sessions WHERE id = ?").get(id) as Row | undefined;
-    return row ? sessionFromRow(row) : undefined;
-  }
-
-  findSessionByIdentifier(poolKey: string, identifier: string): StoredSession | undefined {
-    const row = this.#stmt("SELECT * FROM sessions WHERE pool_key = ? AND identifier = ?").get(
-      poolKey,
-      identifier,
-    ) as Row | undefined;
-    return row ? sessionFromRow(row) : undefined;
+    return guarded(() => {
+      const rows = this.#stmt(
+        "SELECT * FROM operations WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pool_key = ?2) ORDER BY start_time",
+      ).all(filter.status ?? null, filter.poolKey ?? null) as Row[];
+      return rows.map(operationFromRow);
+    });
   }
 
   listSessions(poolKey: string): StoredSession[] {
-    return (
-      this.#stmt("SELECT * FROM sessions WHERE pool_key = ? ORDER BY created_at, id").all(poolKey) as Row[]
-    ).map(sessionFromRow);
+    return guarded(() => {
+      return (
+        this.#stmt("SELECT * FROM sessions WHERE pool_key = ? ORDER BY created_at, id").all(poolKey) as Row[]
+      ).map(sessionFromRow);
+    });
   }
 
   allSessions(): StoredSession[] {
-    return (this.#stmt("SELECT * FROM sessions ORDER BY created_at, id").all() as Row[]).map(sessionFromRow);
+    return guarded(() => {
+      return (this.#stmt("SELECT * FROM sessions ORDER BY created_at, id").all() as Row[]).map(
+        sessionFromRow,
+      );
+    });
   }
 
   putSession(s: StoredSession): void {
-    this.#stmt(
-      `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier, state = excluded.state,
-         sandbox_id = excluded.sandbox_id, allocated_at = excluded.allocated_at,
-         last_accessed_at = excluded.last_accessed_at, expires_at = excluded.expires_at`,
-    ).run(
-      s.id,
-      s.poolKey,
-      s.identifier ?? null,
-      s.state,
-      s.sandboxId ?? null,
-      s.generation,
-      s.createdAt,
-      s.allocatedAt ?? null,
-      s.lastAccessedAt ?? null,
-      s.expiresAt ?? null,
-    );
+    guarded(() => {
+      this.#stmt(
+        `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier, state = excluded.state,
+           sandbox_id = excluded.sandbox_id, allocated_at = excluded.allocated_at,
+           last_accessed_at = excluded.last_accessed_at, expires_at = excluded.expires_at`,
+      ).run(
+        s.id,
+        s.poolKey,
+        s.identifier ?? null,
+        s.state,
+        s.sandboxId ?? null,
+        s.generation,
+        s.createdAt,
+        s.allocatedAt ?? null,
+        s.lastAccessedAt ?? null,
+        s.expiresAt ?? null,
+      );
+    });
   }
 
   deleteSession(id: string): void {
-    this.#stmt("DELETE FROM sessions WHERE id = ?").run(id);
+    guarded(() => {
+      this.#stmt("DELETE FROM sessions WHERE id = ?").run(id);
+    });
   }
 
   getMeta(key: string): string | undefined {
-    const row = this.#stmt("SELECT value FROM meta WHERE key = ?").get(key) as Row | undefined;
-    return row ? String(row["value"]) : undefined;
+    return guarded(() => {
+      const row = this.#stmt("SELECT value FROM meta WHERE key = ?").get(key) as Row | undefined;
+      return row ? String(row["value"]) : undefined;
+    });
   }
 
   setMeta(key: string, value: string): void {
-    this.#stmt(
-      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    ).run(key, value);
+    guarded(() => {
+      this.#stmt(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ).run(key, value);
+    });
   }
 
   close(): void {
@@ -252,6 +293,18 @@ export class SqliteStore implements Store {
     this.#closed = true;
     this.#stmts.clear();
     this.#db.close();
+  }
+}
+
+/**
+ * Runs one store call; a failure of the disk under it (full, read-only, I/O) leaves as StorageUnavailableError, so
+ * no layer above reads SQLite's result codes. Anything else (an error thrown inside a transaction) leaves as is.
+ */
+function guarded<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw storageFailure(err) ?? err;
   }
 }
 

@@ -16,6 +16,7 @@ import time
 from collections import deque
 
 from capture import Capture
+from protocol import partial
 
 SHELL_DRAIN_S = 0.2  # once the command has exited, how long its pipes are still read (until EOF)
 SHELL_KILL_GRACE_S = 2.0  # SIGTERM to the group at the timeout, SIGKILL this much later
@@ -40,15 +41,16 @@ def shell_argv(command):
 
 
 class ShellJob:
-    __slots__ = ("conn", "rid", "argv", "stdin", "timeout_ms", "max_chars")
+    __slots__ = ("conn", "rid", "argv", "stdin", "timeout_ms", "max_chars", "stream")
 
-    def __init__(self, conn, rid, argv, stdin, timeout_ms, max_chars):
+    def __init__(self, conn, rid, argv, stdin, timeout_ms, max_chars, stream=False):
         self.conn = conn
         self.rid = rid
         self.argv = argv  # for a `command`, already the bash -c argv
         self.stdin = stdin  # bytes
         self.timeout_ms = timeout_ms
         self.max_chars = max_chars
+        self.stream = stream  # send output as it is read, in partial frames
 
 
 class ShellRunner:
@@ -121,7 +123,9 @@ class ShellRunner:
         except OSError as exc:
             # What a shell would say and answer: 127 for a missing command, 126 for one that cannot be run.
             missing = exc.errno == errno.ENOENT
-            err.feed(f"{job.argv[0]}: {'command not found' if missing else exc.strerror or exc}\n".encode())
+            text = err.feed(f"{job.argv[0]}: {'command not found' if missing else exc.strerror or exc}\n".encode())
+            if job.stream and text:
+                job.conn.send(partial(job.rid, stream="stderr", text=text))
             return response(127 if missing else 126, out, err, False, started)
         with self._cond:
             self._running_pgid = proc.pid
@@ -139,6 +143,11 @@ class ShellRunner:
                 self._signal_group(proc.pid, signal.SIGKILL)
             returncode = proc.wait()
         exit_code = None if timed_out or returncode < 0 else returncode
+        if job.stream:  # an incomplete last character, decoded as the answer will have it
+            for name, capture in (("stdout", out), ("stderr", err)):
+                tail = capture.end()
+                if tail:
+                    job.conn.send(partial(job.rid, stream=name, text=tail))
         return response(exit_code, out, err, timed_out, started)
 
     def _supervise(self, proc, job, out, err, started):
@@ -146,11 +155,13 @@ class ShellRunner:
         reaped: its pid, hence its process group id, cannot be reused meanwhile) and its output was read."""
         poll = select.poll()
         captures = {}
-        for stream, capture in ((proc.stdout, out), (proc.stderr, err)):
+        names = {}
+        for stream, capture, name in ((proc.stdout, out, "stdout"), (proc.stderr, err, "stderr")):
             fd = stream.fileno()
             os.set_blocking(fd, False)
             poll.register(fd, select.POLLIN)
             captures[fd] = capture
+            names[fd] = name
         stdin_fd = -1
         pending = memoryview(job.stdin)
         if proc.stdin is not None:
@@ -219,7 +230,9 @@ class ShellRunner:
                     except OSError:
                         data = b""
                     if data:
-                        capture.feed(data)  # read on even when truncated: a blocked writer would never exit
+                        text = capture.feed(data)  # read on even when truncated: a blocked writer would never exit
+                        if job.stream and text:
+                            job.conn.send(partial(job.rid, stream=names[fd], text=text))
                     else:
                         poll.unregister(fd)
                         del captures[fd]

@@ -8,6 +8,20 @@ export interface AgentRequestOptions {
   timeoutMs?: number;
 }
 
+/** Output of a streamed exec or shell command, as the agent reads it (docs/agent-protocol.md, "Streaming"). */
+export interface OutputChunk {
+  stream: "stdout" | "stderr";
+  text: string;
+}
+
+export interface RunOptions extends AgentRequestOptions {
+  /**
+   * Called with the output as it is produced (the request is then sent with `"stream": true`); what it is given
+   * adds up to the answer's stdout and stderr. It must not throw: an exception is dropped.
+   */
+  onOutput?: (chunk: OutputChunk) => void;
+}
+
 export interface HelloResponse {
   agent: string;
   version: string;
@@ -127,6 +141,17 @@ function resultValue(value: unknown): ExecResultValue {
   };
 }
 
+/** Hands a partial frame's output to the caller, if it has the documented shape (the agent's own, never the code's). */
+function deliverOutput(header: Record<string, unknown>, onOutput: (chunk: OutputChunk) => void): void {
+  const { stream, text } = header;
+  if ((stream !== "stdout" && stream !== "stderr") || typeof text !== "string" || text === "") return;
+  try {
+    onOutput({ stream, text });
+  } catch {
+    // The reader's problem must not break the connection's frame parsing, nor the answer to come.
+  }
+}
+
 /** An errno code for a caller-facing message: the socket's host path is not the caller's business. */
 function errnoOf(err: Error): string {
   return (err as NodeJS.ErrnoException).code ?? err.name;
@@ -143,6 +168,7 @@ interface Pending {
   timer: NodeJS.Timeout;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  onPartial: ((header: Record<string, unknown>) => void) | undefined;
 }
 
 export class AgentClient {
@@ -179,7 +205,7 @@ export class AgentClient {
     return { agent: header.agent as string, version: header.version as string, pid: header.pid as number };
   }
 
-  async exec(request: ExecRequest, options: AgentRequestOptions = {}): Promise<ExecResult> {
+  async exec(request: ExecRequest, options: RunOptions = {}): Promise<ExecResult> {
     const answer = await this.#run<ExecResult>({ op: "exec", ...request }, request.timeoutMs, options);
     // The value, images and error come from the interpreter, where the session's code can write its own
     // messages: keep only what has the documented shape.
@@ -199,22 +225,21 @@ export class AgentClient {
   }
 
   /** Runs a shell command (Shell pools): `command` through `bash -c`, or `argv` as given, in /mnt/data. */
-  async shell(request: ShellRequest, options: AgentRequestOptions = {}): Promise<ShellResult> {
+  async shell(request: ShellRequest, options: RunOptions = {}): Promise<ShellResult> {
     return this.#run<ShellResult>({ op: "shell", ...request }, request.timeoutMs, options);
   }
 
   /** exec and shell: the answer is the header itself, due a little after the run's own timeout. */
-  async #run<T>(
-    header: Record<string, unknown>,
-    timeoutMs: number,
-    options: AgentRequestOptions,
-  ): Promise<T> {
+  async #run<T>(header: Record<string, unknown>, timeoutMs: number, options: RunOptions): Promise<T> {
+    const { onOutput } = options;
+    if (onOutput !== undefined) header.stream = true;
     // Undefined fields (e.g. a shell request's absent stdin) vanish in JSON.stringify.
     const { header: answer } = await this.#request(
       header,
       undefined,
       options,
       timeoutMs + EXEC_DEADLINE_SLACK_MS,
+      onOutput === undefined ? undefined : (partial) => deliverOutput(partial, onOutput),
     );
     const { id: _id, ok: _ok, ...result } = answer;
     return result as unknown as T;
@@ -302,6 +327,7 @@ export class AgentClient {
     payload: Buffer | undefined,
     options: AgentRequestOptions,
     defaultTimeoutMs: number,
+    onPartial?: (header: Record<string, unknown>) => void,
   ): Promise<Frame> {
     if (this.#closedError !== undefined) return Promise.reject(this.#closedError);
     const { signal } = options;
@@ -329,7 +355,7 @@ export class AgentClient {
       const onAbort = signal === undefined ? undefined : (): void => this.#settle(id, signal.reason);
       if (signal !== undefined && onAbort !== undefined)
         signal.addEventListener("abort", onAbort, { once: true });
-      this.#pending.set(id, { resolve, reject, timer, signal, onAbort });
+      this.#pending.set(id, { resolve, reject, timer, signal, onAbort, onPartial });
       if (payload !== undefined && payload.length > 0) {
         this.#socket.cork();
         this.#socket.write(prefix);
@@ -402,6 +428,11 @@ export class AgentClient {
       return;
     }
     const id = header.id as number;
+    if (header.partial === true) {
+      // Output before the answer; the request stays pending. Dropped when nobody asked (or waits) for it.
+      this.#pending.get(id)?.onPartial?.(header);
+      return;
+    }
     if (header.ok === true) {
       this.#settle(id, undefined, { header, payload: buf.subarray(payloadStart, end) });
     } else {

@@ -1,0 +1,177 @@
+// Adoption and resync: at start (or once the engine first answers) the sandboxes of the last run are adopted
+// when the store knows them, their agents re-attached, and the others removed; after events may have been lost,
+// what the engine runs is re-read and members whose sandbox is gone end as lost.
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { waitForAgent } from "../../agent-channel/agent-endpoint.ts";
+import { LABEL_KIND, LABEL_SESSION, LABEL_TEMPLATE_HASH } from "../../runtime/labels.ts";
+import { poolDocOf } from "../pools/pool-doc.ts";
+import { waitForPort } from "./probes.ts";
+import type { SandboxFactory } from "./sandbox-factory.ts";
+import { SANDBOX_UID, type SandboxKind, sessionMemoryBytes } from "./sandbox-template.ts";
+import { inBatches, type Member, type SessionContext } from "./session-context.ts";
+import type { WarmPoolReconciler } from "./warm-pool-reconciler.ts";
+
+const REMOVE_CONCURRENCY = 8;
+
+export class SandboxAdoption {
+  readonly #ctx: SessionContext;
+  readonly #factory: SandboxFactory;
+  readonly #reconciler: WarmPoolReconciler;
+  readonly #sandboxGone: (member: Member, reason: string) => void;
+  #resyncing: Promise<boolean> | undefined;
+  #resyncAgain = false;
+  #resyncRefill = false;
+
+  constructor(
+    ctx: SessionContext,
+    factory: SandboxFactory,
+    reconciler: WarmPoolReconciler,
+    sandboxGone: (member: Member, reason: string) => void,
+  ) {
+    this.#ctx = ctx;
+    this.#factory = factory;
+    this.#reconciler = reconciler;
+    this.#sandboxGone = sandboxGone;
+  }
+
+  /** A resync under way (shutdown waits for it). */
+  get resyncing(): Promise<boolean> | undefined {
+    return this.#resyncing;
+  }
+
+  /** Adopts the engine's live sandboxes of this instance that the store knows; removes the others. */
+  async adopt(): Promise<void> {
+    const { store, driver } = this.#ctx.d;
+    await this.#factory.runtimes(); // the first time the engine answers: a runtime it lacks stops the start here
+    const sandboxes = await driver.list(this.#ctx.ownLabels());
+    const records = new Map(store.allSessions().map((s) => [s.id, s]));
+    const adopted = new Set<string>();
+    await Promise.all(
+      sandboxes.map(async (sb) => {
+        const rec = records.get(sb.labels[LABEL_SESSION] ?? "");
+        const pool = rec ? store.getPool(rec.poolKey) : undefined;
+        if (!rec || !pool || sb.state !== "running" || rec.sandboxId !== sb.id) {
+          await this.#factory.removeSandbox(sb.id);
+          return;
+        }
+        const kind: SandboxKind = sb.labels[LABEL_KIND] === "custom" ? "custom" : "code-interpreter";
+        const doc = poolDocOf(pool);
+        const member: Member = {
+          rec,
+          kind,
+          sandboxId: sb.id,
+          templateHash: sb.labels[LABEL_TEMPLATE_HASH] ?? "",
+          socketDir: kind === "custom" ? undefined : join(this.#ctx.d.socketsDir, rec.id),
+          agent: undefined,
+          address: sb.address,
+          port: doc.properties.customContainerTemplate?.ingress.targetPort,
+          probeFailures: 0,
+          nextProbeAt: 0,
+          inFlight: 0,
+          persistedAccessMs: 0,
+          heldMemoryBytes: 0,
+        };
+        try {
+          if (kind === "custom") {
+            if (
+              !member.address ||
+              !member.port ||
+              !(await waitForPort(member.address, member.port, { deadlineMs: 10_000 }))
+            ) {
+              throw new Error("the container does not serve on its target port");
+            }
+          } else {
+            member.agent = await this.#factory.openEndpoint(rec.id, member.socketDir!, SANDBOX_UID, false);
+            await waitForAgent(member.agent, { timeoutMs: 10_000 });
+          }
+          const st = this.#ctx.state(rec.poolKey);
+          this.#ctx.bySandbox.set(sb.id, member);
+          member.heldMemoryBytes = sessionMemoryBytes(doc, this.#ctx.d.defaults);
+          this.#ctx.d.capacity.adopt(member.heldMemoryBytes);
+          if (rec.state === "allocated" && rec.identifier !== undefined)
+            st.allocated.set(rec.identifier, member);
+          else {
+            rec.state = "ready";
+            store.putSession(rec);
+            st.ready.push(member);
+          }
+          adopted.add(rec.id);
+          this.#ctx.publish(st);
+        } catch (err) {
+          member.agent?.close();
+          this.#ctx.d.logger.warn(
+            { session: rec.id, err },
+            "could not reconnect to a sandbox's agent; removing it",
+          );
+          await this.#factory.removeSandbox(sb.id);
+        }
+      }),
+    );
+    for (const rec of records.values()) {
+      if (adopted.has(rec.id)) continue;
+      store.deleteSession(rec.id);
+      await rm(join(this.#ctx.d.socketsDir, rec.id), { recursive: true, force: true });
+    }
+    this.#ctx.d.logger.info(
+      { adopted: adopted.size, removed: sandboxes.length - adopted.size },
+      "sandboxes adopted after start",
+    );
+  }
+
+  /**
+   * Re-reads what the engine runs after events may have been lost (its restart kills every sandbox): members
+   * whose sandbox is no longer running end as died (their identifiers get fresh sessions, said so) and our
+   * leftovers that are not running go. With `refill` (the engine is back) every pool also refills at once instead
+   * of after its backoff. Resolves true when the engine could be read.
+   */
+  resync(why: string, refill: boolean): Promise<boolean> {
+    this.#resyncRefill ||= refill;
+    if (this.#resyncing) {
+      this.#resyncAgain = true;
+      return this.#resyncing;
+    }
+    this.#resyncing = (async () => {
+      do {
+        this.#resyncAgain = false;
+        const refillNow = this.#resyncRefill;
+        this.#resyncRefill = false;
+        if (this.#ctx.closed) return true;
+        // Members known before the engine is asked: one registered meanwhile is not in its answer, and not lost.
+        const known = [...this.#ctx.bySandbox.values()];
+        const listed = await this.#ctx.d.driver.list(this.#ctx.ownLabels(), {
+          signal: AbortSignal.timeout(30_000),
+        });
+        const running = new Set(listed.filter((s) => s.state === "running").map((s) => s.id));
+        let gone = 0;
+        for (const member of known) {
+          if (running.has(member.sandboxId) || this.#ctx.bySandbox.get(member.sandboxId) !== member) continue;
+          gone++;
+          this.#sandboxGone(member, "lost");
+        }
+        // Only ended ones: a sandbox being created right now is not running yet either.
+        const leftovers = listed.filter(
+          (s) => (s.state === "exited" || s.state === "dead") && !this.#ctx.bySandbox.has(s.id),
+        );
+        await inBatches(leftovers, REMOVE_CONCURRENCY, (s) => this.#factory.removeSandbox(s.id));
+        this.#ctx.d.logger.info({ why, gone, removed: leftovers.length }, "sandboxes resynchronised");
+        if (!refillNow) continue;
+        for (const st of this.#ctx.pools.values()) {
+          if (st.retryTimer) clearTimeout(st.retryTimer);
+          st.retryTimer = undefined;
+          st.failures = 0;
+          void this.#reconciler.reconcile(st.key);
+        }
+      } while (this.#resyncAgain);
+      return true;
+    })()
+      .catch((err) => {
+        this.#ctx.d.logger.warn({ err, why }, "resynchronising sandboxes failed");
+        return false;
+      })
+      .finally(() => {
+        this.#resyncing = undefined;
+      });
+    return this.#resyncing;
+  }
+}

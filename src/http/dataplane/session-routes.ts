@@ -1,0 +1,56 @@
+// Sessions of a pool: show, delete, stop (/.management/stopSession) and list (paged with nextLink).
+import type { FastifyInstance } from "fastify";
+import { SessionNotFoundError, ValidationError } from "../../core/errors.ts";
+import type { TypeBoxProvider } from "../type-provider.ts";
+import {
+  apiVersionOf,
+  type DataPlaneContext,
+  identifierOf,
+  keyOf,
+  PREFIX,
+  queryOf,
+  schemas,
+} from "./dataplane-request.ts";
+import { sessionToWire } from "./dataplane-wire.ts";
+
+const LIST_SESSIONS_PAGE = 100;
+
+export function sessionRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
+  const { sessions } = ctx.o;
+  const api = app.withTypeProvider<TypeBoxProvider>();
+
+  api.get(`${PREFIX}/session`, { schema: schemas.session }, async (request) =>
+    sessionToWire(ctx.existing(request)),
+  );
+  api.delete(`${PREFIX}/session`, { schema: schemas.session }, async (request, reply) => {
+    await sessions.stop(keyOf(request), identifierOf(request), "deleted");
+    return reply.code(204).send();
+  });
+  api.post(`${PREFIX}/.management/stopSession`, { schema: schemas.session }, async (request, reply) => {
+    const identifier = identifierOf(request);
+    if (!(await sessions.stop(keyOf(request), identifier, "stopped")))
+      throw new SessionNotFoundError(identifier);
+    return reply
+      .type("text/plain; charset=utf-8")
+      .send(`Session ${identifier} in session pool ${request.params.poolName} stopped.`);
+  });
+  api.get(`${PREFIX}/listSessions`, { schema: schemas.listSessions }, async (request) => {
+    const skipText = queryOf(request, "skip") ?? "0";
+    if (!/^\d+$/.test(skipText))
+      throw new ValidationError("InvalidSkip", "'skip' must be a whole number.", "skip");
+    const skip = Number(skipText);
+    const all = sessions
+      .list(keyOf(request))
+      .sort((a, b) => a.rec.allocatedAt!.localeCompare(b.rec.allocatedAt!));
+    const page = all.slice(skip, skip + LIST_SESSIONS_PAGE);
+    const next = skip + LIST_SESSIONS_PAGE < all.length;
+    return {
+      sessions: page.map(sessionToWire),
+      ...(next
+        ? {
+            nextLink: `${ctx.endpoint(request)}/listSessions?api-version=${apiVersionOf(request)}&skip=${skip + LIST_SESSIONS_PAGE}`,
+          }
+        : {}),
+    };
+  });
+}

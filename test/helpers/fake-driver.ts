@@ -1,0 +1,191 @@
+// A SandboxDriver without an engine, for fast tests of the session machinery (reconciler, claims, adoption):
+// sandboxes are bookkeeping, a code interpreter's agent is a small fake that attaches to the server's socket
+// and answers hello and exec, a custom container's port is whatever the test serves on 127.0.0.1. Creations can
+// be held (a lagging engine) or made to fail.
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import type {
+  ImageInfo,
+  SandboxDriver,
+  SandboxEvent,
+  SandboxInfo,
+  SandboxSpec,
+} from "../../src/runtime/sandbox-driver.ts";
+
+interface FakeSandbox {
+  info: SandboxInfo;
+  agent: FakeAgent | undefined;
+}
+
+/** Speaks the agent side of docs/agent-protocol.md: attach (keeping the key it is given), hello, exec "1+1". */
+class FakeAgent {
+  #key: string | null = null;
+  #socket: Socket | undefined;
+  #stopped = false;
+  readonly #path: string;
+
+  constructor(socketDir: string) {
+    this.#path = join(socketDir, "agent.sock");
+    this.#attach();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#socket?.destroy();
+  }
+
+  #attach(): void {
+    if (this.#stopped) return;
+    const socket = connect(this.#path);
+    this.#socket = socket;
+    let buffered = Buffer.alloc(0);
+    let attached = false;
+    socket.on("connect", () =>
+      socket.write(frame({ op: "attach", version: "2", kernel: "python", key: this.#key })),
+    );
+    socket.on("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 8) {
+        const total = 8 + buffered.readUInt32BE(0) + buffered.readUInt32BE(4);
+        if (buffered.length < total) return;
+        const header = JSON.parse(buffered.subarray(8, 8 + buffered.readUInt32BE(0)).toString()) as Record<
+          string,
+          unknown
+        >;
+        buffered = buffered.subarray(total);
+        if (!attached) {
+          attached = true;
+          this.#key = header.key as string;
+          continue;
+        }
+        socket.write(frame(answer(header)));
+      }
+    });
+    socket.on("error", () => {});
+    // Like the real agent: when the connection ends (a restarted server), attach again.
+    socket.on("close", () => {
+      if (!this.#stopped) setTimeout(() => this.#attach(), 20).unref();
+    });
+  }
+}
+
+function answer(request: Record<string, unknown>): Record<string, unknown> {
+  const id = request.id;
+  if (request.op === "hello") return { id, ok: true, agent: "python", version: "1", pid: 1 };
+  if (request.op === "exec") {
+    return {
+      id,
+      ok: true,
+      status: "Succeeded",
+      stdout: "",
+      stderr: "",
+      stdoutTruncated: false,
+      stderrTruncated: false,
+      result: 2,
+      images: [],
+      error: null,
+      timedOut: false,
+      restarted: false,
+      durationMs: 0,
+    };
+  }
+  return {
+    id,
+    ok: false,
+    error: { code: "BadRequest", message: `the fake agent does not do ${String(request.op)}` },
+  };
+}
+
+function frame(header: Record<string, unknown>): Buffer {
+  const body = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.alloc(8);
+  prefix.writeUInt32BE(body.length, 0);
+  return Buffer.concat([prefix, body]);
+}
+
+export class FakeSandboxDriver implements SandboxDriver {
+  readonly name = "fake";
+  readonly sandboxes = new Map<string, FakeSandbox>();
+  /** Every create call, in order (including held and failed ones). */
+  readonly creates: SandboxSpec[] = [];
+  /** While true, creations wait in `held` until released (a lagging engine). */
+  hold = false;
+  readonly held: (() => void)[] = [];
+  /** Creations to fail from now on, with this message. */
+  failCreates = 0;
+  failMessage = "the fake engine refused to create the sandbox";
+  #n = 0;
+  #watchers = new Set<(e: SandboxEvent) => void>();
+
+  get live(): SandboxInfo[] {
+    return [...this.sandboxes.values()].map((s) => s.info);
+  }
+
+  async ping(): Promise<void> {}
+  async runtimes() {
+    return [{ name: "runc", args: [] }];
+  }
+  async getImage(ref: string): Promise<ImageInfo> {
+    return { id: "sha256:fake", ref, labels: {} };
+  }
+  async pullImage(ref: string): Promise<ImageInfo> {
+    return this.getImage(ref);
+  }
+  async create(spec: SandboxSpec): Promise<SandboxInfo> {
+    this.creates.push(spec);
+    if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
+    if (this.failCreates > 0) {
+      this.failCreates--;
+      throw new Error(this.failMessage);
+    }
+    return this.add(spec.labels, spec.image, spec.agentSocketDir);
+  }
+  /** A sandbox as if created earlier (e.g. by a server that has since stopped). */
+  add(labels: Record<string, string>, image = "fake", agentSocketDir?: string): SandboxInfo {
+    const info: SandboxInfo = {
+      id: `fake${this.#n++}`,
+      labels,
+      state: "running",
+      address: "127.0.0.1",
+      image,
+    };
+    this.sandboxes.set(info.id, {
+      info,
+      agent: agentSocketDir === undefined ? undefined : new FakeAgent(agentSocketDir),
+    });
+    return info;
+  }
+  async inspect(id: string): Promise<SandboxInfo | undefined> {
+    return this.sandboxes.get(id)?.info;
+  }
+  async list(labels: Record<string, string>): Promise<SandboxInfo[]> {
+    return this.live.filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  }
+  async remove(id: string): Promise<void> {
+    const sandbox = this.sandboxes.get(id);
+    sandbox?.agent?.stop();
+    this.sandboxes.delete(id);
+  }
+  /** The sandbox dies from outside (an OOM kill, a `docker rm -f`): watchers hear "die". */
+  kill(id: string): void {
+    const sandbox = this.sandboxes.get(id);
+    if (!sandbox) return;
+    sandbox.agent?.stop();
+    sandbox.info.state = "exited";
+    for (const w of this.#watchers) w({ id, labels: sandbox.info.labels, type: "die", exitCode: 137 });
+  }
+  async memoryUsageBytes(): Promise<number | undefined> {
+    return undefined;
+  }
+  watch(_labels: Record<string, string>, onEvent: (event: SandboxEvent) => void): () => void {
+    this.#watchers.add(onEvent);
+    return () => this.#watchers.delete(onEvent);
+  }
+  /** The server lets go of the engine; its sandboxes live on (a restarted server adopts them). */
+  async close(): Promise<void> {}
+
+  /** The end of a test: every fake agent stops. */
+  dispose(): void {
+    for (const s of this.sandboxes.values()) s.agent?.stop();
+  }
+}
