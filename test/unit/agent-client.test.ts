@@ -1,39 +1,21 @@
 // The agent client against a peer that does not behave like our agent (a broken or replaced agent): it may not
 // make the server buffer without bound, and what the caller is told never names the socket's host path.
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer, type Server, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { AgentClient } from "../../src/agent-channel/agent-client.ts";
+import { type FakePeer, startFakePeer } from "../helpers/fake-peer.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "sessionpool-agent-client-"));
-const socketPath = join(dir, "agent.sock");
-let server: Server;
-let onConnection: (socket: Socket) => void = () => {};
-
+let peer: FakePeer;
 before(async () => {
-  server = createServer((socket) => onConnection(socket));
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  peer = await startFakePeer("sessionpool-agent-client-");
 });
 after(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  rmSync(dir, { recursive: true, force: true });
+  await peer.close();
 });
-
-/** A client on a fresh connection to the test's peer (the server side of a real channel is the attached socket). */
-async function clientFor(path: string): Promise<AgentClient> {
-  const socket = connect(path);
-  await once(socket, "connect");
-  return new AgentClient(socket);
-}
 
 describe("agent client", () => {
   it("drops a peer that announces a frame larger than any agent sends", async () => {
     let received = 0;
-    onConnection = (socket) => {
+    peer.onConnection = (socket) => {
       // Whatever is asked: a 4 GiB header, then a trickle of it.
       socket.once("data", () => {
         const prefix = Buffer.alloc(8);
@@ -45,11 +27,11 @@ describe("agent client", () => {
       socket.on("data", (d) => (received += d.length));
       socket.on("error", () => {});
     };
-    const client = await clientFor(socketPath);
+    const client = await peer.client();
     await assert.rejects(client.hello({ timeoutMs: 10_000 }), (err: Error & { code?: string }) => {
       assert.equal(err.code, "AgentUnavailable");
       assert.match(err.message, /more than an agent sends/);
-      assert.ok(!err.message.includes(dir), "the socket's host path is not in the message");
+      assert.ok(!err.message.includes(peer.dir), "the socket's host path is not in the message");
       return true;
     });
     assert.ok(received > 0, "the request reached the peer");
@@ -57,28 +39,28 @@ describe("agent client", () => {
   });
 
   it("says the connection closed without naming the socket's path", async () => {
-    onConnection = (socket) => socket.destroy();
-    const client = await clientFor(socketPath);
+    peer.onConnection = (socket) => socket.destroy();
+    const client = await peer.client();
     await assert.rejects(client.hello({ timeoutMs: 10_000 }), (err: Error & { code?: string }) => {
       assert.equal(err.code, "AgentUnavailable");
-      assert.ok(!err.message.includes(dir), err.message);
+      assert.ok(!err.message.includes(peer.dir), err.message);
       return true;
     });
     client.close();
   });
 
   it("drops a peer whose frame header is JSON but not an object, without throwing", async () => {
-    onConnection = (socket) => {
+    peer.onConnection = (socket) => {
       socket.once("data", () => socket.write(frame("null")));
       socket.on("error", () => {});
     };
-    const client = await clientFor(socketPath);
+    const client = await peer.client();
     await assert.rejects(client.hello({ timeoutMs: 10_000 }), /malformed frame/);
     client.close();
   });
 
   it("keeps only the documented shapes of an execution's value, images and error", async () => {
-    onConnection = (socket) => {
+    peer.onConnection = (socket) => {
       socket.once("data", (d: Buffer) => {
         const id = (JSON.parse(d.subarray(8, 8 + d.readUInt32BE(0)).toString()) as { id: number }).id;
         socket.write(
@@ -98,7 +80,7 @@ describe("agent client", () => {
       });
       socket.on("error", () => {});
     };
-    const client = await clientFor(socketPath);
+    const client = await peer.client();
     const result = await client.exec({ code: "1", timeoutMs: 5_000, maxOutputChars: 100 });
     assert.equal(result.result, null);
     assert.deepEqual(result.images, [{ mime: "image/png", base64: "iVBOR" }]);

@@ -2,28 +2,20 @@
 // reaches the caller, and a throwing reader breaks nothing), the Accept negotiation, and the CLI's event parser.
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer, type Server, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import type { Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import type { FastifyRequest } from "fastify";
-import { AgentClient, type OutputChunk } from "../../src/agent-channel/agent-client.ts";
+import type { OutputChunk } from "../../src/agent-channel/agent-client.ts";
 import { EventStreamParser, type ServerEvent } from "../../src/cli/event-stream.ts";
 import { wantsEventStream } from "../../src/http/dataplane/execution-stream.ts";
+import { type FakePeer, startFakePeer } from "../helpers/fake-peer.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "sessionpool-streamed-"));
-const socketPath = join(dir, "agent.sock");
-let server: Server;
-let onConnection: (socket: Socket) => void = () => {};
-
+let peer: FakePeer;
 before(async () => {
-  server = createServer((socket) => onConnection(socket));
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  peer = await startFakePeer("sessionpool-streamed-");
 });
 after(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  rmSync(dir, { recursive: true, force: true });
+  await peer.close();
 });
 
 function frame(header: Record<string, unknown>): Buffer {
@@ -54,7 +46,7 @@ const answer = {
 describe("partial frames in the agent client", () => {
   it("asks for them only with onOutput, and hands over only well-formed output", async () => {
     const requests: Record<string, unknown>[] = [];
-    onConnection = (socket) => {
+    peer.onConnection = (socket) => {
       socket.on("error", () => {});
       void (async () => {
         for (;;) {
@@ -74,9 +66,7 @@ describe("partial frames in the agent client", () => {
         }
       })().catch(() => {});
     };
-    const socket = connect(socketPath);
-    await once(socket, "connect");
-    const client = new AgentClient(socket);
+    const client = await peer.client();
     const chunks: OutputChunk[] = [];
     const result = await client.shell(
       { command: "echo a", timeoutMs: 1000, maxOutputChars: 10 },
