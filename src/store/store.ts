@@ -54,7 +54,7 @@ export interface StoredOperation {
   error: { code: string; message: string } | undefined;
 }
 
-export type SessionState = "pending" | "ready" | "allocated" | "stopping";
+export type SessionState = "pending" | "ready" | "allocated";
 
 export interface StoredSession {
   /** sessionpool's own id for the sandbox (a label on the container). */

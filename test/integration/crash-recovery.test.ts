@@ -167,7 +167,13 @@ describe("kill -9 and restart", () => {
       "runner",
       "import time\nopen('/mnt/data/started.txt', 'w').write('s')\ntime.sleep(3)\ny = 'finished'",
     ).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 800));
+    // Crash once the execution is visibly under way inside the sandbox (file requests are answered meanwhile).
+    await until("the execution has started", async () => {
+      const files = await call("GET", at("/files", "runner"));
+      return (
+        (files.body as { value?: { name: string }[] }).value?.some((f) => f.name === "started.txt") ?? false
+      );
+    });
     await crash();
     assert.equal(await long, undefined, "the caller's connection ended with the server");
     await start();
@@ -201,8 +207,11 @@ describe("kill -9 and restart", () => {
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
     );
     // 8 MiB of the file reach the server (and the sandbox), the rest never does.
-    for (let i = 0; i < 8; i++) upload.write(Buffer.alloc(1024 * 1024, i));
-    await new Promise((r) => setTimeout(r, 1000));
+    for (let i = 0; i < 7; i++) upload.write(Buffer.alloc(1024 * 1024, i));
+    // The last MiB written out to the server's socket (its callback), then the crash.
+    await new Promise<void>((resolve, reject) =>
+      upload.write(Buffer.alloc(1024 * 1024, 7), (err) => (err ? reject(err) : resolve())),
+    );
     await crash();
     assert.doesNotMatch(await ended, /^answered/, "the upload could not have finished");
     upload.destroy();

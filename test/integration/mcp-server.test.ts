@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { armPoolUrl, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import { armPoolUrl, multipartFile, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
 import { call, type Reply, waitForOperation } from "../helpers/server.ts";
 
 type Json = Record<string, unknown>;
@@ -63,6 +63,64 @@ async function tool(pool: string, key: string, name: string, args: Json = {}): P
 }
 
 const structured = (result: Json) => result["structuredContent"] as Json;
+
+/** Writes the file `name` into the environment's /mnt/data through the pool's data plane (the files API). */
+async function upload(pool: string, environmentId: string, name: string): Promise<void> {
+  const { body, contentType } = multipartFile(name, "go");
+  const r = await call(
+    "POST",
+    `${fx.endpoint(pool, RG)}/files?api-version=${MCP_VERSION}&identifier=${encodeURIComponent(environmentId)}`,
+    { raw: body, headers: { "content-type": contentType } },
+  );
+  assert.equal(r.status, 200, r.text);
+}
+
+interface Progress {
+  progress: number;
+  total?: number;
+  message?: string;
+}
+
+/**
+ * Calls tool `name` with the SDK client and a progress handler. The code prints, waits in the sandbox for the file
+ * `marker` in /mnt/data, then prints again; the file is written only once the first progress notification has come,
+ * so the call can only end if that notification came while the code was still running.
+ */
+async function callWaitingForGo(
+  client: Client,
+  pool: string,
+  environmentId: string,
+  name: string,
+  args: Json,
+  marker: string,
+): Promise<{ result: Json; progress: Progress[] }> {
+  const progress: Progress[] = [];
+  let firstSeen!: () => void;
+  const first = new Promise<"progress">((resolve) => {
+    firstSeen = () => resolve("progress");
+  });
+  const pending = client.callTool({ name, arguments: { environmentId, ...args } }, undefined, {
+    onprogress: (p) => {
+      progress.push(p);
+      firstSeen();
+    },
+  });
+  const ended = pending.then(() => "ended" as const);
+  ended.catch(() => {});
+  assert.equal(await Promise.race([first, ended]), "progress", "a notification came before the result");
+  await upload(pool, environmentId, marker);
+  const result = (await pending) as Json;
+  return { result, progress };
+}
+
+/** The notifications are the output in order, with `progress` growing at each one. */
+function assertProgressIsOutput(progress: Progress[], stdout: string): void {
+  assert.ok(progress[0]?.message?.startsWith("f"), JSON.stringify(progress));
+  assert.equal(progress.map((p) => p.message).join(""), stdout);
+  for (let i = 1; i < progress.length; i++) {
+    assert.ok(progress[i]!.progress > progress[i - 1]!.progress, JSON.stringify(progress));
+  }
+}
 
 before(async () => {
   fx = await startRuntimeServer({ rg: RG });
@@ -477,10 +535,86 @@ describe("Streamable HTTP transport", () => {
       await client.close();
     }
   });
+
+  it("with a progressToken, the SDK client gets the output as progress notifications while the code runs", async () => {
+    const client = new Client({ name: "sessionpool-progress-test", version: "1.0.0" });
+    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl("mcppy")), {
+      requestInit: { headers: { "x-ms-apikey": key } },
+    });
+    await client.connect(transport);
+    try {
+      const launched = await client.callTool({ name: "launchShell", arguments: {} });
+      const environmentId = (launched.structuredContent as Json)["environmentId"] as string;
+
+      const py = await callWaitingForGo(
+        client,
+        "mcppy",
+        environmentId,
+        "runPythonCodeInRemoteEnvironment",
+        {
+          pythonCode:
+            "import os, time\nprint('first')\nwhile not os.path.exists('/mnt/data/go-py'):\n  time.sleep(0.01)\nprint('second')",
+          timeoutInSeconds: 30,
+        },
+        "go-py",
+      );
+      assert.equal(py.result["isError"], undefined, JSON.stringify(py.result));
+      assert.equal(structured(py.result)["stdout"], "first\nsecond\n");
+      assertProgressIsOutput(py.progress, "first\nsecond\n");
+
+      const sh = await callWaitingForGo(
+        client,
+        "mcppy",
+        environmentId,
+        "runShellCommandInRemoteEnvironment",
+        {
+          shellCommand: "echo first; while [ ! -e /mnt/data/go-sh ]; do sleep 0.01; done; echo second",
+          timeoutInSeconds: 30,
+        },
+        "go-sh",
+      );
+      assert.equal(structured(sh.result)["stdout"], "first\nsecond\n");
+      assert.equal(structured(sh.result)["exitCode"], 0);
+      assertProgressIsOutput(sh.progress, "first\nsecond\n");
+
+      // Without a progressToken the same client gets the plain answer.
+      const quiet = await client.callTool({
+        name: "runPythonCodeInRemoteEnvironment",
+        arguments: { environmentId, pythonCode: "print('quiet')" },
+      });
+      assert.equal((quiet.structuredContent as Json)["stdout"], "quiet\n");
+      await transport.terminateSession();
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("a progressToken from a client that does not accept an event stream: one JSON answer, as before", async () => {
+    const environmentId = structured(await tool("mcppy", key, "launchShell"))["environmentId"] as string;
+    const r = await rpc(
+      "mcppy",
+      key,
+      {
+        jsonrpc: "2.0",
+        id: 1,
+        method: "tools/call",
+        params: {
+          name: "runPythonCodeInRemoteEnvironment",
+          arguments: { environmentId, pythonCode: "print('a')\nprint('b')" },
+          _meta: { progressToken: "p1" },
+        },
+      },
+      { accept: "application/json" },
+    );
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.headers["content-type"] ?? "", /^application\/json/);
+    const result = (r.body as { result: Json }).result;
+    assert.equal(structured(result)["stdout"], "a\nb\n");
+  });
 });
 
 describe("NodeLTS pools", () => {
-  it("get runJavaScriptCodeInRemoteEnvironment, with state kept", async () => {
+  it("get runJavaScriptCodeInRemoteEnvironment, with state kept and its output as progress notifications", async () => {
     await putPool("mcpnode", {
       containerType: "NodeLTS",
       scaleConfiguration: { maxConcurrentSessions: 1, readySessionInstances: 0 },
@@ -505,5 +639,32 @@ describe("NodeLTS pools", () => {
       pythonCode: "print(6 * 7)",
     });
     assert.equal(structured(py)["stdout"], "42\n");
+
+    const client = new Client({ name: "sessionpool-node-progress-test", version: "1.0.0" });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(mcpUrl("mcpnode")), {
+        requestInit: { headers: { "x-ms-apikey": key } },
+      }),
+    );
+    try {
+      const streamed = await callWaitingForGo(
+        client,
+        "mcpnode",
+        environmentId,
+        "runJavaScriptCodeInRemoteEnvironment",
+        {
+          javaScriptCode:
+            "const fs = require('fs');\nconsole.log('first');\n" +
+            "while (!fs.existsSync('/mnt/data/go-js')) await new Promise((r) => setTimeout(r, 10));\n" +
+            "console.log('second');",
+          timeoutInSeconds: 30,
+        },
+        "go-js",
+      );
+      assert.equal(structured(streamed.result)["stdout"], "first\nsecond\n");
+      assertProgressIsOutput(streamed.progress, "first\nsecond\n");
+    } finally {
+      await client.close();
+    }
   });
 });

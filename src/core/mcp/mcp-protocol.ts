@@ -1,6 +1,7 @@
 // The Model Context Protocol's JSON-RPC 2.0 side, without HTTP: parse a message (or a batch), answer initialize,
 // ping, tools/list and tools/call, and say which JSON-RPC error a bad message gets. The transport
 // (http/dataplane/mcp-routes.ts) picks HTTP statuses, sessions and SSE framing.
+import type { OutputChunk } from "../../agent-channel/agent-client.ts";
 import { isPlainObject } from "../pools/body-shape.ts";
 import { type McpCaller, type McpTools, ToolArgumentsError, UnknownToolError } from "./mcp-tools.ts";
 
@@ -29,6 +30,19 @@ export interface JsonRpcResponse {
   id: JsonRpcId | null;
   result?: unknown;
   error?: { code: number; message: string; data?: unknown };
+}
+
+/** A message the server sends that needs no answer (here: notifications/progress). */
+export interface JsonRpcNotification {
+  jsonrpc: "2.0";
+  method: string;
+  params?: Record<string, unknown>;
+}
+
+/** How an answer may speak before it is ready; without it, nothing is sent before the answer. */
+export interface AnswerOptions {
+  /** Sends a notification to the client now, ahead of the answer (the transport has a stream open for it). */
+  notify?: (notification: JsonRpcNotification) => void;
 }
 
 /** One message of a POST body, classified. */
@@ -128,7 +142,11 @@ export class McpProtocol {
   }
 
   /** The answer to one request: a result, or a JSON-RPC error (a tool's own failure is a result with isError). */
-  async answer(request: JsonRpcRequest, caller: McpCaller): Promise<JsonRpcResponse> {
+  async answer(
+    request: JsonRpcRequest,
+    caller: McpCaller,
+    options: AnswerOptions = {},
+  ): Promise<JsonRpcResponse> {
     const { id, method } = request;
     const params = request.params ?? {};
     switch (method) {
@@ -159,7 +177,9 @@ export class McpProtocol {
           );
         }
         try {
-          return { jsonrpc: "2.0", id, result: await this.#tools.call(name, args, caller) };
+          const onOutput = progressReporter(params, options.notify);
+          const result = await this.#tools.call(name, args, caller, onOutput ? { onOutput } : {});
+          return { jsonrpc: "2.0", id, result };
         } catch (err) {
           if (err instanceof ToolArgumentsError || err instanceof UnknownToolError) {
             return errorResponse(id, JSON_RPC.invalidParams, `Invalid params: ${err.message}`);
@@ -171,4 +191,31 @@ export class McpProtocol {
         return errorResponse(id, JSON_RPC.methodNotFound, `Method not found: '${method}'.`);
     }
   }
+}
+
+/**
+ * A request's `_meta.progressToken` asks for notifications/progress while it runs: each carries the output produced
+ * since the previous one as its `message`, and as `progress` the characters of output so far (it only grows; the
+ * total is not known in advance). No token, or no way to send ahead of the answer: no reporter.
+ */
+function progressReporter(
+  params: Record<string, unknown>,
+  notify: AnswerOptions["notify"],
+): ((chunk: OutputChunk) => void) | undefined {
+  const meta = params["_meta"];
+  const token = isPlainObject(meta) ? meta["progressToken"] : undefined;
+  if (
+    notify === undefined ||
+    !(typeof token === "string" || (typeof token === "number" && Number.isFinite(token)))
+  )
+    return undefined;
+  let progress = 0;
+  return (chunk) => {
+    progress += chunk.text.length;
+    notify({
+      jsonrpc: "2.0",
+      method: "notifications/progress",
+      params: { progressToken: token, progress, message: chunk.text },
+    });
+  };
 }

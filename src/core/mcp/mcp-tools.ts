@@ -3,11 +3,11 @@
 // file tools over /mnt/data. An environment is a session of the pool: its state lasts between calls until the
 // pool's lifecycle ends it. Tool failures are tool results (isError), never protocol errors: the model reads them.
 import type { Logger } from "pino";
-import type { ExecResult } from "../../agent-channel/agent-client.ts";
+import type { ExecResult, OutputChunk } from "../../agent-channel/agent-client.ts";
 import { isSessionPoolError } from "../../errors.ts";
 import type { StoredPool } from "../../store/store.ts";
 import { type ContainerType, poolDocOf } from "../pools/pool-doc.ts";
-import type { Executions } from "../sessions/executions.ts";
+import type { Executions, StartOptions } from "../sessions/executions.ts";
 import { MAX_TIMEOUT_SECONDS } from "../sessions/executions.ts";
 import { contentTypeOf, DATA_ROOT, sessionPath } from "../sessions/file-paths.ts";
 import { agentOf, type Member, type SessionManager } from "../sessions/session-manager.ts";
@@ -171,6 +171,15 @@ export function toolsFor(type: ContainerType): ToolDefinition[] {
   return tools;
 }
 
+/** How a call reports on itself while it runs. */
+export interface CallOptions {
+  /**
+   * The output of a code or shell tool as it is produced (the MCP transport turns it into progress
+   * notifications). What it is given adds up to the result's stdout and stderr, cut at the same limit.
+   */
+  onOutput?: (chunk: OutputChunk) => void;
+}
+
 /** Arguments that break a tool's input schema: a JSON-RPC -32602, not a tool result. */
 export class ToolArgumentsError extends Error {}
 
@@ -226,7 +235,7 @@ export class McpTools {
   }
 
   /** Runs tool `name`; logs the call without its arguments' values (code and file contents may hold secrets). */
-  async call(name: string, args: Args, caller: McpCaller): Promise<ToolResult> {
+  async call(name: string, args: Args, caller: McpCaller, options: CallOptions = {}): Promise<ToolResult> {
     const type = poolDocOf(caller.pool).properties.containerType;
     if (!toolsFor(type).some((t) => t.name === name)) {
       throw new UnknownToolError(`Unknown tool '${name}'; tools/list names this pool's tools.`);
@@ -234,7 +243,7 @@ export class McpTools {
     const started = performance.now();
     let result: ToolResult;
     try {
-      result = await this.#run(name, args, caller, type);
+      result = await this.#run(name, args, caller, type, startOptions(options));
     } catch (err) {
       if (!isSessionPoolError(err)) throw err;
       // A coded error (session limit, bad path, file not found, ...) says what to do: the model reads it.
@@ -259,21 +268,27 @@ export class McpTools {
     for (const id of ids) await this.#sessions.stop(poolKey, id, "mcp session ended");
   }
 
-  async #run(name: string, args: Args, caller: McpCaller, type: ContainerType): Promise<ToolResult> {
+  async #run(
+    name: string,
+    args: Args,
+    caller: McpCaller,
+    type: ContainerType,
+    stream: StartOptions,
+  ): Promise<ToolResult> {
     switch (name) {
       case "launchShell":
       case "launchPythonEnvironment":
         return this.#launch(caller);
       case "runShellCommandInRemoteEnvironment":
-        return this.#shell(args, caller);
+        return this.#shell(args, caller, stream);
       case "runPythonCodeInRemoteEnvironment": {
         const code = stringArg(args, "pythonCode", true);
-        if (type === "PythonLTS" || type === "GpuBase") return this.#code(args, caller, code);
+        if (type === "PythonLTS" || type === "GpuBase") return this.#code(args, caller, code, stream);
         // No Python interpreter in this session kind: a python3 process per call reads the code on stdin.
-        return this.#shellRun(args, caller, { argv: ["python3", "-"], stdin: code });
+        return this.#shellRun(args, caller, { argv: ["python3", "-"], stdin: code }, stream);
       }
       case "runJavaScriptCodeInRemoteEnvironment":
-        return this.#code(args, caller, stringArg(args, "javaScriptCode", true));
+        return this.#code(args, caller, stringArg(args, "javaScriptCode", true), stream);
       case "uploadFileToRemoteEnvironment":
         return this.#upload(args, caller);
       case "listFilesInRemoteEnvironment":
@@ -316,7 +331,7 @@ export class McpTools {
     return member;
   }
 
-  async #shell(args: Args, caller: McpCaller): Promise<ToolResult> {
+  async #shell(args: Args, caller: McpCaller, stream: StartOptions): Promise<ToolResult> {
     const command = stringArg(args, "shellCommand", false);
     const argv = args["execCommandAndArgs"];
     if ((command === undefined) === (argv === undefined)) {
@@ -333,22 +348,29 @@ export class McpTools {
       throw new ToolArgumentsError("'execCommandAndArgs' must be a non-empty array of strings.");
     }
     if (command?.includes("\0")) throw new ToolArgumentsError("'shellCommand' may not contain NUL.");
-    return this.#shellRun(args, caller, command === undefined ? { argv: argv as string[] } : { command });
+    return this.#shellRun(
+      args,
+      caller,
+      command === undefined ? { argv: argv as string[] } : { command },
+      stream,
+    );
   }
 
   async #shellRun(
     args: Args,
     caller: McpCaller,
     what: { command?: string; argv?: string[]; stdin?: string },
+    stream: StartOptions,
   ): Promise<ToolResult> {
     const timeoutInSeconds = timeoutArg(args);
     const member = this.#environment(args, caller);
     if (!("rec" in member)) return member;
-    const record = this.#executions.startShell(member, {
-      ...what,
-      timeoutInSeconds,
-      maxOutputChars: MAX_OUTPUT_CHARS,
-    });
+    const record = this.#executions.startShell(
+      member,
+      { ...what, timeoutInSeconds, maxOutputChars: MAX_OUTPUT_CHARS },
+      undefined,
+      stream,
+    );
     await record.done;
     const shell = record.shell;
     const structured = {
@@ -370,17 +392,22 @@ export class McpTools {
     };
   }
 
-  async #code(args: Args, caller: McpCaller, code: string): Promise<ToolResult> {
+  async #code(args: Args, caller: McpCaller, code: string, stream: StartOptions): Promise<ToolResult> {
     const timeoutInSeconds = timeoutArg(args);
     const member = this.#environment(args, caller);
     if (!("rec" in member)) return member;
-    const record = this.#executions.start(member, {
-      code,
-      codeInputType: "Inline",
-      executionType: "Synchronous",
-      timeoutInSeconds,
-      maxOutputChars: MAX_OUTPUT_CHARS,
-    });
+    const record = this.#executions.start(
+      member,
+      {
+        code,
+        codeInputType: "Inline",
+        executionType: "Synchronous",
+        timeoutInSeconds,
+        maxOutputChars: MAX_OUTPUT_CHARS,
+      },
+      undefined,
+      stream,
+    );
     await record.done;
     return codeResult(record.result, record.failure?.message);
   }
@@ -451,6 +478,11 @@ export class McpTools {
       };
     }
   }
+}
+
+/** Executions stream only when someone reads the output: the agent then sends it in frames as it comes. */
+function startOptions(options: CallOptions): StartOptions {
+  return options.onOutput === undefined ? {} : { onOutput: options.onOutput };
 }
 
 /** An interpreter's result as MCP content: output as text, figures and image results as image content. */

@@ -227,13 +227,6 @@ export class PoolService implements PoolLookup {
     }
   }
 
-  /** Re-provision a pool whose runtime state drifted (e.g. after the engine came back). */
-  reprovision(key: string): void {
-    const pool = this.#d.store.getPool(key);
-    if (pool && poolDocOf(pool).properties.provisioningState !== "Deleting")
-      this.#startProvision(pool, { quiet: true });
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     const runs = [...this.#runs.values()];

@@ -22,6 +22,8 @@ import { authenticateHeaders } from "../auth-hook.ts";
 import { MethodNotAllowedError, UnsupportedMediaTypeError } from "../errors.ts";
 import { McpServerNotFoundError } from "./dataplane-errors.ts";
 import { type DataPlaneContext, PoolParams, PREFIX } from "./dataplane-request.ts";
+import { wantsEventStream } from "./execution-stream.ts";
+import { McpEventStream } from "./mcp-event-stream.ts";
 import { forwardToContainer } from "./proxy-routes.ts";
 
 /** The largest JSON-RPC body taken (a base64 file upload included); larger ones get 413 before they are read. */
@@ -232,10 +234,29 @@ export async function mcpRoutes(app: FastifyInstance, ctx: DataPlaneContext): Pr
     }
     const withSession: McpCaller = session ? { ...caller, environments: session.environments } : caller;
 
+    // A client that accepts an event stream may get notifications (progress) ahead of the answers; the stream is
+    // opened by the first one, so without any the answer is what it would be otherwise.
+    const events = wantsEventStream(request)
+      ? new McpEventStream(reply, ctx.o.config.streamHeartbeatMs)
+      : undefined;
+    const options = events ? { notify: events.notify.bind(events) } : {};
     const answers: JsonRpcResponse[] = [];
     for (const m of messages as Incoming[]) {
       if (m.kind === "invalid") answers.push(m.error);
-      else if (m.kind === "request") answers.push(await mcp.protocol.answer(m.message, withSession));
+      else if (m.kind === "request") {
+        try {
+          answers.push(await mcp.protocol.answer(m.message, withSession, options));
+        } catch (err) {
+          // Once the stream is open, the error handler can no longer answer: the request gets JSON-RPC's own error.
+          if (!events?.opened) throw err;
+          request.log.error({ err, method: m.message.method }, "mcp request failed");
+          answers.push(errorResponse(m.message.id, JSON_RPC.internalError, "Internal error."));
+        }
+      }
+    }
+    if (events?.opened) {
+      events.end(answers);
+      return reply;
     }
     // Only notifications (notifications/initialized, ...) and responses: accepted, nothing to answer.
     if (answers.length === 0) return reply.code(202).send();
