@@ -25,8 +25,12 @@ export class BenchClient {
     url: string,
     body?: unknown,
     timeoutMs = 120_000,
+    /** The credential headers instead of the admin bearer token (e.g. an MCP server's x-ms-apikey). */
+    credentials?: Record<string, string>,
   ): Promise<TimedReply> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.#token}` };
+    const headers: Record<string, string> = {
+      ...(credentials ?? { authorization: `Bearer ${this.#token}` }),
+    };
     // A FormData body goes as multipart/form-data (undici writes the boundary); anything else as JSON.
     const payload = body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body);
     if (typeof payload === "string") headers["content-type"] = "application/json";

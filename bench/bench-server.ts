@@ -183,8 +183,10 @@ export class BenchServer {
     scale: { ready: number; max: number },
     /** Other properties (e.g. a CustomContainer template) merged over the PythonLTS defaults. */
     extra: Record<string, unknown> = {},
+    /** The ARM api-version of the PUT (2025-10-02-preview for mcpServerSettings). */
+    apiVersion = ARM_API,
   ): Promise<{ pool: BenchPool; operationUrl: string; reply: TimedReply }> {
-    const armUrl = `${this.url}/subscriptions/${SUBSCRIPTION}/resourceGroups/${this.resourceGroup}/providers/Microsoft.App/sessionPools/${name}?api-version=${ARM_API}`;
+    const armUrl = `${this.url}/subscriptions/${SUBSCRIPTION}/resourceGroups/${this.resourceGroup}/providers/Microsoft.App/sessionPools/${name}?api-version=${apiVersion}`;
     const pool: BenchPool = {
       name,
       key: `${SUBSCRIPTION}/${this.resourceGroup}/${name}`.toLowerCase(),

@@ -125,6 +125,7 @@ export const ROW_IDS = [
   "warm-claim-gvisor",
   "existing-exec",
   "existing-exec-gvisor",
+  "mcp-tools-call",
   "throughput-1",
   "throughput-8",
   "throughput-32",
@@ -180,6 +181,10 @@ const runtimeLabels = (runtime: BenchRuntime) =>
 export const ROW_LABELS: Record<RowId, { group: Group; label: string }> = {
   ...runtimeLabels("runc"),
   ...runtimeLabels("runsc"),
+  "mcp-tools-call": {
+    group: "sessionpool",
+    label: "MCP tools/call: Python 1+1 in an existing environment",
+  },
   "throughput-1": { group: "sessionpool", label: "Throughput, 1 session" },
   "throughput-8": { group: "sessionpool", label: "Throughput, 8 sessions in parallel" },
   "throughput-32": { group: "sessionpool", label: "Throughput, 32 sessions in parallel" },

@@ -85,6 +85,7 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
     ms("Warm claim to first result, p99", "warm-claim", "p99Ms", 50),
     ms("1+1 in an existing session, p50", "existing-exec", "p50Ms", 3),
     ms("Cold session (pool drained), p50", "cold-allocation", "p50Ms", 400),
+    mcpTarget(rows),
     {
       target: "100 ready sessions warmed from an empty pool",
       limit: "<= 30 s",
@@ -111,6 +112,25 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
           : {}),
     },
   ];
+}
+
+/** DESIGN.md: an MCP call within 1.5x of the plain execution (existing-exec), both p50 of the same run. */
+const MCP_RATIO_LIMIT = 1.5;
+
+function mcpTarget(rows: Row[]): TargetResult {
+  const mcp = latency(rows, "mcp-tools-call", "p50Ms");
+  const plain = latency(rows, "existing-exec", "p50Ms");
+  const ratio = mcp !== undefined && plain !== undefined && plain > 0 ? mcp / plain : undefined;
+  const missing = ["mcp-tools-call", "existing-exec"].map((id) => byId(rows, id)).find((r) => r?.unavailable);
+  return {
+    target: "MCP tools/call 1+1 p50 / existing-session 1+1 p50",
+    limit: `<= ${MCP_RATIO_LIMIT}x`,
+    measured: ratio === undefined ? "-" : `${ratio.toFixed(2)}x (${formatMs(mcp)})`,
+    verdict: ratio === undefined ? "N/A" : ratio <= MCP_RATIO_LIMIT ? "PASS" : "MISS",
+    ...(ratio === undefined
+      ? { why: missing ? `${missing.id}: ${missing.unavailable}` : "not measured" }
+      : {}),
+  };
 }
 
 /**
@@ -189,6 +209,7 @@ export function computeRatios(rows: Row[]): Ratio[] {
   const existing = latency(rows, "existing-exec", "p50Ms");
   const cold = latency(rows, "cold-allocation", "p50Ms");
   const naive = latency(rows, "naive-docker-run", "p50Ms");
+  const mcp = latency(rows, "mcp-tools-call", "p50Ms");
   const jStartFirst = latency(rows, "jupyter-start-first-result", "p50Ms");
   const jExec = latency(rows, "jupyter-execute", "p50Ms");
   const http = latency(rows, "floor-http-keepalive", "p50Ms");
@@ -223,6 +244,12 @@ export function computeRatios(rows: Row[]): Ratio[] {
       existing,
       floor,
       (v) => `${x(v)}x the physical floor`,
+    ),
+    ratio(
+      "MCP tools/call p50 / existing-session execute p50",
+      mcp,
+      existing,
+      (v) => `an MCP call costs ${x(v)}x the plain execution (target <= ${MCP_RATIO_LIMIT}x)`,
     ),
     ratio(
       "warm claim p50 / floor (HTTP keep-alive + Python pipe) p50",

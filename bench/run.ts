@@ -45,6 +45,7 @@ import {
   measureCustomIngress,
   measureHotPath,
   measureIdleMemory,
+  measureMcpToolsCall,
   measureWarmPoolFill,
 } from "./sessionpool-rows.ts";
 
@@ -141,6 +142,9 @@ async function measureOnServer(runtime: BenchRuntime, p: Plan): Promise<void> {
       runc ? "warm claims, existing session, throughput" : "warm claims, existing session",
       (x) => measureHotPath(x, p, record, { throughput: runc }),
     );
+    if (runc) {
+      await need(["mcp-tools-call"], "MCP tools/call", (x) => measureMcpToolsCall(x, p));
+    }
     await need([id("cold-allocation")], "cold allocation", (x) => measureColdAllocation(x, p));
     await need([id("warm-pool-fill")], `warming ${p.warmPoolSize} sessions`, (x) =>
       measureWarmPoolFill(x, p),

@@ -213,6 +213,86 @@ async function throughput(s: BenchServer, pool: BenchPool, plan: Plan, kept: str
   return rows;
 }
 
+/** The ARM api-version that defines mcpServerSettings. */
+const MCP_ARM_API = "2025-10-02-preview";
+
+/**
+ * An MCP `tools/call` round trip: runPythonCodeInRemoteEnvironment with `1+1` in an environment launched before,
+ * as raw JSON-RPC with x-ms-apikey on a keep-alive connection (Azure's tutorials' calls), on its own MCP pool. A
+ * plain POST /executions in the same session is timed between the calls, so the row also has the plain
+ * execution measured side by side with it; the report judges it against the existing-exec row.
+ */
+export async function measureMcpToolsCall(s: BenchServer, plan: Plan): Promise<Row> {
+  const { pool, operationUrl } = await s.putPool(
+    `benchmcp${tag()}`,
+    { ready: 1, max: 2 },
+    { mcpServerSettings: { isMcpServerEnabled: true } },
+    MCP_ARM_API,
+  );
+  try {
+    await s.waitOperation(operationUrl, 120_000);
+    const keyReply = await s.client.send("POST", pool.armUrl.replace("?", "/fetchMcpServerCredentials?"));
+    const apiKey = (keyReply.body as { apiKey?: string } | undefined)?.apiKey;
+    if (keyReply.status !== 200 || !apiKey) {
+      throw new Error(`fetchMcpServerCredentials answered ${keyReply.status}: ${keyReply.text}`);
+    }
+    const url = `${pool.endpoint}/mcp`;
+    let id = 0;
+    const toolsCall = (name: string, args: Record<string, unknown>) =>
+      s.client.send(
+        "POST",
+        url,
+        { jsonrpc: "2.0", id: ++id, method: "tools/call", params: { name, arguments: args } },
+        60_000,
+        { "x-ms-apikey": apiKey },
+      );
+    const launched = await toolsCall("launchShell", {});
+    const environmentId = (
+      launched.body as { result?: { structuredContent?: { environmentId?: string } } } | undefined
+    )?.result?.structuredContent?.environmentId;
+    if (launched.status !== 200 || !environmentId) {
+      throw new Error(`launchShell answered ${launched.status}: ${launched.text}`);
+    }
+    const run = async () => {
+      const r = await toolsCall("runPythonCodeInRemoteEnvironment", { environmentId, pythonCode: "1+1" });
+      const result = (r.body as { result?: { isError?: boolean; structuredContent?: { result?: unknown } } })
+        ?.result;
+      if (r.status !== 200 || result?.isError === true || result?.structuredContent?.result !== "2") {
+        throw new Error(`tools/call 1+1: expected a result of 2, got ${r.status} ${r.text}`);
+      }
+      return r.ms;
+    };
+    // Warm both paths (connections, the interpreter) before timing.
+    for (let i = 0; i < 5; i++) {
+      await run();
+      assertTwo(await s.execute(pool, environmentId), "plain execution in the MCP environment");
+    }
+    await s.waitReady(pool, 1, 60_000);
+    await sleep(SETTLE_MS);
+    const mcp: number[] = [];
+    const plain: number[] = [];
+    const deadline = performance.now() + 120_000;
+    for (let i = 0; i < plan.existingExecSamples && performance.now() < deadline; i++) {
+      mcp.push(await run());
+      const r = await s.execute(pool, environmentId);
+      assertTwo(r, "plain execution in the MCP environment");
+      plain.push(r.ms);
+    }
+    const mcpP50 = summarize(mcp).p50Ms;
+    const plainP50 = summarize(plain).p50Ms;
+    return {
+      id: "mcp-tools-call",
+      group: "sessionpool",
+      label: ROW_LABELS["mcp-tools-call"].label,
+      latency: summarize(mcp),
+      values: { sameSessionPlainExecP50Ms: plainP50, sameSessionRatioP50: mcpP50 / plainP50 },
+      note: "raw JSON-RPC POST {endpoint}/mcp with x-ms-apikey on a keep-alive connection, no MCP session; a plain POST /executions in the same session alternates with it (sameSession*)",
+    };
+  } finally {
+    await s.deletePool(pool);
+  }
+}
+
 /** New identifier -> first result with no ready session: the sandbox is created on the request's path. */
 export async function measureColdAllocation(s: BenchServer, plan: Plan): Promise<Row> {
   const pool = await s.createPool(`benchcold${tag()}`, { ready: 0, max: 3 }, 60_000);

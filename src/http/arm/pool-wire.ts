@@ -1,7 +1,7 @@
 // Renders a stored pool as the caller's api-version speaks it: legacy dynamicPoolConfiguration and
 // registryServer for the early previews, probes and MCP settings only where the version defines them.
 import { ARM_API_VERSIONS } from "../../core/pools/api-versions.ts";
-import { type PoolDoc, poolDocOf, poolResourceId } from "../../core/pools/pool-doc.ts";
+import { poolDocOf, poolResourceId } from "../../core/pools/pool-doc.ts";
 import type { StoredPool } from "../../store/store.ts";
 
 export function poolEndpoint(
