@@ -109,6 +109,16 @@ def attempt(f):
         return errno.errorcode.get(e.errno, str(e.errno))
 `;
 
+// For probes that call libc directly: a call answering non-zero raises its errno as an OSError, for attempt().
+const LIBC = `${TRY}import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def syscall(f):
+    def call():
+        if f() != 0:
+            e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
+    return call
+`;
+
 describe("hostile code", () => {
   it("cannot open raw or packet sockets (no CAP_NET_RAW)", async () => {
     const out = await probe<Record<string, string>>(
@@ -414,14 +424,7 @@ print(json.dumps({'writable': writable, 'socketDir': socket_dir}))`,
     // Each attempt in a child of its own: one that succeeded would change what the next one sees.
     const out = await probe<Record<string, string>>(
       "namespaces",
-      `${TRY}import ctypes
-libc = ctypes.CDLL(None, use_errno=True)
-def syscall(f):
-    def call():
-        if f() != 0:
-            e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
-    return call
-def in_child(f):
+      `${LIBC}def in_child(f):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -459,14 +462,7 @@ print(json.dumps({
 
     const out = await probe<Record<string, unknown>>(
       "proc-tricks",
-      `${TRY}import ctypes
-libc = ctypes.CDLL(None, use_errno=True)
-def syscall(f):
-    def call():
-        if f() != 0:
-            e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
-    return call
-def agent_fds(agent):
+      `${LIBC}def agent_fds(agent):
     # The agent's fd/ (its connection to the server among them): listed at all, and its sockets opened?
     try:
         fds = os.listdir(f'/proc/{agent}/fd')
