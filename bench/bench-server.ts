@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
+import { dockerBackend } from "../src/backend-wiring.ts";
 import { DockerDriver } from "../src/runtime/drivers/docker/docker-driver.ts";
 import { LABEL_POOL, LABEL_RUNTIME } from "../src/runtime/labels.ts";
 import { chooseSandboxRuntimes } from "../src/runtime/sandbox-runtime.ts";
-import { dockerRuntime } from "../src/runtime-wiring.ts";
 import { startServer } from "../src/server.ts";
 import { BenchClient, type TimedReply } from "./bench-client.ts";
 import type { BenchRuntime } from "./plan.ts";
@@ -112,7 +112,7 @@ export class BenchServer {
         adminToken: token,
         retryAfterSeconds: 0,
         logger: pino({ level: "silent" }),
-        runtime: dockerRuntime({ sandbox: { runtime } }),
+        backend: dockerBackend({ sandbox: { runtime } }),
       });
       return new BenchServer(server, dataDir, token, `bench-${randomBytes(4).toString("hex")}`, runtime);
     } catch (err) {

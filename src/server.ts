@@ -1,5 +1,5 @@
 // The composition root: from options to a listening server. Opens the data dir (store, keys, admin token),
-// wires core to the runtime and the HTTP app, resumes interrupted work, and shuts down in order.
+// wires core to the backend and the HTTP app, resumes interrupted work, and shuts down in order.
 import { accessSync, constants, mkdirSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
@@ -11,7 +11,7 @@ import { AuthenticatorChain } from "./auth/principal.ts";
 import { SecretBox } from "./auth/secret-box.ts";
 import { McpKeys } from "./core/mcp/mcp-keys.ts";
 import { PoolSecrets } from "./core/pools/pool-secrets.ts";
-import { NOOP_RUNTIME, type PoolRuntime, PoolService } from "./core/pools/pool-service.ts";
+import { NOOP_PROVISIONER, type PoolProvisioner, PoolService } from "./core/pools/pool-service.ts";
 import { ConfigError } from "./errors.ts";
 import { type AppDeps, buildApp, type DataPlanePlugin, type OperationalPlugin } from "./http/app.ts";
 import { TrustedProxies } from "./http/dataplane/proxy-trust.ts";
@@ -40,14 +40,14 @@ export interface ServerOptions {
   trustedProxies?: readonly string[];
   /** Decorates the store (tests: a store that fails on purpose); the SQLite store itself otherwise. */
   wrapStore?: (store: Store) => Store;
-  /** Builds the pool runtime (sandboxes, sessions, data plane); without it pools provision nothing. */
-  runtime?: (ctx: RuntimeContext) => Promise<RuntimeParts>;
+  /** Builds the backend (engine, sandboxes, sessions, data plane); without it pools provision nothing. */
+  backend?: (ctx: BackendContext) => Promise<BackendParts>;
   now?: () => Date;
 }
 
-export interface RuntimeContext {
+export interface BackendContext {
   store: Store;
-  /** The pools' secrets, for sandboxes being created (the pool service is built after the runtime). */
+  /** The pools' secrets, for sandboxes being created (the pool service is built after the backend). */
   secrets: PoolSecrets;
   /** The pools' MCP server API keys, which the data plane's /mcp endpoint checks. */
   mcpKeys: McpKeys;
@@ -59,8 +59,8 @@ export interface RuntimeContext {
   now: () => Date;
 }
 
-export interface RuntimeParts {
-  runtime: PoolRuntime;
+export interface BackendParts {
+  provisioner: PoolProvisioner;
   dataPlane?: DataPlanePlugin;
   operational?: OperationalPlugin;
   /** Called once the pool service exists and has resumed. */
@@ -75,7 +75,7 @@ export interface RunningServer {
   publicUrl: string;
   caPath: string | undefined;
   adminTokenPath: string | undefined;
-  /** The sandbox runtime ("runsc" is gVisor); undefined without a pool runtime or before the engine answered. */
+  /** The sandbox runtime ("runsc" is gVisor); undefined without a backend or before the engine answered. */
   sandboxRuntime: string | undefined;
   /** Drains requests, stops background work, closes the store. Safe to call twice. */
   close(): Promise<void>;
@@ -152,14 +152,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const secrets = new PoolSecrets(store, secretBox);
   const mcpKeys = new McpKeys(store, secretBox);
   let pools: PoolService | undefined;
-  let parts: RuntimeParts | undefined;
+  let parts: BackendParts | undefined;
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   let closed: Promise<void> | undefined;
   const close = () => {
     closed ??= (async () => {
       await app?.close().catch((err) => logger.warn({ err }, "error while closing HTTP"));
       await pools?.close();
-      await parts?.close().catch((err) => logger.warn({ err }, "error while closing the pool runtime"));
+      await parts?.close().catch((err) => logger.warn({ err }, "error while closing the backend"));
       store.close();
     })();
     return closed;
@@ -168,7 +168,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   try {
     // The public URL needs the port, which may be chosen by the OS; listen first on a placeholder config.
     let publicUrl = o.publicUrl?.replace(/\/+$/, "") ?? "";
-    const ctx: RuntimeContext = {
+    const ctx: BackendContext = {
       store,
       secrets,
       mcpKeys,
@@ -181,11 +181,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       trustedProxies,
       now,
     };
-    parts = o.runtime ? await o.runtime(ctx) : undefined;
+    parts = o.backend ? await o.backend(ctx) : undefined;
     pools = new PoolService({
       store,
       secrets,
-      runtime: parts?.runtime ?? NOOP_RUNTIME,
+      provisioner: parts?.provisioner ?? NOOP_PROVISIONER,
       rules: { maxSessionsCap: o.maxSessionsCap ?? 600 },
       now,
       logger,

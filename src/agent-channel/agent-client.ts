@@ -129,6 +129,18 @@ const MAX_INCOMING_HEADER_BYTES = 256 << 20;
 const MAX_INCOMING_PAYLOAD_BYTES = 1 << 30;
 
 /** A last-expression value as documented: a JSON scalar, or a rich value with a string repr; null otherwise. */
+/** What exec and shell answers share, each field of the documented type whatever the agent sent. */
+function outputOf(answer: Record<string, unknown>): Omit<ShellResult, "exitCode"> {
+  return {
+    stdout: typeof answer.stdout === "string" ? answer.stdout : "",
+    stderr: typeof answer.stderr === "string" ? answer.stderr : "",
+    stdoutTruncated: answer.stdoutTruncated === true,
+    stderrTruncated: answer.stderrTruncated === true,
+    timedOut: answer.timedOut === true,
+    durationMs: typeof answer.durationMs === "number" ? answer.durationMs : 0,
+  };
+}
+
 function resultValue(value: unknown): ExecResultValue {
   if (value === null || ["number", "string", "boolean"].includes(typeof value))
     return value as ExecResultValue;
@@ -186,12 +198,12 @@ export class AgentClient {
     this.#socket = socket;
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("error", (err) => {
-      this.#teardown(
+      this.#closeWith(
         new AgentUnavailableError(`the connection to the session's agent failed (${errnoOf(err)})`, err),
       );
     });
     socket.on("close", () => {
-      this.#teardown(new AgentUnavailableError("the session's agent closed the connection"));
+      this.#closeWith(new AgentUnavailableError("the session's agent closed the connection"));
     });
   }
 
@@ -206,11 +218,13 @@ export class AgentClient {
   }
 
   async exec(request: ExecRequest, options: RunOptions = {}): Promise<ExecResult> {
-    const answer = await this.#run<ExecResult>({ op: "exec", ...request }, request.timeoutMs, options);
+    const answer = await this.#run({ op: "exec", ...request }, request.timeoutMs, options);
     // The value, images and error come from the interpreter, where the session's code can write its own
     // messages: keep only what has the documented shape.
+    const error = answer.error as ExecErrorInfo | null | undefined;
     return {
-      ...answer,
+      ...outputOf(answer),
+      status: answer.status === "Succeeded" ? "Succeeded" : "Failed",
       result: resultValue(answer.result),
       images: (Array.isArray(answer.images) ? (answer.images as unknown[]) : []).flatMap((i) =>
         typeof (i as ExecImage | null)?.base64 === "string"
@@ -218,19 +232,25 @@ export class AgentClient {
           : [],
       ),
       error:
-        answer.error !== null && typeof answer.error === "object"
-          ? { name: String(answer.error.name), message: String(answer.error.message) }
+        error !== null && typeof error === "object"
+          ? { name: String(error.name), message: String(error.message) }
           : null,
+      restarted: answer.restarted === true,
     };
   }
 
   /** Runs a shell command (Shell pools): `command` through `bash -c`, or `argv` as given, in /mnt/data. */
   async shell(request: ShellRequest, options: RunOptions = {}): Promise<ShellResult> {
-    return this.#run<ShellResult>({ op: "shell", ...request }, request.timeoutMs, options);
+    const answer = await this.#run({ op: "shell", ...request }, request.timeoutMs, options);
+    return { ...outputOf(answer), exitCode: typeof answer.exitCode === "number" ? answer.exitCode : null };
   }
 
   /** exec and shell: the answer is the header itself, due a little after the run's own timeout. */
-  async #run<T>(header: Record<string, unknown>, timeoutMs: number, options: RunOptions): Promise<T> {
+  async #run(
+    header: Record<string, unknown>,
+    timeoutMs: number,
+    options: RunOptions,
+  ): Promise<Record<string, unknown>> {
     const { onOutput } = options;
     if (onOutput !== undefined) header.stream = true;
     // Undefined fields (e.g. a shell request's absent stdin) vanish in JSON.stringify.
@@ -241,8 +261,7 @@ export class AgentClient {
       timeoutMs + EXEC_DEADLINE_SLACK_MS,
       onOutput === undefined ? undefined : (partial) => deliverOutput(partial, onOutput),
     );
-    const { id: _id, ok: _ok, ...result } = answer;
-    return result as unknown as T;
+    return answer;
   }
 
   async listFiles(
@@ -317,7 +336,7 @@ export class AgentClient {
 
   /** Closes the connection; pending requests reject with AgentUnavailableError. Safe to call twice. */
   close(): void {
-    this.#teardown(
+    this.#closeWith(
       new AgentUnavailableError("the connection to the session's agent was closed by the server"),
     );
   }
@@ -389,7 +408,7 @@ export class AgentClient {
       const headerBytes = buf.readUInt32BE(offset);
       const payloadBytes = buf.readUInt32BE(offset + 4);
       if (headerBytes > MAX_INCOMING_HEADER_BYTES || payloadBytes > MAX_INCOMING_PAYLOAD_BYTES) {
-        this.#teardown(
+        this.#closeWith(
           new AgentUnavailableError(
             `the session's agent announced a frame of ${headerBytes} + ${payloadBytes} bytes, more than an agent sends`,
           ),
@@ -424,7 +443,7 @@ export class AgentClient {
       if (header === null || typeof header !== "object" || Array.isArray(header))
         throw new TypeError("the header is not a JSON object");
     } catch (err) {
-      this.#teardown(new AgentUnavailableError("the session's agent sent a malformed frame", err));
+      this.#closeWith(new AgentUnavailableError("the session's agent sent a malformed frame", err));
       return;
     }
     const id = header.id as number;
@@ -444,7 +463,7 @@ export class AgentClient {
     }
   }
 
-  #teardown(err: AgentUnavailableError): void {
+  #closeWith(err: AgentUnavailableError): void {
     if (this.#closedError !== undefined) return;
     this.#closedError = err;
     this.#socket.destroy();

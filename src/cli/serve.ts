@@ -108,7 +108,7 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
       : {}),
   };
   if (!values["no-runtime"]) {
-    const { dockerRuntime } = await import("../runtime-wiring.ts");
+    const { dockerBackend } = await import("../backend-wiring.ts");
     const pythonImage = values["python-image"] ?? env["SESSIONPOOL_PYTHON_IMAGE"];
     const cpu = values["sandbox-cpu"] === undefined ? undefined : Number(values["sandbox-cpu"]);
     if (cpu !== undefined && !(cpu >= 0.1 && cpu <= 64))
@@ -130,7 +130,7 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
               1024,
           }),
     };
-    options.runtime = dockerRuntime({
+    options.backend = dockerBackend({
       ...(env["DOCKER_HOST"] ? { dockerHost: env["DOCKER_HOST"] } : {}),
       capacity,
       sandbox: {
@@ -152,6 +152,7 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
     );
   }
   process.stdout.write(`sessionpool listening on ${server.url}\n`);
+  process.stdout.write(`Web console: ${server.url}/ (sign in with the admin token)\n`);
 
   await new Promise<void>((resolveStop) => {
     let stopping = false;

@@ -1,6 +1,11 @@
 // Builds the HTTP application from injected dependencies; `serve` (and tests) listen on it.
 import type { Duplex } from "node:stream";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import type { Logger } from "pino";
 import type { PoolTokenService } from "../auth/pool-tokens.ts";
 import type { Authenticator } from "../auth/principal.ts";
@@ -47,8 +52,10 @@ export interface AppDeps {
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  // Typed as Fastify's own logger interface, so the app is a plain FastifyInstance rather than one generic over pino.
+  const loggerInstance: FastifyBaseLogger = deps.logger;
   const app = Fastify({
-    loggerInstance: deps.logger,
+    loggerInstance,
     routerOptions: { caseSensitive: false, ignoreTrailingSlash: true, maxParamLength: 1024 },
     bodyLimit: deps.config.bodyLimitBytes,
     return503OnClosing: true,
@@ -63,7 +70,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // answer them in the same {"error": {"code", "message"}} shape as everything else.
     clientErrorHandler: answerClientError,
     ...(deps.https ? { https: { key: deps.https.key, cert: deps.https.cert } } : {}),
-  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  });
 
   installArmErrorHandler(app);
   acceptEmptyBodies(app);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import "reflect-metadata"; // @peculiar/x509 resolves its crypto provider through tsyringe, which needs it first
 import * as x509 from "@peculiar/x509";
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+x509.cryptoProvider.set(webcrypto);
 
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 

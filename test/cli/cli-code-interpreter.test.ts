@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { dockerRuntime } from "../../src/runtime-wiring.ts";
+import { dockerBackend } from "../../src/backend-wiring.ts";
 import { startTestServer, type TestServer, tempDir } from "../helpers/server.ts";
 import { type CliRun, cliEnv, cliRunner, hasScript, runInTerminal } from "./cli-helpers.ts";
 
@@ -40,7 +40,7 @@ describe("sessionpool session (Docker runtime)", {
     sp(["session", "code-interpreter", command, ...pool, "-i", "user-1", ...args]);
 
   before(async () => {
-    server = await startTestServer({ runtime: dockerRuntime({ reapIntervalMs: 200 }) });
+    server = await startTestServer({ backend: dockerBackend({ reapIntervalMs: 200 }) });
     dir = tempDir("sessionpool-cli-ci-");
     sp = cliRunner({ url: server.url, token: server.token, configDir: join(dir, "cfg") });
     const created = ok(

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { dockerRuntime } from "../../src/runtime-wiring.ts";
+import { dockerBackend } from "../../src/backend-wiring.ts";
 import {
   call,
   poolUrl,
@@ -47,7 +47,7 @@ async function initializeWith(entry: { url: string; headers: Record<string, stri
 }
 
 before(async () => {
-  server = await startTestServer({ runtime: dockerRuntime({ reapIntervalMs: 100 }) });
+  server = await startTestServer({ backend: dockerBackend({ reapIntervalMs: 100 }) });
   configDir = tempDir("sessionpool-cli-config-");
   sp = cliRunner({ url: server.url, token: server.token, configDir });
   await putPool("mcpkeys", { isMcpServerEnabled: true });

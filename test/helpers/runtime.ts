@@ -2,10 +2,10 @@
 // sandbox behind even when a test fails.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { dockerBackend } from "../../src/backend-wiring.ts";
 import type { ExecutionQueueLimits } from "../../src/core/sessions/execution-queue.ts";
 import type { CapacityLimits } from "../../src/core/sessions/sandbox-capacity.ts";
 import type { SandboxDefaults } from "../../src/core/sessions/sandbox-template.ts";
-import { dockerRuntime } from "../../src/runtime-wiring.ts";
 import type { Store } from "../../src/store/store.ts";
 import {
   call,
@@ -98,7 +98,7 @@ export async function startRuntimeServer(
     startTestServer({
       dataDir,
       now: clock.now,
-      runtime: dockerRuntime({
+      backend: dockerBackend({
         reapIntervalMs: 100,
         sandbox: { runtime: TEST_RUNTIME, ...options.sandbox },
         ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { Agent } from "undici";
-import { gatedRuntime } from "../helpers/fake-runtime.ts";
+import { gatedBackend } from "../helpers/fake-backend.ts";
 import {
   ADMIN_TOKEN,
   type ChildServer,
@@ -204,8 +204,8 @@ describe("secrets and operations in the store", () => {
 
   it("operations in progress when the server stops resume and finish after the restart", async () => {
     const dataDir = tempDir();
-    const first = gatedRuntime();
-    let s = await startTestServer({ dataDir, runtime: first.factory });
+    const first = gatedBackend();
+    let s = await startTestServer({ dataDir, backend: first.factory });
     try {
       const creating = await call("PUT", poolUrl(s.url, "resumeput"), { body: { location: "eastus" } });
       assert.equal(creating.status, 201, creating.text);
@@ -216,14 +216,14 @@ describe("secrets and operations in the store", () => {
       assert.equal(deleting.status, 202, deleting.text);
       await s.close();
 
-      const second = gatedRuntime();
-      s = await startTestServer({ dataDir, runtime: second.factory });
+      const second = gatedBackend();
+      s = await startTestServer({ dataDir, backend: second.factory });
       const createOp = rebase(creating.headers["azure-asyncoperation"]!, s.url);
       const deleteOp = rebase(deleting.headers["azure-asyncoperation"]!, s.url);
       assert.equal(((await call("GET", createOp)).body as Json)["status"], "InProgress");
       assert.equal(((await call("GET", deleteOp)).body as Json)["status"], "InProgress");
       await second.finish("provision", "resumeput");
-      await second.finish("teardown", "resumedel");
+      await second.finish("deprovision", "resumedel");
       assert.equal((await waitForOperation(createOp))["status"], "Succeeded");
       assert.equal((await waitForOperation(deleteOp))["status"], "Succeeded");
       assert.equal((await call("GET", poolUrl(s.url, "resumedel"))).status, 404);

@@ -1,13 +1,13 @@
 // ARM long-running-operation conformance, as a table of request/response sequences in the spirit of core-lro's
 // lro.spec.ts: what PUT, PATCH and DELETE answer, what the Azure-AsyncOperation and Location URLs say while the
-// work runs and after, and what a GET shows. A gated runtime holds provisioning and teardown open until a step
+// work runs and after, and what a GET shows. A gated runtime holds provisioning and deprovision open until a step
 // lets them end. Then merge semantics, immutable fields, conditional requests, every api-version's shape,
 // identity, systemData, the pool management endpoint and getAuthtoken.
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { ARM_API_VERSIONS, SUPPORTED_ARM_API_VERSIONS } from "../../src/core/pools/api-versions.ts";
-import { type GatedRuntime, gatedRuntime } from "../helpers/fake-runtime.ts";
+import { type GatedBackend, gatedBackend } from "../helpers/fake-backend.ts";
 import {
   ADMIN_TOKEN,
   call,
@@ -72,7 +72,7 @@ const props = (r: Reply) => (r.body as Json)["properties"] as Json;
 
 interface Ctx {
   s: TestServer;
-  rt: GatedRuntime;
+  rt: GatedBackend;
   name: string;
   asyncUrl?: string;
   locationUrl?: string;
@@ -100,7 +100,7 @@ type Step =
       headers?: (c: Ctx) => Record<string, string>;
       expect: Expect;
     }
-  | { finish: "provision" | "teardown"; error?: string };
+  | { finish: "provision" | "deprovision"; error?: string };
 
 const succeeded = {
   status: "Succeeded",
@@ -252,7 +252,7 @@ const scenarios: { name: string; setup?: Step[]; steps: Step[] }[] = [
         body: { tags: {} },
         expect: { status: 409, body: { error: { code: "PoolBeingDeleted" } } },
       },
-      { finish: "teardown" },
+      { finish: "deprovision" },
       { req: "GET", to: "async", expect: { status: 200, body: succeeded } },
       { req: "GET", to: "location", expect: { status: 204, lro: false, emptyBody: true } },
       { req: "GET", expect: { status: 404, body: { error: { code: "ResourceNotFound" } } } },
@@ -269,17 +269,17 @@ const scenarios: { name: string; setup?: Step[]; steps: Step[] }[] = [
         to: "firstAsync",
         expect: { status: 200, body: { status: "Canceled", endTime: (v: unknown) => ISO.test(String(v)) } },
       },
-      { finish: "teardown" },
+      { finish: "deprovision" },
       { req: "GET", to: "async", expect: { status: 200, body: succeeded } },
       { req: "GET", expect: { status: 404 } },
     ],
   },
   {
-    name: "DELETE whose teardown fails: the operation is Failed, the pool stays Deleting, a new DELETE retries",
+    name: "DELETE whose deprovision fails: the operation is Failed, the pool stays Deleting, a new DELETE retries",
     setup: [{ req: "PUT", body: python(), expect: { status: 201 } }, { finish: "provision" }],
     steps: [
       { req: "DELETE", expect: { status: 202, lro: true } },
-      { finish: "teardown", error: "the engine is unreachable" },
+      { finish: "deprovision", error: "the engine is unreachable" },
       {
         req: "GET",
         to: "async",
@@ -287,7 +287,7 @@ const scenarios: { name: string; setup?: Step[]; steps: Step[] }[] = [
       },
       { req: "GET", expect: { status: 200, body: state("Deleting") } },
       { req: "DELETE", expect: { status: 202, lro: true } },
-      { finish: "teardown" },
+      { finish: "deprovision" },
       { req: "GET", to: "async", expect: { status: 200, body: succeeded } },
       { req: "GET", expect: { status: 404 } },
     ],
@@ -345,7 +345,7 @@ const scenarios: { name: string; setup?: Step[]; steps: Step[] }[] = [
       },
       { finish: "provision" },
       { req: "DELETE", headers: (c) => ({ "if-match": c.etag! }), expect: { status: 202, lro: true } },
-      { finish: "teardown" },
+      { finish: "deprovision" },
     ],
   },
   {
@@ -371,10 +371,10 @@ const scenarios: { name: string; setup?: Step[]; steps: Step[] }[] = [
 
 describe("long-running operations, step by step", () => {
   let s: TestServer;
-  let rt: GatedRuntime;
+  let rt: GatedBackend;
   before(async () => {
-    rt = gatedRuntime();
-    s = await startTestServer({ runtime: rt.factory });
+    rt = gatedBackend();
+    s = await startTestServer({ backend: rt.factory });
   });
   after(async () => {
     await s.close();
@@ -724,8 +724,8 @@ describe("PATCH merges; PUT replaces; some fields never change", () => {
   });
 
   it("sends Retry-After on 201, 202 and while an operation runs, when the server is configured to", async () => {
-    const rt = gatedRuntime();
-    const slow = await startTestServer({ retryAfterSeconds: 2, runtime: rt.factory });
+    const rt = gatedBackend();
+    const slow = await startTestServer({ retryAfterSeconds: 2, backend: rt.factory });
     try {
       const put = await call("PUT", poolUrl(slow.url, "retry"), { body: python() });
       assert.equal(put.status, 201);

@@ -29,12 +29,12 @@ before(async () => {
     tls: "self-signed",
     listPageSize: 2,
     // Provisioning succeeds at once, except for pools named broken*, whose image "cannot be pulled".
-    runtime: async () => ({
-      runtime: {
+    backend: async () => ({
+      provisioner: {
         provision: async (pool) => {
           if (pool.name.startsWith("broken")) throw new Error(`image for ${pool.name} could not be pulled`);
         },
-        teardown: async () => {},
+        deprovision: async () => {},
       },
       close: async () => {},
     }),

@@ -5,8 +5,8 @@
 // Real HTTP, real engine (the data plane answers at poolManagementEndpoint), real SQLite.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { dockerBackend } from "../../src/backend-wiring.ts";
 import { SUPPORTED_ARM_API_VERSIONS } from "../../src/core/pools/api-versions.ts";
-import { dockerRuntime } from "../../src/runtime-wiring.ts";
 import {
   call,
   poolUrl,
@@ -23,7 +23,7 @@ let s: TestServer;
 
 before(async () => {
   // One pool per page, so every list answers with a nextLink to follow.
-  s = await startTestServer({ listPageSize: 1, runtime: dockerRuntime({ reapIntervalMs: 100 }) });
+  s = await startTestServer({ listPageSize: 1, backend: dockerBackend({ reapIntervalMs: 100 }) });
   // A second pool in the group, so the lists have a second page.
   const anchor = await call("PUT", poolUrl(s.url, "anchor", "2025-07-01", RG), { body: body() });
   assert.equal(anchor.status, 201, anchor.text);

@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { dockerRuntime } from "../../src/runtime-wiring.ts";
+import { dockerBackend } from "../../src/backend-wiring.ts";
 import { FakeSandboxDriver } from "../helpers/fake-driver.ts";
 import { call, poolUrl, startTestServer, type TestServer, waitForOperation } from "../helpers/server.ts";
 
@@ -21,7 +21,7 @@ before(async () => {
   await new Promise<void>((resolve) => web.listen(0, "127.0.0.1", resolve));
   port = (web.address() as AddressInfo).port;
   driver = new FakeSandboxDriver();
-  fx = await startTestServer({ runtime: dockerRuntime({ driver }) });
+  fx = await startTestServer({ backend: dockerBackend({ driver }) });
 });
 after(async () => {
   for (const release of driver?.held.splice(0) ?? []) release();

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { dockerRuntime } from "../../src/runtime-wiring.ts";
+import { dockerBackend } from "../../src/backend-wiring.ts";
 import { FakeSandboxDriver } from "../helpers/fake-driver.ts";
 import {
   call,
@@ -24,7 +24,7 @@ after(async () => {
 
 async function serve(driver: FakeSandboxDriver, dataDir = tempDir()): Promise<TestServer> {
   drivers.add(driver);
-  const s = await startTestServer({ dataDir, keepDataDir: true, runtime: dockerRuntime({ driver }) });
+  const s = await startTestServer({ dataDir, keepDataDir: true, backend: dockerBackend({ driver }) });
   servers.push(s);
   return s;
 }

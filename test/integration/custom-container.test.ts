@@ -677,7 +677,7 @@ describe("ending custom sessions", () => {
     assert.notEqual(fresh.hostname, before.hostname);
   });
 
-  it("Liveness: a member whose probe starts failing is replaced", async () => {
+  it("Liveness: a sandbox whose probe starts failing is replaced", async () => {
     assert.equal(created["probed"]!["status"], "Succeeded", JSON.stringify(created["probed"]));
     const before = await whoami("probed", "sick-user");
     await until("a Liveness probe to reach the container", async () => {

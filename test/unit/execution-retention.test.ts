@@ -6,11 +6,11 @@ import { describe, it } from "node:test";
 import type { ExecResult } from "../../src/agent-channel/agent-client.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import { Executions } from "../../src/core/sessions/executions.ts";
-import type { Member, SessionManager } from "../../src/core/sessions/session-manager.ts";
+import type { LiveSandbox, SessionManager } from "../../src/core/sessions/session-manager.ts";
 
 const POOL = "sub/rg/pool";
 
-function member(stdoutChars: number, extra: Partial<Record<keyof ExecResult, unknown>> = {}): Member {
+function live(stdoutChars: number, extra: Partial<Record<keyof ExecResult, unknown>> = {}): LiveSandbox {
   const result = {
     status: "Succeeded",
     stdout: "x".repeat(stdoutChars),
@@ -29,7 +29,7 @@ function member(stdoutChars: number, extra: Partial<Record<keyof ExecResult, unk
     rec: { poolKey: POOL, identifier: "alice" },
     kind: "code-interpreter",
     agent: { current: () => ({ exec: async () => result }) },
-  } as unknown as Member;
+  } as unknown as LiveSandbox;
 }
 
 const sessions = { find: () => undefined, touch: () => {} } as unknown as SessionManager;
@@ -47,7 +47,7 @@ describe("execution retention", () => {
     const executions = new Executions(sessions, new Metrics(), { maxRetainedBytes: 4_500 });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const record = executions.start(member(1_000), input);
+      const record = executions.start(live(1_000), input);
       await record.done;
       ids.push(record.id);
       assert.ok(executions.retainedBytes <= 4_500, `budget held after ${i + 1}: ${executions.retainedBytes}`);
@@ -59,7 +59,7 @@ describe("execution retention", () => {
 
   it("keeps a result bigger than the budget for its own answer, then lets it go", async () => {
     const executions = new Executions(sessions, new Metrics(), { maxRetainedBytes: 1_000 });
-    const record = executions.start(member(10_000), input);
+    const record = executions.start(live(10_000), input);
     await record.done;
     assert.equal(record.result?.stdout.length, 10_000, "the caller still gets the whole output");
     assert.equal(executions.get(POOL, "alice", record.id), undefined);
@@ -74,7 +74,7 @@ describe("execution retention", () => {
       { images: [{ base64: 5 }, null, 7] },
       { images: "not a list", stdout: 12 },
     ]) {
-      const record = executions.start(member(10, extra), { ...input, executionType: "Asynchronous" });
+      const record = executions.start(live(10, extra), { ...input, executionType: "Asynchronous" });
       await record.done;
       assert.ok(Number.isFinite(executions.retainedBytes), JSON.stringify(extra));
     }

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage } from "node:http";
 import { type AddressInfo, connect, createServer as createTcpServer } from "node:net";
 import type { Duplex } from "node:stream";
 import { after, before, it } from "node:test";
-import type { Member } from "../../src/core/sessions/session-manager.ts";
+import type { LiveSandbox } from "../../src/core/sessions/session-manager.ts";
 import { proxyUpgrade } from "../../src/http/dataplane/custom-proxy.ts";
 import { TrustedProxies } from "../../src/http/dataplane/proxy-trust.ts";
 
@@ -29,12 +29,12 @@ before(async () => {
   const proxy = createServer();
   proxy.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const port = req.url === "/refused" ? refusedPort : hangUpPort;
-    const member = { address: "127.0.0.1", port } as unknown as Member;
+    const live = { address: "127.0.0.1", port } as unknown as LiveSandbox;
     proxyUpgrade(
       req,
       socket,
       head,
-      { member, path: "/ws", prefix: "/p", onDone: () => {} },
+      { live, path: "/ws", prefix: "/p", onDone: () => {} },
       TrustedProxies.NONE,
     );
   });

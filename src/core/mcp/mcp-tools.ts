@@ -10,7 +10,7 @@ import { type ContainerType, poolDocOf } from "../pools/pool-doc.ts";
 import type { Executions, StartOptions } from "../sessions/executions.ts";
 import { MAX_TIMEOUT_SECONDS } from "../sessions/executions.ts";
 import { contentTypeOf, DATA_ROOT, sessionPath } from "../sessions/file-paths.ts";
-import { agentOf, type Member, type SessionManager } from "../sessions/session-manager.ts";
+import { agentOf, type LiveSandbox, type SessionManager } from "../sessions/session-manager.ts";
 import {
   DEFAULT_TIMEOUT_SECONDS,
   type McpCaller,
@@ -178,15 +178,15 @@ export class McpTools {
   }
 
   /** The live session `environmentId` names, or a tool error telling the model to launch again. */
-  #environment(args: Args, caller: McpCaller): Member | ToolResult {
+  #environment(args: Args, caller: McpCaller): LiveSandbox | ToolResult {
     const id = stringArg(args, "environmentId", true);
-    const member = this.#sessions.find(caller.pool.key, id);
-    if (!member) {
+    const live = this.#sessions.find(caller.pool.key, id);
+    if (!live) {
       return toolError(
         `The environment '${id}' does not exist or has ended (environments end after the pool's cooldown or lifetime); call launchShell to launch a new one.`,
       );
     }
-    return member;
+    return live;
   }
 
   async #shell(args: Args, caller: McpCaller, stream: StartOptions): Promise<ToolResult> {
@@ -221,10 +221,10 @@ export class McpTools {
     stream: StartOptions,
   ): Promise<ToolResult> {
     const timeoutInSeconds = timeoutArg(args);
-    const member = this.#environment(args, caller);
-    if (!("rec" in member)) return member;
+    const live = this.#environment(args, caller);
+    if (!("rec" in live)) return live;
     const record = this.#executions.startShell(
-      member,
+      live,
       { ...what, timeoutInSeconds, maxOutputChars: MAX_OUTPUT_CHARS },
       undefined,
       stream,
@@ -252,10 +252,10 @@ export class McpTools {
 
   async #code(args: Args, caller: McpCaller, code: string, stream: StartOptions): Promise<ToolResult> {
     const timeoutInSeconds = timeoutArg(args);
-    const member = this.#environment(args, caller);
-    if (!("rec" in member)) return member;
+    const live = this.#environment(args, caller);
+    if (!("rec" in live)) return live;
     const record = this.#executions.start(
-      member,
+      live,
       {
         code,
         codeInputType: "Inline",
@@ -277,11 +277,11 @@ export class McpTools {
     if (encoding !== "text" && encoding !== "base64") {
       throw new ToolArgumentsError("'encoding' must be 'text' or 'base64'.");
     }
-    const member = this.#environment(args, caller);
-    if (!("rec" in member)) return member;
+    const live = this.#environment(args, caller);
+    if (!("rec" in live)) return live;
     const data = encoding === "base64" ? Buffer.from(content, "base64") : Buffer.from(content, "utf8");
-    const file = await agentOf(member).writeFile(path, data);
-    this.#sessions.touch(member);
+    const file = await agentOf(live).writeFile(path, data);
+    this.#sessions.touch(live);
     const where = `${DATA_ROOT}/${[file.directory, file.name].filter((p) => p !== "").join("/")}`;
     return {
       content: [text(`Wrote ${file.sizeBytes} bytes to ${where}.`)],
@@ -292,10 +292,10 @@ export class McpTools {
   async #list(args: Args, caller: McpCaller): Promise<ToolResult> {
     const dir = sessionPath(stringArg(args, "path", false));
     const recursive = args["recursive"] === true;
-    const member = this.#environment(args, caller);
-    if (!("rec" in member)) return member;
-    const files = await agentOf(member).listFiles(dir, recursive);
-    this.#sessions.touch(member);
+    const live = this.#environment(args, caller);
+    if (!("rec" in live)) return live;
+    const files = await agentOf(live).listFiles(dir, recursive);
+    this.#sessions.touch(live);
     const entries = files.map((f) => ({
       path: `${DATA_ROOT}/${[f.directory, f.name].filter((p) => p !== "").join("/")}`,
       type: f.type,
@@ -311,9 +311,9 @@ export class McpTools {
 
   async #download(args: Args, caller: McpCaller): Promise<ToolResult> {
     const path = sessionPath(undefined, stringArg(args, "path", true));
-    const member = this.#environment(args, caller);
-    if (!("rec" in member)) return member;
-    const agent = agentOf(member);
+    const live = this.#environment(args, caller);
+    if (!("rec" in live)) return live;
+    const agent = agentOf(live);
     const stat = await agent.statFile(path);
     if (stat.sizeBytes > MAX_DOWNLOAD_BYTES) {
       return toolError(
@@ -321,7 +321,7 @@ export class McpTools {
       );
     }
     const { file, data } = await agent.readFile(path);
-    this.#sessions.touch(member);
+    this.#sessions.touch(live);
     const mimeType = contentTypeOf(file.name);
     const uri = `file://${DATA_ROOT}/${path}`;
     if (mimeType.startsWith("image/")) {

@@ -1,5 +1,5 @@
 // Session pools as ARM resources: create/update/patch/delete with long-running operations, persisted so they
-// survive restarts. Provisioning itself is the PoolRuntime's job (image present, ready sessions warm); this
+// survive restarts. Provisioning itself is the PoolProvisioner's job (image present, ready sessions warm); this
 // service records what was asked, runs one provisioning per pool at a time (a newer generation supersedes an
 // older one) and settles the operations waiting on it.
 import type { Logger } from "pino";
@@ -21,10 +21,10 @@ import { type PoolChange, type PoolRules, parsePoolBody, poolFromPatch, poolFrom
 import { validatePoolName } from "./pool-validation.ts";
 
 /** What actually runs a pool. Resolves when the pool is ready; rejects with the reason it cannot be. */
-export interface PoolRuntime {
+export interface PoolProvisioner {
   provision(pool: StoredPool, signal: AbortSignal): Promise<void>;
   /** Destroys everything the pool runs; idempotent. */
-  teardown(poolKey: string, signal: AbortSignal): Promise<void>;
+  deprovision(poolKey: string, signal: AbortSignal): Promise<void>;
   /** Throws (a 400) when the pool could never run here, before anything is stored. */
   admit?(doc: PoolDoc): void;
 }
@@ -41,15 +41,15 @@ export interface PoolLookup {
  */
 export const OPERATION_FAILURE_CODES = ["ProvisioningFailed", "DeleteFailed", "Canceled"] as const;
 
-export const NOOP_RUNTIME: PoolRuntime = {
+export const NOOP_PROVISIONER: PoolProvisioner = {
   provision: async () => {},
-  teardown: async () => {},
+  deprovision: async () => {},
 };
 
 export interface PoolServiceDeps {
   store: Store;
   secrets: PoolSecrets;
-  runtime: PoolRuntime;
+  provisioner: PoolProvisioner;
   rules: PoolRules;
   now: () => Date;
   logger: Logger;
@@ -131,7 +131,7 @@ export class PoolService implements PoolLookup {
       secretNames: this.#d.secrets.names(key),
       mcpDefined: ARM_API_VERSIONS[ctx.apiVersion]?.mcp ?? true,
     });
-    this.#d.runtime.admit?.(change.doc);
+    this.#d.provisioner.admit?.(change.doc);
     return this.#write(ref, existing, change, existing ? "update" : "create", ctx.apiVersion);
   }
 
@@ -155,7 +155,7 @@ export class PoolService implements PoolLookup {
       existing: existingDoc,
       secretNames: this.#d.secrets.names(key),
     });
-    this.#d.runtime.admit?.(change.doc);
+    this.#d.provisioner.admit?.(change.doc);
     return this.#write(ref, existing, change, "update", ctx.apiVersion);
   }
 
@@ -321,7 +321,7 @@ export class PoolService implements PoolLookup {
       if (controller.signal.aborted) return;
       let failure: { code: string; message: string } | undefined;
       try {
-        await this.#d.runtime.provision(pool, controller.signal);
+        await this.#d.provisioner.provision(pool, controller.signal);
       } catch (err) {
         if (controller.signal.aborted) return;
         failure = isSessionPoolError(err)
@@ -378,7 +378,7 @@ export class PoolService implements PoolLookup {
     await previous?.done.catch(() => {});
     const controller = new AbortController();
     try {
-      await this.#d.runtime.teardown(pool.key, controller.signal);
+      await this.#d.provisioner.deprovision(pool.key, controller.signal);
       this.#d.store.transaction(() => {
         for (const s of this.#d.store.listSessions(pool.key)) this.#d.store.deleteSession(s.id);
         this.#d.store.deletePool(pool.key);

@@ -1,6 +1,5 @@
 // From a client's body (any api-version) to the canonical PoolDoc: legacy spellings folded, az CLI defaults
 // applied, every rule checked. Also the PATCH merge. Pure functions: no store, no clock (time is passed in).
-import type Type from "typebox";
 import { ValidationError } from "../errors.ts";
 import { foldCase, isPlainObject, shapeChecker } from "./body-shape.ts";
 import type {
@@ -35,8 +34,8 @@ export interface PoolChange {
   secrets: SecretInput[] | undefined;
 }
 
-const bodyChecker = shapeChecker<PoolBodyInput>(PoolBody as unknown as Type.TSchema);
-const bodySchema = PoolBody as unknown as Parameters<typeof foldCase>[1];
+const bodyChecker = shapeChecker<PoolBodyInput>(PoolBody);
+const bodySchema = PoolBody;
 
 export function parsePoolBody(body: unknown): PoolBodyInput {
   if (!isPlainObject(body)) {

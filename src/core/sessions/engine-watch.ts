@@ -1,8 +1,8 @@
 // Watches the engine: pings it, tells up from down (for /healthz, /readyz and the metric), catches up with
-// adoption when it first answers, resynchronises when it comes back, and turns sandbox events into ended members.
+// adoption when it first answers, resynchronises when it comes back, and turns sandbox events into ended sandboxes.
 import type { SandboxEvent } from "../../runtime/sandbox-driver.ts";
 import type { SandboxAdoption } from "./sandbox-adoption.ts";
-import type { Member, SessionContext } from "./session-context.ts";
+import type { LiveSandbox, SessionContext } from "./session-context.ts";
 
 const ENGINE_PING_TIMEOUT_MS = 2_000;
 
@@ -18,7 +18,7 @@ export interface EngineHealth {
 export class EngineWatch {
   readonly #ctx: SessionContext;
   readonly #adoption: SandboxAdoption;
-  readonly #sandboxGone: (member: Member, reason: string) => void;
+  readonly #sandboxLost: (live: LiveSandbox, reason: string) => void;
   #engine: EngineHealth;
   #engineCheck: Promise<void> | undefined;
   /** The engine came back and its sandboxes have not been re-read successfully yet. */
@@ -27,11 +27,11 @@ export class EngineWatch {
   constructor(
     ctx: SessionContext,
     adoption: SandboxAdoption,
-    sandboxGone: (member: Member, reason: string) => void,
+    sandboxGone: (live: LiveSandbox, reason: string) => void,
   ) {
     this.#ctx = ctx;
     this.#adoption = adoption;
-    this.#sandboxGone = sandboxGone;
+    this.#sandboxLost = sandboxGone;
     this.#engine = { up: true, since: ctx.d.now().toISOString(), error: undefined };
     ctx.d.metrics.engineUp.set(1);
   }
@@ -99,15 +99,15 @@ export class EngineWatch {
   }
 
   onEvent(event: SandboxEvent): void {
-    const member = this.#ctx.bySandbox.get(event.id);
-    if (!member) return;
+    const live = this.#ctx.bySandbox.get(event.id);
+    if (!live) return;
     if (event.type === "oom") {
       // A process inside was OOM-killed; the sandbox itself may well live on (the agent restarts its
       // interpreter). Only "die" and "destroy" mean the sandbox is gone.
-      this.#ctx.d.metrics.sandboxFailures.inc({ pool: member.rec.poolKey, reason: "oom" });
+      this.#ctx.d.metrics.sandboxFailures.inc({ pool: live.rec.poolKey, reason: "oom" });
       return;
     }
     if (event.type !== "die" && event.type !== "destroy") return;
-    this.#sandboxGone(member, event.type);
+    this.#sandboxLost(live, event.type);
   }
 }

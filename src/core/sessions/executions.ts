@@ -5,7 +5,7 @@ import type { ExecResult, OutputChunk, ShellRequest, ShellResult } from "../../a
 import { ValidationError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import { ExecutionQueue, type ExecutionQueueLimits } from "./execution-queue.ts";
-import { agentOf, type Member, type SessionManager } from "./session-manager.ts";
+import { agentOf, type LiveSandbox, type SessionManager } from "./session-manager.ts";
 
 export const MAX_TIMEOUT_SECONDS = 220;
 
@@ -77,14 +77,14 @@ export class Executions {
   readonly #maxRetainedBytes: number;
   readonly #sessions: SessionManager;
   readonly #metrics: Metrics;
-  readonly #queue: ExecutionQueue<Member>;
+  readonly #queue: ExecutionQueue<LiveSandbox>;
 
   constructor(sessions: SessionManager, metrics: Metrics, options: ExecutionsOptions = {}) {
     this.#sessions = sessions;
     this.#metrics = metrics;
     const { maxRetainedBytes, ...limits } = options;
     this.#maxRetainedBytes = maxRetainedBytes ?? MAX_RETAINED_BYTES;
-    this.#queue = new ExecutionQueue<Member>(limits);
+    this.#queue = new ExecutionQueue<LiveSandbox>(limits);
   }
 
   /**
@@ -92,7 +92,7 @@ export class Executions {
    * before answering. Throws ExecutionQueueFull (429) or ServerBusy (503) when it may not wait.
    */
   start(
-    member: Member,
+    live: LiveSandbox,
     input: ExecutionInput,
     id: string = crypto.randomUUID(),
     options: StartOptions = {},
@@ -104,7 +104,7 @@ export class Executions {
         ? Buffer.from(input.code, "base64").toString("utf8")
         : input.code;
     return this.#run(
-      member,
+      live,
       id,
       "code",
       input.executionType,
@@ -112,7 +112,7 @@ export class Executions {
       "The session's interpreter could not run the code",
       (record) => {
         // Not an async function: its suspended frame would keep the code alive until the answer comes.
-        const sent = agentOf(member).exec(
+        const sent = agentOf(live).exec(
           { code: code ?? "", timeoutMs: timeoutInSeconds * 1000, maxOutputChars },
           options.onOutput === undefined ? {} : { onOutput: options.onOutput },
         );
@@ -140,7 +140,7 @@ export class Executions {
 
   /** Runs a Shell pool's command, or queues it behind the session's running one; synchronous only. */
   startShell(
-    member: Member,
+    live: LiveSandbox,
     input: ShellInput,
     id: string = crypto.randomUUID(),
     options: StartOptions = {},
@@ -152,14 +152,14 @@ export class Executions {
       Buffer.byteLength(rest.stdin ?? "") +
       (rest.argv ?? []).reduce((sum, a) => sum + Buffer.byteLength(a), 0);
     return this.#run(
-      member,
+      live,
       id,
       "shell",
       "Synchronous",
       bytes,
       "The session could not run the command",
       (record) => {
-        const sent = agentOf(member).shell(
+        const sent = agentOf(live).shell(
           request!,
           options.onOutput === undefined ? {} : { onOutput: options.onOutput },
         );
@@ -185,7 +185,7 @@ export class Executions {
    * and returns the duration), map a failure to reach the agent, time it, and restart the session's idle clock.
    */
   #run(
-    member: Member,
+    live: LiveSandbox,
     id: string,
     kind: ExecutionRecord["kind"],
     executionType: ExecutionRecord["executionType"],
@@ -193,8 +193,8 @@ export class Executions {
     failurePrefix: string,
     body: (record: ExecutionRecord) => Promise<number>,
   ): ExecutionRecord {
-    const poolKey = member.rec.poolKey;
-    const identifier = member.rec.identifier ?? "";
+    const poolKey = live.rec.poolKey;
+    const identifier = live.rec.identifier ?? "";
     const key = recordKey(poolKey, identifier, id);
     if (this.#records.has(key)) {
       throw new ValidationError(
@@ -204,7 +204,7 @@ export class Executions {
       );
     }
     // Throws, holding nothing, when the line is full; nothing below throws before `done` takes the claim over.
-    const turn = this.#queue.enter(member, poolKey, identifier, waitingBytes);
+    const turn = this.#queue.enter(live, poolKey, identifier, waitingBytes);
     const record: ExecutionRecord = {
       id,
       poolKey,
@@ -227,9 +227,9 @@ export class Executions {
         record.status = "Failed";
         record.failure = { code: "ExecutionFailed", message: `${failurePrefix}: ${(err as Error).message}` };
       } finally {
-        this.#queue.leave(member);
+        this.#queue.leave(live);
         // The session was in use until now: the idle clock starts when the execution ends.
-        if (this.#sessions.find(record.poolKey, record.identifier) === member) this.#sessions.touch(member);
+        if (this.#sessions.find(record.poolKey, record.identifier) === live) this.#sessions.touch(live);
         if (this.#records.get(key) === record) {
           record.bytes = retainedSize(record);
           this.#retainedBytes += record.bytes;

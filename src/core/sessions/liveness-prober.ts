@@ -1,4 +1,4 @@
-// Liveness probes of custom containers: a member failing its probe failureThreshold times in a row is replaced.
+// Liveness probes of custom containers: a sandbox failing its probe failureThreshold times in a row is replaced.
 import { probeOnce } from "./probes.ts";
 import type { EndSession, SessionContext } from "./session-context.ts";
 
@@ -11,7 +11,7 @@ export class LivenessProber {
     this.#end = end;
   }
 
-  /** Runs due Liveness probes; a member failing failureThreshold times in a row is replaced. */
+  /** Runs due Liveness probes; a sandbox failing failureThreshold times in a row is replaced. */
   async check(): Promise<void> {
     const now = performance.now();
     for (const st of this.#ctx.pools.values()) {

@@ -1,6 +1,6 @@
 // Adoption and resync: at start (or once the engine first answers) the sandboxes of the last run are adopted
 // when the store knows them, their agents re-attached, and the others removed; after events may have been lost,
-// what the engine runs is re-read and members whose sandbox is gone end as lost.
+// what the engine runs is re-read and sessions whose sandbox is gone end as lost.
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { waitForAgent } from "../../agent-channel/agent-endpoint.ts";
@@ -9,7 +9,7 @@ import { poolDocOf } from "../pools/pool-doc.ts";
 import { waitForPort } from "./probes.ts";
 import type { SandboxFactory } from "./sandbox-factory.ts";
 import { SANDBOX_UID, type SandboxKind, sessionMemoryBytes } from "./sandbox-template.ts";
-import { inBatches, type Member, type SessionContext } from "./session-context.ts";
+import { inBatches, type LiveSandbox, type SessionContext } from "./session-context.ts";
 import type { WarmPoolReconciler } from "./warm-pool-reconciler.ts";
 
 const REMOVE_CONCURRENCY = 8;
@@ -18,7 +18,7 @@ export class SandboxAdoption {
   readonly #ctx: SessionContext;
   readonly #factory: SandboxFactory;
   readonly #reconciler: WarmPoolReconciler;
-  readonly #sandboxGone: (member: Member, reason: string) => void;
+  readonly #sandboxLost: (live: LiveSandbox, reason: string) => void;
   #resyncing: Promise<boolean> | undefined;
   #resyncAgain = false;
   #resyncRefill = false;
@@ -27,12 +27,12 @@ export class SandboxAdoption {
     ctx: SessionContext,
     factory: SandboxFactory,
     reconciler: WarmPoolReconciler,
-    sandboxGone: (member: Member, reason: string) => void,
+    sandboxGone: (live: LiveSandbox, reason: string) => void,
   ) {
     this.#ctx = ctx;
     this.#factory = factory;
     this.#reconciler = reconciler;
-    this.#sandboxGone = sandboxGone;
+    this.#sandboxLost = sandboxGone;
   }
 
   /** A resync under way (shutdown waits for it). */
@@ -57,7 +57,7 @@ export class SandboxAdoption {
         }
         const kind: SandboxKind = sb.labels[LABEL_KIND] === "custom" ? "custom" : "code-interpreter";
         const doc = poolDocOf(pool);
-        const member: Member = {
+        const live: LiveSandbox = {
           rec,
           kind,
           sandboxId: sb.id,
@@ -75,31 +75,31 @@ export class SandboxAdoption {
         try {
           if (kind === "custom") {
             if (
-              !member.address ||
-              !member.port ||
-              !(await waitForPort(member.address, member.port, { deadlineMs: 10_000 }))
+              !live.address ||
+              !live.port ||
+              !(await waitForPort(live.address, live.port, { deadlineMs: 10_000 }))
             ) {
               throw new Error("the container does not serve on its target port");
             }
           } else {
-            member.agent = await this.#factory.openEndpoint(rec.id, member.socketDir!, SANDBOX_UID, false);
-            await waitForAgent(member.agent, { timeoutMs: 10_000 });
+            live.agent = await this.#factory.openEndpoint(rec.id, live.socketDir!, SANDBOX_UID, false);
+            await waitForAgent(live.agent, { timeoutMs: 10_000 });
           }
           const st = this.#ctx.state(rec.poolKey);
-          this.#ctx.bySandbox.set(sb.id, member);
-          member.heldMemoryBytes = sessionMemoryBytes(doc, this.#ctx.d.defaults);
-          this.#ctx.d.capacity.adopt(member.heldMemoryBytes);
+          this.#ctx.bySandbox.set(sb.id, live);
+          live.heldMemoryBytes = sessionMemoryBytes(doc, this.#ctx.d.defaults);
+          this.#ctx.d.capacity.adopt(live.heldMemoryBytes);
           if (rec.state === "allocated" && rec.identifier !== undefined)
-            st.allocated.set(rec.identifier, member);
+            st.allocated.set(rec.identifier, live);
           else {
             rec.state = "ready";
             store.putSession(rec);
-            st.ready.push(member);
+            st.ready.push(live);
           }
           adopted.add(rec.id);
           this.#ctx.publish(st);
         } catch (err) {
-          member.agent?.close();
+          live.agent?.close();
           this.#ctx.d.logger.warn(
             { session: rec.id, err },
             "could not reconnect to a sandbox's agent; removing it",
@@ -120,7 +120,7 @@ export class SandboxAdoption {
   }
 
   /**
-   * Re-reads what the engine runs after events may have been lost (its restart kills every sandbox): members
+   * Re-reads what the engine runs after events may have been lost (its restart kills every sandbox): sandboxes
    * whose sandbox is no longer running end as died (their identifiers get fresh sessions, said so) and our
    * leftovers that are not running go. With `refill` (the engine is back) every pool also refills at once instead
    * of after its backoff. Resolves true when the engine could be read.
@@ -144,10 +144,10 @@ export class SandboxAdoption {
         });
         const running = new Set(listed.filter((s) => s.state === "running").map((s) => s.id));
         let gone = 0;
-        for (const member of known) {
-          if (running.has(member.sandboxId) || this.#ctx.bySandbox.get(member.sandboxId) !== member) continue;
+        for (const live of known) {
+          if (running.has(live.sandboxId) || this.#ctx.bySandbox.get(live.sandboxId) !== live) continue;
           gone++;
-          this.#sandboxGone(member, "lost");
+          this.#sandboxLost(live, "lost");
         }
         // Only ended ones: a sandbox being created right now is not running yet either.
         const leftovers = listed.filter(

@@ -1,4 +1,4 @@
-// Makes and unmakes sandboxes: resolves a pool's template (image, runtime), creates a member within the server's
+// Makes and unmakes sandboxes: resolves a pool's template (image, runtime), creates a live sandbox within the server's
 // capacity and a bounded number of concurrent creates, waits until it serves, and removes it with everything it
 // held (the agent's socket, its record, its share of the capacity).
 import { chown, mkdir, rm } from "node:fs/promises";
@@ -18,7 +18,7 @@ import {
   templateFor,
   UnsupportedContainerTypeError,
 } from "./sandbox-template.ts";
-import type { Member, SessionContext } from "./session-context.ts";
+import type { LiveSandbox, SessionContext } from "./session-context.ts";
 
 export class SandboxFactory {
   readonly #ctx: SessionContext;
@@ -118,7 +118,7 @@ export class SandboxFactory {
     else this.#createSlots++;
   }
 
-  async create(pool: StoredPool, template: SandboxTemplate, signal?: AbortSignal): Promise<Member> {
+  async create(pool: StoredPool, template: SandboxTemplate, signal?: AbortSignal): Promise<LiveSandbox> {
     const memoryBytes = template.spec.memoryBytes;
     this.#ctx.d.capacity.reserve(memoryBytes); // before anything exists: a refusal leaves nothing to undo
     try {
@@ -134,7 +134,7 @@ export class SandboxFactory {
     template: SandboxTemplate,
     memoryBytes: number,
     signal?: AbortSignal,
-  ): Promise<Member> {
+  ): Promise<LiveSandbox> {
     const id = crypto.randomUUID();
     const custom = template.kind === "custom";
     const socketDir = custom ? undefined : join(this.#ctx.d.socketsDir, id);
@@ -185,12 +185,12 @@ export class SandboxFactory {
       // The store write after the create can fail (disk full): the sandbox must not outlive its record.
       if (sandboxId !== undefined) await this.removeSandbox(sandboxId);
       endpoint?.close();
-      this.forget(id);
+      this.deleteRecord(id);
       if (socketDir) await this.#removeSocketDir(id, socketDir);
       throw err;
     }
     this.#releaseSlot();
-    const member: Member = {
+    const live: LiveSandbox = {
       rec,
       kind: template.kind,
       sandboxId,
@@ -206,40 +206,40 @@ export class SandboxFactory {
         (template.probes?.find((p) => p.type === "Liveness")?.initialDelaySeconds ?? 0) * 1000,
       inFlight: 0,
       persistedAccessMs: 0,
-      heldMemoryBytes: 0, // held by #createMember until the member is returned
+      heldMemoryBytes: 0, // held by #createLive until the sandbox is returned
     };
     try {
-      await this.#waitUntilServing(member, template, signal);
+      await this.#waitUntilServing(live, template, signal);
       rec.state = "ready";
       this.#ctx.d.store.putSession(rec);
-      this.#ctx.bySandbox.set(sandboxId, member);
-      member.heldMemoryBytes = memoryBytes;
-      return member;
+      this.#ctx.bySandbox.set(sandboxId, live);
+      live.heldMemoryBytes = memoryBytes;
+      return live;
     } catch (err) {
-      member.agent?.close();
+      live.agent?.close();
       await this.removeSandbox(sandboxId);
-      this.forget(id);
+      this.deleteRecord(id);
       if (socketDir) await this.#removeSocketDir(id, socketDir);
       throw err;
     }
   }
 
   /** Code interpreters: the agent answers hello. Custom containers: the port accepts connections, probes pass. */
-  async #waitUntilServing(member: Member, template: SandboxTemplate, signal?: AbortSignal): Promise<void> {
-    if (member.kind === "code-interpreter") {
-      await waitForAgent(member.agent!, {
+  async #waitUntilServing(live: LiveSandbox, template: SandboxTemplate, signal?: AbortSignal): Promise<void> {
+    if (live.kind === "code-interpreter") {
+      await waitForAgent(live.agent!, {
         timeoutMs: this.#ctx.d.agentStartTimeoutMs,
         ...(signal ? { signal } : {}),
       });
       return;
     }
-    const sandboxId = member.sandboxId;
-    if (!member.address || !member.port) {
+    const sandboxId = live.sandboxId;
+    if (!live.address || !live.port) {
       throw new SessionStartError(
         "The custom container has no address on its network; is its network configured?",
       );
     }
-    const open = await waitForPort(member.address, member.port, {
+    const open = await waitForPort(live.address, live.port, {
       deadlineMs: this.#ctx.d.agentStartTimeoutMs,
       ...(signal ? { signal } : {}),
       stillRunning: async () => (await this.#ctx.d.driver.inspect(sandboxId))?.state === "running",
@@ -248,26 +248,26 @@ export class SandboxFactory {
       const info = await this.#ctx.d.driver.inspect(sandboxId);
       throw new SessionStartError(
         info?.state === "running"
-          ? `The container did not accept connections on its target port ${member.port} within ${this.#ctx.d.agentStartTimeoutMs / 1000} s.`
-          : `The container exited (code ${info?.exitCode ?? "unknown"}) before serving on its target port ${member.port}.`,
+          ? `The container did not accept connections on its target port ${live.port} within ${this.#ctx.d.agentStartTimeoutMs / 1000} s.`
+          : `The container exited (code ${info?.exitCode ?? "unknown"}) before serving on its target port ${live.port}.`,
       );
     }
     const startup = template.probes?.find((p) => p.type === "Startup");
-    if (startup && !(await startupPasses(startup, member.address, signal))) {
+    if (startup && !(await startupPasses(startup, live.address, signal))) {
       throw new SessionStartError("The container's Startup probe did not pass.");
     }
   }
 
-  async destroy(member: Member): Promise<void> {
-    this.#ctx.bySandbox.delete(member.sandboxId);
-    if (member.heldMemoryBytes > 0) {
-      this.#ctx.d.capacity.release(member.heldMemoryBytes);
-      member.heldMemoryBytes = 0;
+  async remove(live: LiveSandbox): Promise<void> {
+    this.#ctx.bySandbox.delete(live.sandboxId);
+    if (live.heldMemoryBytes > 0) {
+      this.#ctx.d.capacity.release(live.heldMemoryBytes);
+      live.heldMemoryBytes = 0;
     }
-    member.agent?.close();
-    this.forget(member.rec.id);
-    await this.removeSandbox(member.sandboxId);
-    if (member.socketDir) await this.#removeSocketDir(member.rec.id, member.socketDir);
+    live.agent?.close();
+    this.deleteRecord(live.rec.id);
+    await this.removeSandbox(live.sandboxId);
+    if (live.socketDir) await this.#removeSocketDir(live.rec.id, live.socketDir);
   }
 
   /** Under the data dir: a read-only or failing disk must not turn an ended session into a crash. */
@@ -314,7 +314,7 @@ export class SandboxFactory {
   }
 
   /** Deletes a session record; a store that cannot be written (disk full) must not stop the sandbox's removal. */
-  forget(sessionId: string): void {
+  deleteRecord(sessionId: string): void {
     try {
       this.#ctx.d.store.deleteSession(sessionId);
     } catch (err) {

@@ -1,5 +1,5 @@
 // What a pool's sandboxes look like: from the canonical pool to a driver SandboxSpec, plus a hash of everything
-// that matters so a changed template rolls the warm members (allocated sessions keep running).
+// that matters so a changed template rolls the warm sandboxes (allocated sessions keep running).
 import { createHash } from "node:crypto";
 import type { SandboxSpec } from "../../runtime/sandbox-driver.ts";
 import type { RuntimeChoice, SandboxRuntimes } from "../../runtime/sandbox-runtime.ts";

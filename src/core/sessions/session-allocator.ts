@@ -1,16 +1,16 @@
-// Claims: the session for an identifier, allocated on first use (a warm member when there is one, else a cold
+// Claims: the session for an identifier, allocated on first use (a warm sandbox when there is one, else a cold
 // start, 429 at the pool's limit), single-flight per identifier; the idle clock; ending a session on request.
 import { isSessionPoolError } from "../../errors.ts";
 import { storageFailure } from "../../store/storage-errors.ts";
 import { PoolNotReadyError, SessionLimitError, SessionStartError } from "../errors.ts";
 import { type PoolDoc, poolDocOf } from "../pools/pool-doc.ts";
 import type { SandboxFactory } from "./sandbox-factory.ts";
-import type { EndSession, Member, SessionContext } from "./session-context.ts";
+import type { EndSession, LiveSandbox, SessionContext } from "./session-context.ts";
 import { sessionExpiry } from "./session-lifecycle.ts";
 import type { WarmPoolReconciler } from "./warm-pool-reconciler.ts";
 
 export interface Acquired {
-  member: Member;
+  live: LiveSandbox;
   /** The session was allocated by this request (warm claim or cold start). */
   fresh: boolean;
   /** A previous session of this identifier ended unexpectedly (its sandbox died). */
@@ -50,7 +50,7 @@ export class SessionAllocator {
     const existing = st.allocated.get(identifier);
     if (existing) {
       this.touch(existing);
-      return { member: existing, fresh: false, replaced: false, allocationMs: 0 };
+      return { live: existing, fresh: false, replaced: false, allocationMs: 0 };
     }
     const flightKey = `${poolKey}\n${identifier}`;
     let flight = this.#inflight.get(flightKey);
@@ -64,12 +64,12 @@ export class SessionAllocator {
   }
 
   /** The allocated session for `identifier`, or undefined; never allocates. */
-  find(poolKey: string, identifier: string): Member | undefined {
+  find(poolKey: string, identifier: string): LiveSandbox | undefined {
     this.#ctx.requireAdopted();
     return this.#ctx.pools.get(poolKey)?.allocated.get(identifier);
   }
 
-  list(poolKey: string): Member[] {
+  list(poolKey: string): LiveSandbox[] {
     this.#ctx.requireAdopted();
     return [...(this.#ctx.pools.get(poolKey)?.allocated.values() ?? [])];
   }
@@ -78,52 +78,52 @@ export class SessionAllocator {
    * A request that stays open (a proxied stream, a WebSocket) begins: a Timed session is not idle while any is.
    * Pair with endRequest.
    */
-  beginRequest(member: Member): void {
-    member.inFlight++;
+  beginRequest(live: LiveSandbox): void {
+    live.inFlight++;
   }
 
   /** The request ended: one fewer in flight, and the idle clock restarts from now if the session is still current. */
-  endRequest(member: Member): void {
-    member.inFlight = Math.max(0, member.inFlight - 1);
-    const { identifier, poolKey } = member.rec;
-    if (identifier !== undefined && this.#ctx.pools.get(poolKey)?.allocated.get(identifier) === member)
-      this.touch(member);
+  endRequest(live: LiveSandbox): void {
+    live.inFlight = Math.max(0, live.inFlight - 1);
+    const { identifier, poolKey } = live.rec;
+    if (identifier !== undefined && this.#ctx.pools.get(poolKey)?.allocated.get(identifier) === live)
+      this.touch(live);
   }
 
   /** Every request resets the idle clock (Timed pools). */
-  touch(member: Member): void {
-    const pool = this.#ctx.d.store.getPool(member.rec.poolKey);
+  touch(live: LiveSandbox): void {
+    const pool = this.#ctx.d.store.getPool(live.rec.poolKey);
     if (!pool) return;
     const now = this.#ctx.d.now();
-    member.rec.lastAccessedAt = now.toISOString();
-    member.rec.expiresAt = sessionExpiry(poolDocOf(pool), {
-      allocatedAt: new Date(member.rec.allocatedAt ?? member.rec.createdAt),
+    live.rec.lastAccessedAt = now.toISOString();
+    live.rec.expiresAt = sessionExpiry(poolDocOf(pool), {
+      allocatedAt: new Date(live.rec.allocatedAt ?? live.rec.createdAt),
       lastAccessedAt: now,
     }).toISOString();
     // The idle clock lives in memory (the reaper reads it there); the store only carries it across a restart,
     // so a data dir that cannot be written (disk full) costs that, not the request.
-    if (now.getTime() - member.persistedAccessMs < TOUCH_PERSIST_MS) return;
-    member.persistedAccessMs = now.getTime();
+    if (now.getTime() - live.persistedAccessMs < TOUCH_PERSIST_MS) return;
+    live.persistedAccessMs = now.getTime();
     try {
-      this.#ctx.d.store.putSession(member.rec);
+      this.#ctx.d.store.putSession(live.rec);
     } catch (err) {
-      this.#ctx.d.logger.warn({ session: member.rec.id, err }, "could not record a session's last access");
+      this.#ctx.d.logger.warn({ session: live.rec.id, err }, "could not record a session's last access");
     }
   }
 
   /** Ends the identifier's session now; false when there was none. */
   async stop(poolKey: string, identifier: string, reason = "stopped"): Promise<boolean> {
     this.#ctx.requireAdopted();
-    const member = this.#ctx.pools.get(poolKey)?.allocated.get(identifier);
-    if (!member) {
+    const live = this.#ctx.pools.get(poolKey)?.allocated.get(identifier);
+    if (!live) {
       const flight = this.#inflight.get(`${poolKey}\n${identifier}`);
       if (!flight) return false;
       const acquired = await flight.catch(() => undefined);
       if (!acquired) return false;
-      await this.#end(acquired.member, reason);
+      await this.#end(acquired.live, reason);
       return true;
     }
-    await this.#end(member, reason);
+    await this.#end(live, reason);
     return true;
   }
 
@@ -149,27 +149,27 @@ export class SessionAllocator {
     // Warm claim: no engine call on this path.
     const index = st.ready.findIndex((m) => st.template !== undefined && m.templateHash === st.template.hash);
     if (index >= 0) {
-      const member = st.ready.splice(index, 1)[0]!;
-      const warm = { ...member.rec };
+      const live = st.ready.splice(index, 1)[0]!;
+      const warm = { ...live.rec };
       try {
-        this.#assign(member, identifier, doc);
+        this.#assign(live, identifier, doc);
       } catch (err) {
         // Not recorded as allocated: it stays warm, untouched, rather than be handed out unrecorded (a restart
         // would offer a sandbox someone used to the next identifier).
-        Object.assign(member.rec, warm);
-        st.ready.splice(index, 0, member);
+        Object.assign(live.rec, warm);
+        st.ready.splice(index, 0, live);
         throw err;
       }
-      st.allocated.set(identifier, member);
+      st.allocated.set(identifier, live);
       st.replaced.delete(identifier);
       const ms = performance.now() - started;
       this.#ctx.d.metrics.claims.inc({ pool: metricsPool, result: "hit" });
       this.#ctx.d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "hit" }, ms / 1000);
       this.#ctx.publish(st);
       this.#reconciler.refillSoon(st);
-      return { member, fresh: true, replaced, allocationMs: ms };
+      return { live, fresh: true, replaced, allocationMs: ms };
     }
-    // Cold start. Make room first if warm members hold the capacity (e.g. they run an outdated template).
+    // Cold start. Make room first if warm sandboxes hold the capacity (e.g. they run an outdated template).
     st.coldPending++;
     this.#ctx.publish(st);
     try {
@@ -178,19 +178,19 @@ export class SessionAllocator {
       }
       const template = st.template ?? (await this.#factory.resolveTemplate(doc, pool, signal));
       st.template = template;
-      const member = await this.#factory.create(pool, template, signal);
+      const live = await this.#factory.create(pool, template, signal);
       try {
-        this.#assign(member, identifier, doc);
+        this.#assign(live, identifier, doc);
       } catch (err) {
-        await this.#factory.destroy(member);
+        await this.#factory.remove(live);
         throw err;
       }
-      st.allocated.set(identifier, member);
+      st.allocated.set(identifier, live);
       st.replaced.delete(identifier);
       const ms = performance.now() - started;
       this.#ctx.d.metrics.claims.inc({ pool: metricsPool, result: "miss" });
       this.#ctx.d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "miss" }, ms / 1000);
-      return { member, fresh: true, replaced, allocationMs: ms };
+      return { live, fresh: true, replaced, allocationMs: ms };
     } catch (err) {
       if (isSessionPoolError(err)) throw err;
       const storage = storageFailure(err);
@@ -202,14 +202,14 @@ export class SessionAllocator {
     }
   }
 
-  #assign(member: Member, identifier: string, doc: PoolDoc): void {
+  #assign(live: LiveSandbox, identifier: string, doc: PoolDoc): void {
     const now = this.#ctx.d.now();
-    member.rec.identifier = identifier;
-    member.rec.state = "allocated";
-    member.rec.allocatedAt = now.toISOString();
-    member.rec.lastAccessedAt = now.toISOString();
-    member.rec.expiresAt = sessionExpiry(doc, { allocatedAt: now, lastAccessedAt: now }).toISOString();
-    this.#ctx.d.store.putSession(member.rec);
-    member.persistedAccessMs = now.getTime();
+    live.rec.identifier = identifier;
+    live.rec.state = "allocated";
+    live.rec.allocatedAt = now.toISOString();
+    live.rec.lastAccessedAt = now.toISOString();
+    live.rec.expiresAt = sessionExpiry(doc, { allocatedAt: now, lastAccessedAt: now }).toISOString();
+    this.#ctx.d.store.putSession(live.rec);
+    live.persistedAccessMs = now.getTime();
   }
 }

@@ -1,4 +1,4 @@
-// What every part of the session machinery shares: the resolved dependencies, the live sandboxes (members) per
+// What every part of the session machinery shares: the resolved dependencies, the live sandboxes per
 // pool, and the flags that say whether the server may hand out sessions yet. One instance per SessionManager.
 import type { Logger } from "pino";
 import type { AgentEndpoint } from "../../agent-channel/agent-endpoint.ts";
@@ -43,7 +43,7 @@ export interface SessionManagerDeps {
 export type ResolvedDeps = Required<SessionManagerDeps>;
 
 /** A live sandbox the manager knows: warm in a pool, or allocated to an identifier. */
-export interface Member {
+export interface LiveSandbox {
   rec: StoredSession;
   kind: SandboxKind;
   sandboxId: string;
@@ -65,11 +65,11 @@ export interface Member {
   heldMemoryBytes: number;
 }
 
-/** One pool's members and its reconciler's bookkeeping. */
+/** One pool's sandboxes and its reconciler's bookkeeping. */
 export interface PoolState {
   key: string;
-  ready: Member[];
-  allocated: Map<string, Member>;
+  ready: LiveSandbox[];
+  allocated: Map<string, LiveSandbox>;
   warmPending: number;
   coldPending: number;
   template: SandboxTemplate | undefined;
@@ -86,13 +86,13 @@ export interface PoolState {
   replaced: Set<string>;
 }
 
-/** Ends a member's session and removes its sandbox (reasons become metric labels: a small fixed set). */
-export type EndSession = (member: Member, reason: string) => Promise<void>;
+/** Ends a live sandbox's session and removes its sandbox (reasons become metric labels: a small fixed set). */
+export type EndSession = (live: LiveSandbox, reason: string) => Promise<void>;
 
 export class SessionContext {
   readonly d: ResolvedDeps;
   readonly pools = new Map<string, PoolState>();
-  readonly bySandbox = new Map<string, Member>();
+  readonly bySandbox = new Map<string, LiveSandbox>();
   instanceId = "";
   closed = false;
   /** The engine did not answer at start: the last run's sandboxes are not adopted yet. */
@@ -140,10 +140,10 @@ export class SessionContext {
     return st;
   }
 
-  /** The member allocated to `identifier` in its pool, when `member` is still that one. */
-  isCurrent(member: Member): boolean {
-    const { identifier, poolKey } = member.rec;
-    return identifier !== undefined && this.pools.get(poolKey)?.allocated.get(identifier) === member;
+  /** The live sandbox allocated to `identifier` in its pool, when `live` is still that one. */
+  isCurrent(live: LiveSandbox): boolean {
+    const { identifier, poolKey } = live.rec;
+    return identifier !== undefined && this.pools.get(poolKey)?.allocated.get(identifier) === live;
   }
 
   publish(st: PoolState): void {
@@ -185,7 +185,7 @@ export class SessionContext {
     }
   }
 
-  /** Provisioning and teardown wait for adoption (their operations stay InProgress meanwhile). */
+  /** Provisioning and deprovision wait for adoption (their operations stay InProgress meanwhile). */
   async untilAdopted(signal?: AbortSignal): Promise<void> {
     while (this.adoptionPending && !this.closed) {
       signal?.throwIfAborted();

@@ -1,4 +1,4 @@
-// Sessions, as the rest of the server sees them: PoolRuntime for the pool service (provisioning means "image
+// Sessions, as the rest of the server sees them: PoolProvisioner for the pool service (provisioning means "image
 // present and ready sessions warm"), and claims, lookups and ends for the data plane. The work is done by the
 // parts it wires together over one shared SessionContext:
 //   session-allocator.ts     claims (warm or cold, single-flight per identifier), the idle clock
@@ -20,7 +20,7 @@ import {
   RuntimeUnsupportedError,
 } from "../errors.ts";
 import type { PoolDoc } from "../pools/pool-doc.ts";
-import type { PoolRuntime } from "../pools/pool-service.ts";
+import type { PoolProvisioner } from "../pools/pool-service.ts";
 import { type EngineHealth, EngineWatch } from "./engine-watch.ts";
 import { LivenessProber } from "./liveness-prober.ts";
 import { SandboxAdoption } from "./sandbox-adoption.ts";
@@ -29,7 +29,7 @@ import { runtimeUnavailable, sessionMemoryBytes } from "./sandbox-template.ts";
 import { type Acquired, SessionAllocator } from "./session-allocator.ts";
 import {
   inBatches,
-  type Member,
+  type LiveSandbox,
   type PoolState,
   SessionContext,
   type SessionManagerDeps,
@@ -39,11 +39,11 @@ import { WarmPoolReconciler } from "./warm-pool-reconciler.ts";
 
 export type { EngineHealth } from "./engine-watch.ts";
 export type { Acquired } from "./session-allocator.ts";
-export type { Member, SessionManagerDeps } from "./session-context.ts";
+export type { LiveSandbox, SessionManagerDeps } from "./session-context.ts";
 
-const TEARDOWN_CONCURRENCY = 8;
+const DEPROVISION_CONCURRENCY = 8;
 
-export class SessionManager implements PoolRuntime {
+export class SessionManager implements PoolProvisioner {
   readonly #ctx: SessionContext;
   readonly #factory: SandboxFactory;
   readonly #reconciler: WarmPoolReconciler;
@@ -59,8 +59,8 @@ export class SessionManager implements PoolRuntime {
 
   constructor(deps: SessionManagerDeps) {
     const ctx = new SessionContext(deps);
-    const end = (member: Member, reason: string) => this.#end(member, reason);
-    const gone = (member: Member, reason: string) => this.#sandboxGone(member, reason);
+    const end = (live: LiveSandbox, reason: string) => this.#end(live, reason);
+    const gone = (live: LiveSandbox, reason: string) => this.#sandboxLost(live, reason);
     this.#ctx = ctx;
     this.#factory = new SandboxFactory(ctx);
     this.#reconciler = new WarmPoolReconciler(ctx, this.#factory, end);
@@ -117,7 +117,7 @@ export class SessionManager implements PoolRuntime {
       timer.unref();
       this.#timers.push(timer);
     };
-    every(ctx.d.reapIntervalMs, "reaping expired sessions", () => this.#reaper.reap());
+    every(ctx.d.reapIntervalMs, "reaping expired sessions", () => this.#reaper.endExpired());
     every(ctx.d.probeIntervalMs, "liveness probing", () => this.#liveness.check());
     every(ctx.d.engineCheckIntervalMs, "checking the engine", () => this.#engine.check());
     try {
@@ -133,7 +133,7 @@ export class SessionManager implements PoolRuntime {
     }
   }
 
-  // ---- PoolRuntime ----------------------------------------------------------------------------------------
+  // ---- PoolProvisioner ----------------------------------------------------------------------------------------
 
   async provision(pool: StoredPool, signal: AbortSignal): Promise<void> {
     await this.start();
@@ -141,7 +141,7 @@ export class SessionManager implements PoolRuntime {
     await this.#reconciler.untilWarm(pool, signal);
   }
 
-  async teardown(poolKey: string, signal?: AbortSignal): Promise<void> {
+  async deprovision(poolKey: string, signal?: AbortSignal): Promise<void> {
     await this.start();
     await this.#ctx.untilAdopted(signal);
     const { d, pools } = this.#ctx;
@@ -151,14 +151,14 @@ export class SessionManager implements PoolRuntime {
       if (st.retryTimer) clearTimeout(st.retryTimer);
       await st.reconciling?.catch(() => {});
       if (st.refillTimer) clearTimeout(st.refillTimer);
-      await inBatches([...st.ready, ...st.allocated.values()], TEARDOWN_CONCURRENCY, (m) =>
+      await inBatches([...st.ready, ...st.allocated.values()], DEPROVISION_CONCURRENCY, (m) =>
         this.#end(m, "deleted"),
       );
       pools.delete(poolKey);
     }
     // Anything else labelled for the pool (a creation in flight, a sandbox from before a crash) goes too.
     const leftovers = await d.driver.list({ ...this.#ctx.ownLabels(), "io.sessionpool.pool": poolKey });
-    await inBatches(leftovers, TEARDOWN_CONCURRENCY, (s) => d.driver.remove(s.id));
+    await inBatches(leftovers, DEPROVISION_CONCURRENCY, (s) => d.driver.remove(s.id));
     for (const s of d.store.listSessions(poolKey)) {
       d.store.deleteSession(s.id);
       await rm(join(d.socketsDir, s.id), { recursive: true, force: true });
@@ -196,37 +196,32 @@ export class SessionManager implements PoolRuntime {
   }
 
   /** The allocated session for `identifier`, or undefined; never allocates. */
-  find(poolKey: string, identifier: string): Member | undefined {
+  find(poolKey: string, identifier: string): LiveSandbox | undefined {
     return this.#allocator.find(poolKey, identifier);
   }
 
-  list(poolKey: string): Member[] {
+  list(poolKey: string): LiveSandbox[] {
     return this.#allocator.list(poolKey);
   }
 
   /** A request that stays open (a proxied stream, a WebSocket) begins; pair with endRequest. */
-  beginRequest(member: Member): void {
-    this.#allocator.beginRequest(member);
+  beginRequest(live: LiveSandbox): void {
+    this.#allocator.beginRequest(live);
   }
 
-  endRequest(member: Member): void {
-    this.#allocator.endRequest(member);
+  endRequest(live: LiveSandbox): void {
+    this.#allocator.endRequest(live);
   }
 
   /** Every request resets the idle clock (Timed pools). */
-  touch(member: Member): void {
-    this.#allocator.touch(member);
+  touch(live: LiveSandbox): void {
+    this.#allocator.touch(live);
   }
 
   /** Ends the identifier's session now; false when there was none. */
   async stop(poolKey: string, identifier: string, reason = "stopped"): Promise<boolean> {
     await this.start();
     return this.#allocator.stop(poolKey, identifier, reason);
-  }
-
-  /** Ends sessions whose cooldown or max-alive period has passed. Runs on a timer; tests may call it. */
-  reap(): Promise<void> {
-    return this.#reaper.reap();
   }
 
   /** What the pool's sandboxes really have installed, read from a running sandbox once per image. */
@@ -239,14 +234,14 @@ export class SessionManager implements PoolRuntime {
     const image = st.template.spec.image;
     const cached = this.#metadata.get(image);
     if (cached) return cached;
-    const member = st.ready[0] ?? st.allocated.values().next().value;
-    if (!member) {
+    const live = st.ready[0] ?? st.allocated.values().next().value;
+    if (!live) {
       throw new PoolNotReadyError(
         pool.name,
         "no session has started yet to read the installed runtimes from; retry shortly.",
       );
     }
-    const fetched = agentOf(member).metadata();
+    const fetched = agentOf(live).metadata();
     this.#metadata.set(image, fetched);
     fetched.catch(() => this.#metadata.delete(image));
     return fetched;
@@ -274,50 +269,46 @@ export class SessionManager implements PoolRuntime {
 
   // ---- ending sessions ------------------------------------------------------------------------------------
 
-  /** Ends a member's session: out of its pool's books, its sandbox removed, the pool refilled. */
-  async #end(member: Member, reason: string): Promise<void> {
+  /** Ends a live sandbox's session: out of its pool's books, its sandbox removed, the pool refilled. */
+  async #end(live: LiveSandbox, reason: string): Promise<void> {
     const ctx = this.#ctx;
-    const st = ctx.pools.get(member.rec.poolKey);
+    const st = ctx.pools.get(live.rec.poolKey);
     if (st) {
-      const i = st.ready.indexOf(member);
+      const i = st.ready.indexOf(live);
       if (i >= 0) st.ready.splice(i, 1);
-      if (member.rec.identifier !== undefined && st.allocated.get(member.rec.identifier) === member) {
-        st.allocated.delete(member.rec.identifier);
-        ctx.d.metrics.sessionsEnded.inc({ pool: member.rec.poolKey, reason });
+      if (live.rec.identifier !== undefined && st.allocated.get(live.rec.identifier) === live) {
+        st.allocated.delete(live.rec.identifier);
+        ctx.d.metrics.sessionsEnded.inc({ pool: live.rec.poolKey, reason });
       }
       ctx.publish(st);
     }
-    await this.#factory.destroy(member);
-    ctx.d.logger.debug({ pool: member.rec.poolKey, session: member.rec.id, reason }, "session ended");
+    await this.#factory.remove(live);
+    ctx.d.logger.debug({ pool: live.rec.poolKey, session: live.rec.id, reason }, "session ended");
     if (st && !ctx.closed && !st.controller.signal.aborted && reason !== "deleted")
       void this.#reconciler.reconcile(st.key);
   }
 
-  /** A member's sandbox ended without us ending it (an event, or found gone on a resync). */
-  #sandboxGone(member: Member, reason: string): void {
+  /** A live sandbox ended without us ending it (an event, or found gone on a resync). */
+  #sandboxLost(live: LiveSandbox, reason: string): void {
     const ctx = this.#ctx;
-    const st = ctx.pools.get(member.rec.poolKey);
-    const identifier = member.rec.identifier;
-    const allocated = st !== undefined && identifier !== undefined && st.allocated.get(identifier) === member;
-    const lifecycle = ctx.docOf(member.rec.poolKey)?.properties.dynamicPoolConfiguration
-      .lifecycleConfiguration;
+    const st = ctx.pools.get(live.rec.poolKey);
+    const identifier = live.rec.identifier;
+    const allocated = st !== undefined && identifier !== undefined && st.allocated.get(identifier) === live;
+    const lifecycle = ctx.docOf(live.rec.poolKey)?.properties.dynamicPoolConfiguration.lifecycleConfiguration;
     if (allocated && lifecycle?.lifecycleType === "OnContainerExit") {
       // OnContainerExit: the container's process exiting is how such a session ends.
-      void this.#end(member, "exited");
+      void this.#end(live, "exited");
       return;
     }
     if (allocated) st.replaced.add(identifier);
-    ctx.d.metrics.sandboxFailures.inc({ pool: member.rec.poolKey, reason });
-    ctx.d.logger.warn(
-      { pool: member.rec.poolKey, session: member.rec.id, reason },
-      "sandbox ended unexpectedly",
-    );
-    void this.#end(member, "died");
+    ctx.d.metrics.sandboxFailures.inc({ pool: live.rec.poolKey, reason });
+    ctx.d.logger.warn({ pool: live.rec.poolKey, session: live.rec.id, reason }, "sandbox ended unexpectedly");
+    void this.#end(live, "died");
   }
 }
 
 /** The agent of a code-interpreter session; custom containers have none (their traffic is proxied). */
-export function agentOf(member: Member): AgentClient {
-  if (member.agent === undefined) throw new DynamicApisNotAllowedError();
-  return member.agent.current();
+export function agentOf(live: LiveSandbox): AgentClient {
+  if (live.agent === undefined) throw new DynamicApisNotAllowedError();
+  return live.agent.current();
 }

@@ -11,7 +11,7 @@ export class SessionReaper {
   }
 
   /** Ends sessions whose cooldown or max-alive period has passed. Runs on a timer; tests may call it. */
-  async reap(): Promise<void> {
+  async endExpired(): Promise<void> {
     const now = this.#ctx.d.now();
     for (const st of this.#ctx.pools.values()) {
       for (const m of [...st.allocated.values()]) {

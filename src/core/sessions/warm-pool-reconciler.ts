@@ -1,5 +1,5 @@
 // The warm-pool reconciler: per pool, single-flight, observe -> diff against readySessionInstances -> create or
-// end members -> publish. Creates are counted as pending before they are issued, so a stale view cannot
+// end sandboxes -> publish. Creates are counted as pending before they are issued, so a stale view cannot
 // over-create; a failing create backs off instead of spinning the engine.
 import { isSessionPoolError } from "../../errors.ts";
 import type { StoredPool } from "../../store/store.ts";
@@ -25,7 +25,7 @@ export class WarmPoolReconciler {
   }
 
   /**
-   * Provisioning: resolves the pool's template (pulling a custom image), then converges until its ready members
+   * Provisioning: resolves the pool's template (pulling a custom image), then converges until its ready sandboxes
    * are warm on that template; throws the reason when a sandbox cannot be started. Returns early when a newer
    * generation of the pool supersedes this one (its own run settles).
    */
@@ -117,7 +117,7 @@ export class WarmPoolReconciler {
       return;
     }
     const hash = template.hash;
-    // Roll warm members built from an older template.
+    // Roll warm sandboxes built from an older template.
     for (const m of st.ready.filter((r) => r.templateHash !== hash)) await this.#end(m, "replaced");
     const target = this.readyTarget(doc, st);
     while (st.ready.length + st.warmPending > target && st.ready.length > 0)
@@ -129,13 +129,13 @@ export class WarmPoolReconciler {
     const results = await Promise.allSettled(
       Array.from({ length: need }, async () => {
         try {
-          const member = await this.#factory.create(stored, template, signal);
+          const live = await this.#factory.create(stored, template, signal);
           // Cold starts may have taken the room meanwhile: a sandbox beyond the target is not kept warm.
           if (signal.aborted || this.#ctx.closed || st.ready.length >= this.readyTarget(doc, st)) {
-            await this.#factory.destroy(member);
+            await this.#factory.remove(live);
             return;
           }
-          st.ready.push(member);
+          st.ready.push(live);
         } finally {
           st.warmPending--;
           this.#ctx.publish(st);

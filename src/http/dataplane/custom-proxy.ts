@@ -6,7 +6,7 @@ import { Agent, request as httpRequest, type IncomingMessage, type Server } from
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { Member } from "../../core/sessions/session-manager.ts";
+import type { LiveSandbox } from "../../core/sessions/session-manager.ts";
 import type { SessionPoolError } from "../../errors.ts";
 import { BadRequestError } from "../errors.ts";
 import {
@@ -52,7 +52,7 @@ const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 16, 
 const oneShot = new Agent({ keepAlive: false, maxSockets: 256, timeout: 60_000 });
 
 export interface ProxyTarget {
-  member: Member;
+  live: LiveSandbox;
   /** The path after the pool endpoint, with its query string ("/api/x?identifier=a"), canonically encoded. */
   path: string;
   /** The pool endpoint's path, sent as X-Forwarded-Prefix. */
@@ -132,7 +132,7 @@ export function proxyHttp(
   target: ProxyTarget,
   trust: TrustedProxies,
 ): void {
-  const { member } = target;
+  const { live } = target;
   // Headers the data plane set before handing over (session replaced, allocation time, ...): a hijacked reply
   // never writes them itself. The container's own headers win on a clash.
   const own: Record<string, string | string[]> = {};
@@ -143,7 +143,7 @@ export function proxyHttp(
   const req = request.raw;
   const res = reply.raw;
   const headers = forwardedHeaders(req, trust, target.prefix);
-  headers["host"] = `${member.address}:${member.port}`;
+  headers["host"] = `${live.address}:${live.port}`;
   const ownConnection = frameBody(req, headers);
   let finished = false;
   const done = () => {
@@ -152,8 +152,8 @@ export function proxyHttp(
     target.onDone();
   };
   const upstream = httpRequest({
-    host: member.address,
-    port: member.port,
+    host: live.address,
+    port: live.port,
     method: req.method,
     path: target.path,
     headers,
@@ -182,7 +182,7 @@ export function proxyHttp(
   upstream.on("error", (err) => {
     if (!res.headersSent) {
       const e = new SessionUnreachableError(
-        `The session's container did not answer on port ${member.port}: ${err.message}`,
+        `The session's container did not answer on port ${live.port}: ${err.message}`,
       );
       res.writeHead(e.statusCode, {
         ...own,
@@ -225,15 +225,15 @@ export function proxyUpgrade(
   target: ProxyTarget,
   trust: TrustedProxies,
 ): void {
-  const { member } = target;
+  const { live } = target;
   // The client went away while its session was being allocated: nothing to pipe, and no 'close' is coming.
   if (socket.destroyed) {
     target.onDone();
     return;
   }
-  const upstream: Socket = connect({ host: member.address!, port: member.port! });
+  const upstream: Socket = connect({ host: live.address!, port: live.port! });
   const headers = forwardedHeaders(req, trust, target.prefix);
-  headers["host"] = `${member.address}:${member.port}`;
+  headers["host"] = `${live.address}:${live.port}`;
   headers["connection"] = "Upgrade";
   delete headers["content-length"];
   if (req.headers.upgrade) headers["upgrade"] = req.headers.upgrade;
@@ -276,7 +276,7 @@ export function proxyUpgrade(
       socket.end(
         rawErrorResponse(
           new SessionUnreachableError(
-            `The session's container did not answer the upgrade on port ${member.port}: ${why}`,
+            `The session's container did not answer the upgrade on port ${live.port}: ${why}`,
           ),
         ),
       );

@@ -9,7 +9,7 @@ import type { McpProtocol } from "../../core/mcp/mcp-protocol.ts";
 import { type PoolDoc, poolDocOf, poolKey } from "../../core/pools/pool-doc.ts";
 import type { PoolLookup } from "../../core/pools/pool-service.ts";
 import type { Executions } from "../../core/sessions/executions.ts";
-import type { Acquired, Member, SessionManager } from "../../core/sessions/session-manager.ts";
+import type { Acquired, LiveSandbox, SessionManager } from "../../core/sessions/session-manager.ts";
 import type { StoredPool } from "../../store/store.ts";
 import { ApiVersionError, ForbiddenError } from "../errors.ts";
 import type { TrustedProxies } from "./proxy-trust.ts";
@@ -111,8 +111,8 @@ export class DataPlaneContext {
     const identifier = identifierOf(request);
     const acquired = await this.o.sessions.acquire(keyOf(request), identifier);
     // Azure sends its x-ms-* timing headers for code interpreters only, never for custom containers.
-    if (acquired.member.kind === "code-interpreter") {
-      reply.header("x-ms-session-guid", acquired.member.sandboxId.slice(0, 12));
+    if (acquired.live.kind === "code-interpreter") {
+      reply.header("x-ms-session-guid", acquired.live.sandboxId.slice(0, 12));
       if (acquired.fresh) reply.header("x-ms-allocation-time", formatMs(acquired.allocationMs));
     }
     if (acquired.replaced) reply.header("x-sessionpool-session-replaced", "true");
@@ -120,11 +120,11 @@ export class DataPlaneContext {
   }
 
   /** The live session for the request's identifier, never allocating one. */
-  existing(request: FastifyRequest): Member {
+  existing(request: FastifyRequest): LiveSandbox {
     const identifier = identifierOf(request);
-    const member = this.o.sessions.find(keyOf(request), identifier);
-    if (!member) throw new SessionNotFoundError(identifier);
-    return member;
+    const live = this.o.sessions.find(keyOf(request), identifier);
+    if (!live) throw new SessionNotFoundError(identifier);
+    return live;
   }
 
   /** The pool management endpoint the request came through, as the management API hands it out. */

@@ -2,7 +2,7 @@
 import type { AgentFileEntry, ExecResult, ExecResultValue } from "../../agent-channel/agent-client.ts";
 import type { ExecutionRecord } from "../../core/sessions/executions.ts";
 import { contentTypeOf } from "../../core/sessions/file-paths.ts";
-import type { Member } from "../../core/sessions/session-manager.ts";
+import type { LiveSandbox } from "../../core/sessions/session-manager.ts";
 
 /** A last-expression value as the legacy API's `result`: JSON scalars as they are, rich values by repr. */
 function legacyResult(result: ExecResult | undefined): unknown {
@@ -111,7 +111,7 @@ export function fileToLegacyWire(f: AgentFileEntry, id: number): Record<string, 
   };
 }
 
-export function sessionToWire(m: Member): Record<string, unknown> {
+export function sessionToWire(m: LiveSandbox): Record<string, unknown> {
   return {
     identifier: m.rec.identifier,
     createdAt: m.rec.allocatedAt ?? m.rec.createdAt,

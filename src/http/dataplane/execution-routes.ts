@@ -36,15 +36,15 @@ export function executionRoutes(app: FastifyInstance, ctx: DataPlaneContext): vo
     if (ctx.poolTypeOf(request) === "Shell") {
       const shellInput = parseShellInput(request.body, { defaultMaxOutputChars: DEFAULT_MAX_OUTPUT_CHARS });
       const shellSession = await ctx.acquire(request, reply);
-      const live = streamed ? new Relay() : undefined;
+      const relay = streamed ? new Relay() : undefined;
       const record = executions.startShell(
-        shellSession.member,
+        shellSession.live,
         shellInput,
         headerOf(request, "operation-id"),
-        live?.options ?? {},
+        relay?.options ?? {},
       );
       reply.header("operation-id", record.id);
-      if (live !== undefined) return live.stream(reply, record, ctx.o.config.streamHeartbeatMs);
+      if (relay !== undefined) return relay.stream(reply, record, ctx.o.config.streamHeartbeatMs);
       await record.done;
       timingHeaders(reply, record, shellSession.allocationMs, performance.now() - started);
       return executionToWire(record);
@@ -53,16 +53,16 @@ export function executionRoutes(app: FastifyInstance, ctx: DataPlaneContext): vo
       defaultMaxOutputChars:
         legacy || apiVersion !== "2025-10-02-preview" ? LEGACY_MAX_OUTPUT_CHARS : DEFAULT_MAX_OUTPUT_CHARS,
     });
-    const { member, allocationMs } = await ctx.acquire(request, reply);
-    const live = streamed && input.executionType === "Synchronous" ? new Relay() : undefined;
+    const { live, allocationMs } = await ctx.acquire(request, reply);
+    const relay = streamed && input.executionType === "Synchronous" ? new Relay() : undefined;
     // Started before any event is sent: a full queue (429) or a duplicate id (400) still answers in JSON.
-    const record = executions.start(member, input, headerOf(request, "operation-id"), live?.options ?? {});
+    const record = executions.start(live, input, headerOf(request, "operation-id"), relay?.options ?? {});
     const location = `${ctx.endpoint(request)}/executions/${record.id}?identifier=${encodeURIComponent(record.identifier)}&api-version=${apiVersion}`;
     reply.header("operation-id", record.id).header("operation-location", location);
     if (input.executionType === "Asynchronous" && !legacy) {
       return reply.code(202).send(executionToWire(record));
     }
-    if (live !== undefined) return live.stream(reply, record, ctx.o.config.streamHeartbeatMs);
+    if (relay !== undefined) return relay.stream(reply, record, ctx.o.config.streamHeartbeatMs);
     await record.done;
     timingHeaders(reply, record, allocationMs, performance.now() - started);
     if (record.result?.restarted) reply.header("x-sessionpool-interpreter-restarted", "true");

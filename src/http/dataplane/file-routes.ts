@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ValidationError } from "../../core/errors.ts";
 import { contentTypeOf, sessionPath } from "../../core/sessions/file-paths.ts";
-import { agentOf, type Member } from "../../core/sessions/session-manager.ts";
+import { agentOf, type LiveSandbox } from "../../core/sessions/session-manager.ts";
 import type { TypeBoxProvider } from "../type-provider.ts";
 import {
   apiVersionOf,
@@ -30,8 +30,8 @@ export function fileRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
       const path = sessionPath(queryOf(request, "path"), filename || "upload");
       if (path === "")
         throw new ValidationError("InvalidFilePath", "The uploaded file needs a file name.", "file");
-      const { member } = await ctx.acquire(request, reply);
-      const file = await agentOf(member).writeFile(path, data);
+      const { live } = await ctx.acquire(request, reply);
+      const file = await agentOf(live).writeFile(path, data);
       return legacy ? { $id: "1", value: [fileToLegacyWire(file, 2)] } : fileToWire(file);
     } finally {
       uploads.release(held.bytes);
@@ -49,8 +49,8 @@ export function fileRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
   api.get(`${PREFIX}/files`, { schema: schemas.files }, async (request, reply) => {
     const legacy = LEGACY_VERSIONS.has(apiVersionOf(request));
     const recursive = /^(1|true)$/i.test(queryOf(request, "recursive") ?? "");
-    const { member } = await ctx.acquire(request, reply);
-    const files = await agentOf(member).listFiles(sessionPath(queryOf(request, "path")), recursive);
+    const { live } = await ctx.acquire(request, reply);
+    const files = await agentOf(live).listFiles(sessionPath(queryOf(request, "path")), recursive);
     if (legacy) {
       const plain = files.filter((f) => f.type === "file");
       return { $id: "1", value: plain.map((f, i) => fileToLegacyWire(f, 2 + 2 * i)) };
@@ -65,28 +65,28 @@ export function fileRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
     const legacy = LEGACY_VERSIONS.has(apiVersionOf(request));
     const dir = queryOf(request, "path");
     if (request.method === "GET" && rest[0] === "content" && rest.length > 1 && legacy) {
-      const { member } = await ctx.acquire(request, reply);
-      return sendContent(reply, member, sessionPath(dir, rest.slice(1).join("/")));
+      const { live } = await ctx.acquire(request, reply);
+      return sendContent(reply, live, sessionPath(dir, rest.slice(1).join("/")));
     }
     if (request.method === "GET" && rest.length > 1 && rest.at(-1) === "content") {
-      const { member } = await ctx.acquire(request, reply);
-      return sendContent(reply, member, sessionPath(dir, rest.slice(0, -1).join("/")));
+      const { live } = await ctx.acquire(request, reply);
+      return sendContent(reply, live, sessionPath(dir, rest.slice(0, -1).join("/")));
     }
     const path = sessionPath(dir, rest.join("/"));
     if (path === "") throw new ValidationError("InvalidFilePath", "A file name is required.", "name");
-    const { member } = await ctx.acquire(request, reply);
+    const { live } = await ctx.acquire(request, reply);
     if (request.method === "DELETE") {
-      await agentOf(member).deleteFile(path);
+      await agentOf(live).deleteFile(path);
       return reply.code(204).send();
     }
-    return fileToWire(await agentOf(member).statFile(path));
+    return fileToWire(await agentOf(live).statFile(path));
   };
   api.get(`${PREFIX}/files/*`, { schema: schemas.file }, fileRoute);
   api.delete(`${PREFIX}/files/*`, { schema: schemas.file }, fileRoute);
 }
 
-async function sendContent(reply: FastifyReply, member: Member, path: string) {
-  const { file, data } = await agentOf(member).readFile(path);
+async function sendContent(reply: FastifyReply, live: LiveSandbox, path: string) {
+  const { file, data } = await agentOf(live).readFile(path);
   return reply
     .header("content-type", contentTypeOf(file.name))
     .header("content-disposition", `attachment; filename*=UTF-8''${encodeURIComponent(file.name)}`)

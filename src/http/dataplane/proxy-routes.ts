@@ -4,7 +4,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { poolDocOf, poolKey } from "../../core/pools/pool-doc.ts";
-import type { Member } from "../../core/sessions/session-manager.ts";
+import type { LiveSandbox } from "../../core/sessions/session-manager.ts";
 import { authenticateHeaders } from "../auth-hook.ts";
 import { InternalError, toCodedError } from "../errors.ts";
 import {
@@ -26,9 +26,9 @@ import { proxyPathOf } from "./proxy-path.ts";
 import { TrustedProxies } from "./proxy-trust.ts";
 
 /** An exchange in flight keeps a Timed session from going idle; when it ends, the idle clock restarts. */
-function targetOf(ctx: DataPlaneContext, member: Member, path: string, prefix: string) {
-  ctx.o.sessions.beginRequest(member);
-  return { member, path, prefix, onDone: () => ctx.o.sessions.endRequest(member) };
+function targetOf(ctx: DataPlaneContext, live: LiveSandbox, path: string, prefix: string) {
+  ctx.o.sessions.beginRequest(live);
+  return { live, path, prefix, onDone: () => ctx.o.sessions.endRequest(live) };
 }
 
 /**
@@ -48,11 +48,11 @@ export async function forwardToContainer(
   if (path === undefined || path.stopSession) return undefined;
   requirePoolScope(request.principal!, keyOf(request));
   assertForwardable(request.raw);
-  const { member } = await ctx.acquire(request, reply);
+  const { live } = await ctx.acquire(request, reply);
   proxyHttp(
     request,
     reply,
-    targetOf(ctx, member, path.path, path.prefix),
+    targetOf(ctx, live, path.path, path.prefix),
     ctx.o.config.trustedProxies ?? TrustedProxies.NONE,
   );
   return reply;
@@ -61,7 +61,7 @@ export async function forwardToContainer(
 export function proxyRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
   const { sessions, pools, authenticator } = ctx.o;
   const trust = ctx.o.config.trustedProxies ?? TrustedProxies.NONE;
-  const target = (member: Member, path: string, prefix: string) => targetOf(ctx, member, path, prefix);
+  const target = (live: LiveSandbox, path: string, prefix: string) => targetOf(ctx, live, path, prefix);
 
   app.addHook("onRequest", async (request, reply) => forwardToContainer(ctx, request, reply));
 
@@ -78,8 +78,8 @@ export function proxyRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
     const url = new URL(req.url ?? "/", "http://upgrade.invalid");
     const identifier = checkIdentifier(url.searchParams.get("identifier") ?? undefined);
     assertUpgradable(req);
-    const { member } = await sessions.acquire(key, identifier);
-    proxyUpgrade(req, socket, head, target(member, path.path, path.prefix), trust);
+    const { live } = await sessions.acquire(key, identifier);
+    proxyUpgrade(req, socket, head, target(live, path.path, path.prefix), trust);
   };
   app.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // Node takes its own error listener off an upgraded socket: without one, a client that resets the

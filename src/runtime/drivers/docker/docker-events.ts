@@ -94,11 +94,15 @@ export function watchSandboxEvents(
   onResubscribed?: () => void,
 ): () => void {
   const controller = new AbortController();
-  const filters = { type: ["container"], event: ["die", "destroy", "oom"], label: labelFilters(labels) };
+  const filters: Docker.GetEventsOptions["filters"] = {
+    type: ["container"],
+    event: ["die", "destroy", "oom"],
+    label: labelFilters(labels),
+  };
   const seen: string[] = [];
   // Engine time (seconds, fractional) to read from; the engine replays from its buffer. Starting at the call
   // (not at the connection) means nothing is missed between watch() returning and the stream opening.
-  let resumeFrom = (Date.now() / 1000).toFixed(3);
+  let resumeFrom = Date.now() / 1000;
 
   const deliver = (value: unknown) => {
     const event = value as EngineEvent;
@@ -110,8 +114,9 @@ export function watchSandboxEvents(
     if (seen.includes(key)) return;
     seen.push(key);
     if (seen.length > SEEN_MAX) seen.shift();
-    if (event.timeNano !== undefined) resumeFrom = (event.timeNano / 1e9).toFixed(9);
-    else if (event.time !== undefined) resumeFrom = String(event.time);
+    // Seconds as a double hold about a microsecond: resume a microsecond early, and `seen` drops the repeats.
+    if (event.timeNano !== undefined) resumeFrom = event.timeNano / 1e9 - 1e-6;
+    else if (event.time !== undefined) resumeFrom = event.time - 1e-6;
 
     const attributes = event.Actor?.Attributes ?? {};
     const eventLabels: Record<string, string> = {};
@@ -135,8 +140,9 @@ export function watchSandboxEvents(
     let opened = false;
     while (!controller.signal.aborted) {
       try {
+        // abortSignal is not in @types/dockerode's options; dockerode passes it through to the request.
         const options = { filters, since: resumeFrom, abortSignal: controller.signal };
-        const stream = await docker.getEvents(options as unknown as Docker.GetEventsOptions);
+        const stream = await docker.getEvents(options);
         if (failures > 0) logger.info({ failures }, "docker event stream reconnected");
         // Any stream after the first: whatever happened in between may not be replayed.
         if (opened) {

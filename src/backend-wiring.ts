@@ -18,7 +18,7 @@ import { dataPlaneRoutes } from "./http/dataplane/dataplane-routes.ts";
 import { operationalRoutes } from "./http/operational-routes.ts";
 import { DockerDriver } from "./runtime/drivers/docker/docker-driver.ts";
 import type { SandboxDriver } from "./runtime/sandbox-driver.ts";
-import type { RuntimeContext, RuntimeParts } from "./server.ts";
+import type { BackendContext, BackendParts } from "./server.ts";
 
 export interface DockerRuntimeOptions {
   dockerHost?: string;
@@ -36,9 +36,9 @@ export interface DockerRuntimeOptions {
   streamHeartbeatMs?: number;
 }
 
-export function dockerRuntime(
+export function dockerBackend(
   options: DockerRuntimeOptions = {},
-): (ctx: RuntimeContext) => Promise<RuntimeParts> {
+): (ctx: BackendContext) => Promise<BackendParts> {
   return async (ctx) => {
     const driver =
       options.driver ??
@@ -72,7 +72,7 @@ export function dockerRuntime(
     };
 
     return {
-      runtime: sessions,
+      provisioner: sessions,
       dataPlane: async (app: FastifyInstance, pools: PoolLookup) =>
         dataPlaneRoutes(app, {
           pools,

@@ -1,26 +1,26 @@
-// A PoolRuntime whose provisioning and teardown wait until the test says how they end, so long-running
+// A PoolProvisioner whose provisioning and deprovision wait until the test says how they end, so long-running
 // operations can be observed InProgress, then Succeeded or Failed, without sleeping.
-import type { PoolRuntime } from "../../src/core/pools/pool-service.ts";
-import type { RuntimeParts } from "../../src/server.ts";
+import type { PoolProvisioner } from "../../src/core/pools/pool-service.ts";
+import type { BackendParts } from "../../src/server.ts";
 import type { StoredPool } from "../../src/store/store.ts";
 
 interface Pending {
-  kind: "provision" | "teardown";
+  kind: "provision" | "deprovision";
   poolKey: string;
   resolve: () => void;
   reject: (err: Error) => void;
 }
 
-export interface GatedRuntime {
-  /** Pass as ServerOptions.runtime. */
-  factory: () => Promise<RuntimeParts>;
+export interface GatedBackend {
+  /** Pass as ServerOptions.backend. */
+  factory: () => Promise<BackendParts>;
   /** Waits until a `kind` call for the pool named `name` is pending, then lets it succeed (or fail with `error`). */
   finish(kind: Pending["kind"], name: string, error?: Error): Promise<void>;
   /** Calls made so far, e.g. "provision sub/rg/name". */
   readonly calls: string[];
 }
 
-export function gatedRuntime(): GatedRuntime {
+export function gatedBackend(): GatedBackend {
   const pending: Pending[] = [];
   const calls: string[] = [];
   const wait = (kind: Pending["kind"], poolKey: string, signal: AbortSignal) =>
@@ -34,13 +34,13 @@ export function gatedRuntime(): GatedRuntime {
         reject(new Error("aborted"));
       });
     });
-  const runtime: PoolRuntime = {
+  const provisioner: PoolProvisioner = {
     provision: (pool: StoredPool, signal) => wait("provision", pool.key, signal),
-    teardown: (poolKey: string, signal) => wait("teardown", poolKey, signal),
+    deprovision: (poolKey: string, signal) => wait("deprovision", poolKey, signal),
   };
   return {
     calls,
-    factory: async () => ({ runtime, close: async () => {} }),
+    factory: async () => ({ provisioner, close: async () => {} }),
     async finish(kind, name, error) {
       const deadline = Date.now() + 10_000;
       for (;;) {
