@@ -15,12 +15,13 @@ import { type CapacityLimits, defaultCapacity, SandboxCapacity } from "./core/se
 import { DEFAULT_SANDBOX, type SandboxDefaults } from "./core/sessions/sandbox-template.ts";
 import { SessionManager } from "./core/sessions/session-manager.ts";
 import { dataPlaneRoutes } from "./http/dataplane/dataplane-routes.ts";
+import { ByteBudget, DEFAULT_UPLOAD_BUFFER_BYTES } from "./http/dataplane/upload-budget.ts";
 import { operationalRoutes } from "./http/operational-routes.ts";
 import { DockerDriver } from "./runtime/drivers/docker/docker-driver.ts";
 import type { SandboxDriver } from "./runtime/sandbox-driver.ts";
 import type { BackendContext, BackendParts } from "./server.ts";
 
-export interface DockerRuntimeOptions {
+export interface DockerBackendOptions {
   dockerHost?: string;
   sandbox?: Partial<SandboxDefaults>;
   reapIntervalMs?: number;
@@ -37,7 +38,7 @@ export interface DockerRuntimeOptions {
 }
 
 export function dockerBackend(
-  options: DockerRuntimeOptions = {},
+  options: DockerBackendOptions = {},
 ): (ctx: BackendContext) => Promise<BackendParts> {
   return async (ctx) => {
     const driver =
@@ -64,6 +65,8 @@ export function dockerBackend(
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
     });
     const executions = new Executions(sessions, metrics, { ...options.executionQueue });
+    const uploads = new ByteBudget(options.uploadBufferBytes ?? DEFAULT_UPLOAD_BUFFER_BYTES);
+    metrics.observeUploads(() => uploads.used);
     const mcp = {
       keys: ctx.mcpKeys,
       protocol: new McpProtocol(
@@ -80,11 +83,11 @@ export function dockerBackend(
           executions,
           authenticator: ctx.authenticator,
           mcp,
+          uploads,
           config: {
             get publicUrl() {
               return ctx.publicUrl;
             },
-            ...(options.uploadBufferBytes ? { uploadBufferBytes: options.uploadBufferBytes } : {}),
             trustedProxies: ctx.trustedProxies,
             ...(options.streamHeartbeatMs ? { streamHeartbeatMs: options.streamHeartbeatMs } : {}),
           },

@@ -19,6 +19,12 @@ export class Metrics {
   readonly executionSeconds: Histogram<"pool" | "status">;
   readonly engineUp: Gauge;
   readonly sandboxRuntime: Gauge;
+  #uploadsHeld: () => number = () => 0;
+
+  /** Where the upload gauge reads from, at each scrape. */
+  observeUploads(held: () => number): void {
+    this.#uploadsHeld = held;
+  }
 
   constructor() {
     const registers = [this.registry];
@@ -70,6 +76,15 @@ export class Metrics {
       help: "1 for the runtime sandboxes run under (runsc is gVisor), once the engine has answered.",
       labelNames: ["runtime"],
       registers,
+    });
+    const held = () => this.#uploadsHeld();
+    new Gauge({
+      name: "sessionpool_upload_buffered_bytes",
+      help: "Bytes of uploads in flight the server holds in memory (all uploads together are bounded).",
+      registers,
+      collect() {
+        this.set(held());
+      },
     });
     this.engineUp = new Gauge({
       name: "sessionpool_engine_up",

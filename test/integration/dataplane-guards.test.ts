@@ -4,7 +4,14 @@
 import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { armPoolUrl, multipartFile, type RuntimeFixture, startRuntimeServer } from "../helpers/runtime.ts";
+import {
+  armPoolUrl,
+  metric,
+  multipartFile,
+  type RuntimeFixture,
+  startRuntimeServer,
+  until,
+} from "../helpers/runtime.ts";
 import { ADMIN_TOKEN, call } from "../helpers/server.ts";
 
 let fx: RuntimeFixture;
@@ -176,7 +183,11 @@ describe("upload memory", () => {
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
     );
     slow.write(Buffer.alloc(900 * 1024, 1));
-    await new Promise((r) => setTimeout(r, 1000));
+    // The server holds A's bytes once its gauge says so.
+    await until(
+      "the server to hold upload A",
+      async () => (await metric(small.url, "sessionpool_upload_buffered_bytes")) >= 900 * 1024,
+    );
 
     // Upload B would take the total past 1 MiB.
     const b = multipartFile("b.bin", Buffer.alloc(200 * 1024, 2));

@@ -13,6 +13,7 @@ import type { Acquired, LiveSandbox, SessionManager } from "../../core/sessions/
 import type { StoredPool } from "../../store/store.ts";
 import { ApiVersionError, ForbiddenError } from "../errors.ts";
 import type { TrustedProxies } from "./proxy-trust.ts";
+import type { ByteBudget } from "./upload-budget.ts";
 
 export const DATA_PLANE_API_VERSIONS = [
   "2024-02-02-preview",
@@ -76,9 +77,10 @@ export interface DataPlaneOptions {
   authenticator: Authenticator;
   /** The pools' MCP servers (/mcp): their keys and the protocol behind them. */
   mcp?: { keys: McpKeys; protocol: McpProtocol };
+  /** The memory all uploads in flight may hold together (default DEFAULT_UPLOAD_BUFFER_BYTES). */
+  uploads?: ByteBudget;
   config: {
     readonly publicUrl: string;
-    readonly uploadBufferBytes?: number;
     /** Direct peers whose X-Forwarded-* the custom-container proxy keeps and extends (default: nobody). */
     readonly trustedProxies?: TrustedProxies;
     /** How often a streamed execution's idle event stream gets a keep-alive comment (default 15 s). */

@@ -16,7 +16,7 @@ import { fileToLegacyWire, fileToWire } from "./dataplane-wire.ts";
 import { ByteBudget, DEFAULT_UPLOAD_BUFFER_BYTES, readFilePart } from "./upload-budget.ts";
 
 export function fileRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
-  const uploads = new ByteBudget(ctx.o.config.uploadBufferBytes ?? DEFAULT_UPLOAD_BUFFER_BYTES);
+  const uploads = ctx.o.uploads ?? new ByteBudget(DEFAULT_UPLOAD_BUFFER_BYTES);
   const upload = async (request: FastifyRequest, reply: FastifyReply, legacy: boolean) => {
     if (!request.isMultipart()) {
       throw new ValidationError(

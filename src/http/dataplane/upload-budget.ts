@@ -23,6 +23,9 @@ export class ByteBudget {
   release(bytes: number): void {
     this.#used -= bytes;
   }
+  get used(): number {
+    return this.#used;
+  }
 }
 
 /**
