@@ -7,12 +7,14 @@ request is answered as an Internal error and never takes the agent down.
 import os
 import threading
 
+import environment
 from connection import ConnectionLost
 from files import DEFAULT_MAX_FILE_BYTES, Files
 from metadata import Metadata
 from protocol import AgentError, failure, log, ok
 from shell_runner import ShellJob, ShellRunner, shell_argv
 from supervisor import ExecJob, Supervisor
+from usage import data_dir_usage
 
 DEFAULT_TIMEOUT_MS = 60_000
 DEFAULT_MAX_OUTPUT_CHARS = 100_000
@@ -74,6 +76,10 @@ class Dispatcher:
             elif op == "files.delete":
                 self.files.delete(request.get("path"))
                 conn.send(ok(rid))
+            elif op == "usage":
+                conn.send(ok(rid, **data_dir_usage(self.files.root)))
+            elif op == "env.set":
+                self.set_environment(conn, rid, environment.parse(request.get("variables")))
             elif op == "metadata":
                 if self.metadata.cached is not None:
                     conn.send(ok(rid, **self.metadata.cached))
@@ -107,6 +113,14 @@ class Dispatcher:
             answer()
         else:
             threading.Thread(target=answer, daemon=True).start()
+
+    def set_environment(self, conn, rid, variables):
+        environment.apply(variables)
+        if self.supervisor is None:  # Shell: every command starts from the agent's environment
+            conn.send(ok(rid))
+            return
+        code = environment.kernel_code(self.kernel, variables)
+        self.supervisor.submit(ExecJob(environment.Answer(conn, rid), rid, code, environment.TIMEOUT_MS, 0))
 
     def read(self, conn, rid, path):
         fd, entry = self.files.open_regular(path)

@@ -61,6 +61,7 @@ export function dockerBackend(
       agentSecret: loadOrCreateSecretFile(join(ctx.dataDir, "keys", "agent.key"), () => randomToken(32))
         .value,
       secrets: (poolKey) => ctx.secrets.values(poolKey),
+      sealer: ctx.secretBox,
       capacity: new SandboxCapacity({ ...defaultCapacity(totalmem()), ...options.capacity }),
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
     });

@@ -51,6 +51,8 @@ export interface BackendContext {
   secrets: PoolSecrets;
   /** The pools' MCP server API keys, which the data plane's /mcp endpoint checks. */
   mcpKeys: McpKeys;
+  /** The server's key for what is stored encrypted (secrets, a session's personalised environment). */
+  secretBox: SecretBox;
   logger: Logger;
   dataDir: string;
   publicUrl: string;
@@ -172,6 +174,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       store,
       secrets,
       mcpKeys,
+      secretBox,
       logger,
       dataDir: o.dataDir,
       get publicUrl() {

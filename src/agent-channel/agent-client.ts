@@ -115,7 +115,10 @@ export interface MetadataResponse {
 
 const DEFAULT_HELLO_TIMEOUT_MS = 30_000;
 const DEFAULT_FILE_TIMEOUT_MS = 60_000;
+/** The agent's own bound on setting them in the interpreter is 30 s; a little more for the way there and back. */
+const DEFAULT_ENV_TIMEOUT_MS = 35_000;
 const DEFAULT_METADATA_TIMEOUT_MS = 60_000;
+const DEFAULT_USAGE_TIMEOUT_MS = 5_000;
 /** Past an exec's own timeout: the agent's 2 s interrupt grace plus an interpreter restart. */
 const EXEC_DEADLINE_SLACK_MS = 15_000;
 const MAX_PAYLOAD_BYTES = 0xffff_ffff;
@@ -316,6 +319,14 @@ export class AgentClient {
     return header.file as AgentFileEntry;
   }
 
+  /**
+   * Sets environment variables for the session: in the agent (what it starts later inherits them) and in the running
+   * interpreter, without restarting it. The agent never logs or echoes the values.
+   */
+  async setEnvironment(variables: Record<string, string>, options: AgentRequestOptions = {}): Promise<void> {
+    await this.#request({ op: "env.set", variables }, undefined, options, DEFAULT_ENV_TIMEOUT_MS);
+  }
+
   async deleteFile(path: string, options: AgentRequestOptions = {}): Promise<void> {
     await this.#request({ op: "files.delete", path }, undefined, options, DEFAULT_FILE_TIMEOUT_MS);
   }
@@ -332,6 +343,21 @@ export class AgentClient {
       packages: header.packages as NameVersion[],
       kernel: header.kernel as NameVersion,
     };
+  }
+
+  /**
+   * Bytes in use in the session's data dir (/mnt/data: statvfs of its tmpfs). undefined from an agent older than
+   * the op (an adopted sandbox of an earlier image), which refuses it as unknown.
+   */
+  async dataDirUsedBytes(options: AgentRequestOptions = {}): Promise<number | undefined> {
+    try {
+      const { header } = await this.#request({ op: "usage" }, undefined, options, DEFAULT_USAGE_TIMEOUT_MS);
+      const used = header.dataDirUsedBytes;
+      return typeof used === "number" && Number.isFinite(used) ? used : undefined;
+    } catch (err) {
+      if (err instanceof AgentRequestError && err.agentCode === "BadRequest") return undefined;
+      throw err;
+    }
   }
 
   /** Closes the connection; pending requests reject with AgentUnavailableError. Safe to call twice. */

@@ -174,6 +174,19 @@ export class SessionNotFoundError extends SessionPoolError {
   }
 }
 
+/** `PUT /session` for an identifier whose session runs with other environment variables than those asked for. */
+export class SessionEnvironmentConflictError extends SessionPoolError {
+  static readonly codes = ["SessionEnvironmentConflict"] as const;
+
+  constructor(identifier: string) {
+    super(
+      "SessionEnvironmentConflict",
+      409,
+      `The session '${identifier}' already runs with other environment variables; stop it first, or use another identifier.`,
+    );
+  }
+}
+
 export class ExecutionNotFoundError extends SessionPoolError {
   static readonly codes = ["ExecutionNotFound"] as const;
 

@@ -68,6 +68,19 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** What a running sandbox has used, as the engine measures it. */
+export interface SandboxUsage {
+  /** CPU time used since the sandbox started, in seconds; null when the engine did not report it. */
+  cpuSeconds: number | null;
+  /** Memory in use now (reclaimable page cache excluded, as `docker stats` shows it); null when not reported. */
+  memoryBytes: number | null;
+}
+
+export interface UsageOptions extends CallOptions {
+  /** Deadline of the call (the driver's default when absent). */
+  timeoutMs?: number;
+}
+
 export interface SandboxEvent {
   id: string;
   labels: Record<string, string>;
@@ -96,6 +109,9 @@ export interface SandboxDriver {
   remove(id: string, options?: CallOptions): Promise<void>;
   /** Host-side statistics used by metrics and the benchmark. */
   memoryUsageBytes(id: string, options?: CallOptions): Promise<number | undefined>;
+  /** CPU and memory the sandbox has used; undefined when it does not exist or is not running. Optional: a
+   * driver without it reports no usage. */
+  usage?(id: string, options?: UsageOptions): Promise<SandboxUsage | undefined>;
   /**
    * Subscribe to lifecycle events of sandboxes carrying `labels`; returns an unsubscribe function.
    * `onResubscribed` runs when the stream comes back after failing (the engine may have restarted and events

@@ -70,6 +70,8 @@ export interface StoredSession {
   lastAccessedAt: string | undefined;
   /** Absolute deadline after which the session ends (cooldown or max-alive), ISO string. */
   expiresAt: string | undefined;
+  /** The environment variables it was claimed with (session-environment.ts), sealed with the server's key. */
+  environment?: string | undefined;
 }
 
 export interface PoolListFilter {

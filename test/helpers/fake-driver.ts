@@ -1,15 +1,18 @@
 // A SandboxDriver without an engine, for fast tests of the session machinery (reconciler, claims, adoption):
 // sandboxes are bookkeeping, a code interpreter's agent is a small fake that attaches to the server's socket
 // and answers hello and exec, a custom container's port is whatever the test serves on 127.0.0.1. Creations can
-// be held (a lagging engine) or made to fail.
+// be held (a lagging engine) or made to fail; the engine can stop answering (`down`), and sandboxes can vanish
+// unheard or hear an OOM kill.
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
+import { RuntimeUnavailableError } from "../../src/runtime/errors.ts";
 import type {
   ImageInfo,
   SandboxDriver,
   SandboxEvent,
   SandboxInfo,
   SandboxSpec,
+  SandboxUsage,
 } from "../../src/runtime/sandbox-driver.ts";
 
 interface FakeSandbox {
@@ -69,8 +72,12 @@ class FakeAgent {
   }
 }
 
+/** What the fake driver and its agents report as a session's usage. */
+export const FAKE_USAGE = { cpuSeconds: 1.5, memoryBytes: 32 << 20, diskBytes: 4096 } as const;
+
 function answer(request: Record<string, unknown>): Record<string, unknown> {
   const id = request.id;
+  if (request.op === "usage") return { id, ok: true, dataDirUsedBytes: FAKE_USAGE.diskBytes };
   if (request.op === "hello") return { id, ok: true, agent: "python", version: "1", pid: 1 };
   if (request.op === "exec") {
     return {
@@ -114,6 +121,11 @@ export class FakeSandboxDriver implements SandboxDriver {
   /** Creations to fail from now on, with this message. */
   failCreates = 0;
   failMessage = "the fake engine refused to create the sandbox";
+  /**
+   * While set, the engine does not answer: ping and every engine call reject with RuntimeUnavailableError and this
+   * reason, as the Docker driver does when its socket refuses. Sandboxes (and their agents) live on meanwhile.
+   */
+  down: string | undefined;
   #n = 0;
   #watchers = new Set<(e: SandboxEvent) => void>();
 
@@ -121,11 +133,15 @@ export class FakeSandboxDriver implements SandboxDriver {
     return [...this.sandboxes.values()].map((s) => s.info);
   }
 
-  async ping(): Promise<void> {}
+  async ping(): Promise<void> {
+    this.#answering();
+  }
   async runtimes() {
+    this.#answering();
     return [{ name: "runc", args: [] }];
   }
   async getImage(ref: string): Promise<ImageInfo> {
+    this.#answering();
     return { id: "sha256:fake", ref, labels: {} };
   }
   async pullImage(ref: string): Promise<ImageInfo> {
@@ -133,6 +149,7 @@ export class FakeSandboxDriver implements SandboxDriver {
   }
   async create(spec: SandboxSpec): Promise<SandboxInfo> {
     this.creates.push(spec);
+    this.#answering();
     if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
     if (this.failCreates > 0) {
       this.failCreates--;
@@ -156,12 +173,15 @@ export class FakeSandboxDriver implements SandboxDriver {
     return info;
   }
   async inspect(id: string): Promise<SandboxInfo | undefined> {
+    this.#answering();
     return this.sandboxes.get(id)?.info;
   }
   async list(labels: Record<string, string>): Promise<SandboxInfo[]> {
+    this.#answering();
     return this.live.filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
   }
   async remove(id: string): Promise<void> {
+    this.#answering();
     const sandbox = this.sandboxes.get(id);
     sandbox?.agent?.stop();
     this.sandboxes.delete(id);
@@ -174,8 +194,30 @@ export class FakeSandboxDriver implements SandboxDriver {
     sandbox.info.state = "exited";
     for (const w of this.#watchers) w({ id, labels: sandbox.info.labels, type: "die", exitCode: 137 });
   }
+  /** The sandbox is gone and nobody heard (it went while the engine was away): no event, only a re-list tells. */
+  vanish(id: string): void {
+    this.sandboxes.get(id)?.agent?.stop();
+    this.sandboxes.delete(id);
+  }
+  /** A process inside the sandbox was OOM-killed: watchers hear "oom"; the sandbox itself runs on. */
+  oom(id: string): void {
+    const sandbox = this.sandboxes.get(id);
+    if (!sandbox) return;
+    for (const w of this.#watchers) w({ id, labels: sandbox.info.labels, type: "oom" });
+  }
+  #answering(): void {
+    if (this.down !== undefined)
+      throw new RuntimeUnavailableError(`the fake engine does not answer: ${this.down}`);
+  }
   async memoryUsageBytes(): Promise<number | undefined> {
     return undefined;
+  }
+  /** Fixed numbers: fast tests check the shape, the real engine's numbers are checked in integration tests. */
+  async usage(id: string): Promise<SandboxUsage | undefined> {
+    this.#answering();
+    return this.sandboxes.get(id)?.info.state === "running"
+      ? { cpuSeconds: FAKE_USAGE.cpuSeconds, memoryBytes: FAKE_USAGE.memoryBytes }
+      : undefined;
   }
   watch(_labels: Record<string, string>, onEvent: (event: SandboxEvent) => void): () => void {
     this.#watchers.add(onEvent);

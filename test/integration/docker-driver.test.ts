@@ -231,6 +231,12 @@ describe("DockerDriver", () => {
 
       const memory = await driver.memoryUsageBytes(info.id);
       assert.ok(memory !== undefined && memory > 0 && memory < 64 * MiB, `memory usage ${memory}`);
+      const usage = await driver.usage(info.id, { timeoutMs: 5_000 });
+      assert.ok(
+        usage !== undefined && usage.memoryBytes !== null && usage.memoryBytes > 0,
+        JSON.stringify(usage),
+      );
+      assert.ok(usage.cpuSeconds !== null && usage.cpuSeconds >= 0, JSON.stringify(usage));
     } finally {
       await cleanup(run);
       await rm(socketDir, { recursive: true, force: true });
@@ -278,6 +284,7 @@ describe("DockerDriver", () => {
       await driver.remove("sessionpool-never-existed");
       assert.equal(await driver.inspect(a.id), undefined);
       assert.equal(await driver.memoryUsageBytes(a.id), undefined);
+      assert.equal(await driver.usage(a.id), undefined);
       assert.deepEqual(await driver.list({ [RUN_LABEL]: run }), []);
     } finally {
       await cleanup(run);

@@ -9,7 +9,8 @@ import { poolDocOf } from "../pools/pool-doc.ts";
 import { waitForPort } from "./probes.ts";
 import type { SandboxFactory } from "./sandbox-factory.ts";
 import { SANDBOX_UID, type SandboxKind, sessionMemoryBytes } from "./sandbox-template.ts";
-import { inBatches, type LiveSandbox, type SessionContext } from "./session-context.ts";
+import { agentOf, inBatches, type LiveSandbox, type SessionContext } from "./session-context.ts";
+import { appliedOf, deserializeEnvironment, resolveEnvironment } from "./session-environment.ts";
 import type { WarmPoolReconciler } from "./warm-pool-reconciler.ts";
 
 const REMOVE_CONCURRENCY = 8;
@@ -38,6 +39,17 @@ export class SandboxAdoption {
   /** A resync under way (shutdown waits for it). */
   get resyncing(): Promise<boolean> | undefined {
     return this.#resyncing;
+  }
+
+  /**
+   * A personalised session keeps its variables across a restart of the server: they are set again (the agent
+   * may have been restarted with the sandbox; setting them twice changes nothing), secrets read afresh.
+   */
+  async #restoreEnvironment(live: LiveSandbox, sealed: string): Promise<void> {
+    const entries = deserializeEnvironment(this.#ctx.d.sealer.open(sealed));
+    const values = resolveEnvironment(entries, this.#ctx.d.secrets(live.rec.poolKey));
+    await agentOf(live).setEnvironment(values);
+    live.environment = appliedOf(entries);
   }
 
   /** Adopts the engine's live sandboxes of this instance that the store knows; removes the others. */
@@ -71,6 +83,7 @@ export class SandboxAdoption {
           inFlight: 0,
           persistedAccessMs: 0,
           heldMemoryBytes: 0,
+          environment: undefined,
         };
         try {
           if (kind === "custom") {
@@ -84,6 +97,7 @@ export class SandboxAdoption {
           } else {
             live.agent = await this.#factory.openEndpoint(rec.id, live.socketDir!, SANDBOX_UID, false);
             await waitForAgent(live.agent, { timeoutMs: 10_000 });
+            if (rec.environment !== undefined) await this.#restoreEnvironment(live, rec.environment);
           }
           const st = this.#ctx.state(rec.poolKey);
           this.#ctx.bySandbox.set(sb.id, live);

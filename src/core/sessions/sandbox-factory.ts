@@ -207,6 +207,7 @@ export class SandboxFactory {
       inFlight: 0,
       persistedAccessMs: 0,
       heldMemoryBytes: 0, // held by #createLive until the sandbox is returned
+      environment: undefined,
     };
     try {
       await this.#waitUntilServing(live, template, signal);

@@ -2,10 +2,23 @@
 // start, 429 at the pool's limit), single-flight per identifier; the idle clock; ending a session on request.
 import { isSessionPoolError } from "../../errors.ts";
 import { storageFailure } from "../../store/storage-errors.ts";
-import { PoolNotReadyError, SessionLimitError, SessionStartError } from "../errors.ts";
+import {
+  PoolNotReadyError,
+  SessionEnvironmentConflictError,
+  SessionLimitError,
+  SessionStartError,
+  ValidationError,
+} from "../errors.ts";
 import { type PoolDoc, poolDocOf } from "../pools/pool-doc.ts";
 import type { SandboxFactory } from "./sandbox-factory.ts";
-import type { EndSession, LiveSandbox, SessionContext } from "./session-context.ts";
+import { agentOf, type EndSession, type LiveSandbox, type SessionContext } from "./session-context.ts";
+import {
+  checkResolvedSize,
+  NO_ENVIRONMENT,
+  type RequestedEnvironment,
+  resolveEnvironment,
+  serializeEnvironment,
+} from "./session-environment.ts";
 import { sessionExpiry } from "./session-lifecycle.ts";
 import type { WarmPoolReconciler } from "./warm-pool-reconciler.ts";
 
@@ -61,6 +74,35 @@ export class SessionAllocator {
     const acquired = await flight;
     // Concurrent first requests share one allocation; only one of them is "fresh" for metrics' sake.
     return acquired;
+  }
+
+  /**
+   * `PUT /session`: the session for `identifier`, claimed now with `env` applied before anyone can use it, or the
+   * existing one when it runs with the same variables (`fresh` says which); 409 when it runs with others.
+   */
+  async claim(
+    poolKey: string,
+    identifier: string,
+    env: RequestedEnvironment,
+    signal?: AbortSignal,
+  ): Promise<Acquired> {
+    this.#ctx.requireAdopted();
+    const flightKey = `${poolKey}\n${identifier}`;
+    // Whoever is allocating this identifier finishes first; then it either exists or this request allocates it.
+    for (let flight = this.#inflight.get(flightKey); flight; flight = this.#inflight.get(flightKey))
+      await flight.catch(() => undefined);
+    const existing = this.#ctx.state(poolKey).allocated.get(identifier);
+    if (existing) {
+      if ((existing.environment ?? NO_ENVIRONMENT).digest !== env.applied.digest)
+        throw new SessionEnvironmentConflictError(identifier);
+      this.touch(existing);
+      return { live: existing, fresh: false, replaced: false, allocationMs: 0 };
+    }
+    const flight = this.#allocate(poolKey, identifier, signal, env).finally(() =>
+      this.#inflight.delete(flightKey),
+    );
+    this.#inflight.set(flightKey, flight);
+    return flight;
   }
 
   /** The allocated session for `identifier`, or undefined; never allocates. */
@@ -127,9 +169,24 @@ export class SessionAllocator {
     return true;
   }
 
-  async #allocate(poolKey: string, identifier: string, signal?: AbortSignal): Promise<Acquired> {
+  async #allocate(
+    poolKey: string,
+    identifier: string,
+    signal?: AbortSignal,
+    env?: RequestedEnvironment,
+  ): Promise<Acquired> {
     const started = performance.now();
     const { pool, doc } = this.#ctx.poolDoc(poolKey);
+    const personalised = env !== undefined && env.entries.length > 0;
+    // Read (a secret's value from the pool) and checked before any sandbox is taken for it.
+    const values = personalised ? resolveEnvironment(env.entries, this.#ctx.d.secrets(poolKey)) : {};
+    checkResolvedSize(values);
+    if (personalised && doc.properties.containerType === "CustomContainer")
+      throw new ValidationError(
+        "InvalidEnvironmentVariable",
+        "A custom container session takes its environment from the pool's template; environment variables at claim time need a PythonLTS, NodeLTS or Shell pool.",
+        "environmentVariables",
+      );
     const st = this.#ctx.state(poolKey);
     if (doc.properties.provisioningState === "Failed") {
       throw new PoolNotReadyError(
@@ -142,7 +199,7 @@ export class SessionAllocator {
     const metricsPool = poolKey;
     // The limit holds for warm claims too: a refill that finished after cold starts filled the pool is surplus.
     const max = doc.properties.scaleConfiguration.maxConcurrentSessions;
-    if (st.allocated.size + st.coldPending >= max) {
+    if (st.allocated.size + st.coldPending + st.claiming >= max) {
       this.#ctx.d.metrics.claims.inc({ pool: metricsPool, result: "limit" });
       throw new SessionLimitError(pool.name, max, 5);
     }
@@ -151,12 +208,29 @@ export class SessionAllocator {
     if (index >= 0) {
       const live = st.ready.splice(index, 1)[0]!;
       const warm = { ...live.rec };
+      if (personalised) {
+        // Out of `ready` but not allocated yet while its agent sets the variables: counted against the limit.
+        st.claiming++;
+        try {
+          await this.#personalise(live, env, values);
+        } catch (err) {
+          await this.#factory.remove(live);
+          this.#reconciler.refillSoon(st);
+          throw startError(err);
+        } finally {
+          st.claiming--;
+        }
+      }
       try {
         this.#assign(live, identifier, doc);
       } catch (err) {
+        Object.assign(live.rec, warm);
+        if (personalised) {
+          await this.#factory.remove(live);
+          throw err;
+        }
         // Not recorded as allocated: it stays warm, untouched, rather than be handed out unrecorded (a restart
         // would offer a sandbox someone used to the next identifier).
-        Object.assign(live.rec, warm);
         st.ready.splice(index, 0, live);
         throw err;
       }
@@ -180,6 +254,7 @@ export class SessionAllocator {
       st.template = template;
       const live = await this.#factory.create(pool, template, signal);
       try {
+        if (personalised) await this.#personalise(live, env, values);
         this.#assign(live, identifier, doc);
       } catch (err) {
         await this.#factory.remove(live);
@@ -192,14 +267,25 @@ export class SessionAllocator {
       this.#ctx.d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "miss" }, ms / 1000);
       return { live, fresh: true, replaced, allocationMs: ms };
     } catch (err) {
-      if (isSessionPoolError(err)) throw err;
-      const storage = storageFailure(err);
-      if (storage) throw storage;
-      throw new SessionStartError(`A session could not be started: ${(err as Error).message}`, err);
+      throw startError(err);
     } finally {
       st.coldPending--;
       this.#ctx.publish(st);
     }
+  }
+
+  /**
+   * Sets the requested variables in the sandbox (its agent; no engine call, no interpreter restart) and records
+   * them, sealed, in the session record the claim then writes.
+   */
+  async #personalise(
+    live: LiveSandbox,
+    env: RequestedEnvironment,
+    values: Record<string, string>,
+  ): Promise<void> {
+    await agentOf(live).setEnvironment(values);
+    live.environment = env.applied;
+    live.rec.environment = this.#ctx.d.sealer.seal(serializeEnvironment(env.entries));
   }
 
   #assign(live: LiveSandbox, identifier: string, doc: PoolDoc): void {
@@ -212,4 +298,13 @@ export class SessionAllocator {
     this.#ctx.d.store.putSession(live.rec);
     live.persistedAccessMs = now.getTime();
   }
+}
+
+/** A failure to start a session, as the client sees it: coded errors as they are, storage failures typed. */
+function startError(err: unknown): Error {
+  if (isSessionPoolError(err)) return err;
+  return (
+    storageFailure(err) ??
+    new SessionStartError(`A session could not be started: ${(err as Error).message}`, err)
+  );
 }

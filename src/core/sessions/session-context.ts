@@ -1,17 +1,20 @@
 // What every part of the session machinery shares: the resolved dependencies, the live sandboxes per
 // pool, and the flags that say whether the server may hand out sessions yet. One instance per SessionManager.
 import type { Logger } from "pino";
+import type { AgentClient } from "../../agent-channel/agent-client.ts";
 import type { AgentEndpoint } from "../../agent-channel/agent-endpoint.ts";
+import { SecretBox } from "../../auth/secret-box.ts";
 import type { SessionPoolError } from "../../errors.ts";
 import { RuntimeUnavailableError } from "../../runtime/errors.ts";
 import { LABEL_INSTANCE, LABEL_MANAGED, MANAGED_VALUE } from "../../runtime/labels.ts";
 import type { SandboxDriver } from "../../runtime/sandbox-driver.ts";
 import type { Store, StoredPool, StoredSession } from "../../store/store.ts";
-import { SessionPoolNotFoundError } from "../errors.ts";
+import { DynamicApisNotAllowedError, SessionPoolNotFoundError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import { type PoolDoc, poolDocOf } from "../pools/pool-doc.ts";
 import { SandboxCapacity } from "./sandbox-capacity.ts";
 import type { SandboxDefaults, SandboxKind, SandboxTemplate } from "./sandbox-template.ts";
+import type { AppliedEnvironment } from "./session-environment.ts";
 
 export interface SessionManagerDeps {
   store: Store;
@@ -32,6 +35,8 @@ export interface SessionManagerDeps {
   agentStartTimeoutMs?: number;
   /** The pool's secret values, opened only when a sandbox is created or an image pulled. */
   secrets?: (poolKey: string) => ReadonlyMap<string, string>;
+  /** Seals what a session was personalised with before it is stored (the server's secret box). */
+  sealer?: Sealer;
   /** How often liveness probes are checked. */
   probeIntervalMs?: number;
   /** The server-wide bound on live sandboxes and their committed memory (unbounded when absent). */
@@ -41,6 +46,11 @@ export interface SessionManagerDeps {
 }
 
 export type ResolvedDeps = Required<SessionManagerDeps>;
+
+export interface Sealer {
+  seal(plaintext: string): string;
+  open(sealed: string): string;
+}
 
 /** A live sandbox the manager knows: warm in a pool, or allocated to an identifier. */
 export interface LiveSandbox {
@@ -63,6 +73,8 @@ export interface LiveSandbox {
   persistedAccessMs: number;
   /** The memory limit this sandbox holds of the server's capacity; 0 once given back. */
   heldMemoryBytes: number;
+  /** The environment variables its session was claimed with (names and a digest; no values). */
+  environment: AppliedEnvironment | undefined;
 }
 
 /** One pool's sandboxes and its reconciler's bookkeeping. */
@@ -72,6 +84,8 @@ export interface PoolState {
   allocated: Map<string, LiveSandbox>;
   warmPending: number;
   coldPending: number;
+  /** Warm sandboxes taken from `ready` and being personalised: allocated in all but name. */
+  claiming: number;
   template: SandboxTemplate | undefined;
   reconciling: Promise<void> | undefined;
   again: boolean;
@@ -104,6 +118,8 @@ export class SessionContext {
       createConcurrency: 4,
       agentStartTimeoutMs: 60_000,
       secrets: () => new Map(),
+      // Without the server's box (tests that build the manager alone), a key of this process only.
+      sealer: new SecretBox(SecretBox.generateKey()),
       probeIntervalMs: 1000,
       engineCheckIntervalMs: 2000,
       capacity: new SandboxCapacity({ maxSandboxes: Infinity, maxSandboxMemoryBytes: Infinity }),
@@ -124,6 +140,7 @@ export class SessionContext {
         allocated: new Map(),
         warmPending: 0,
         coldPending: 0,
+        claiming: 0,
         template: undefined,
         reconciling: undefined,
         again: false,
@@ -201,4 +218,10 @@ export async function inBatches<T>(
   fn: (item: T) => Promise<unknown>,
 ): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
+}
+
+/** The agent of a code-interpreter session; custom containers have none (their traffic is proxied). */
+export function agentOf(live: LiveSandbox): AgentClient {
+  if (live.agent === undefined) throw new DynamicApisNotAllowedError();
+  return live.agent.current();
 }

@@ -10,15 +10,10 @@
 //   session-reaper.ts        cooldown and max-alive expiry
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { AgentClient, MetadataResponse } from "../../agent-channel/agent-client.ts";
+import type { MetadataResponse } from "../../agent-channel/agent-client.ts";
 import { RuntimeUnavailableError } from "../../runtime/errors.ts";
 import type { StoredPool } from "../../store/store.ts";
-import {
-  DynamicApisNotAllowedError,
-  PoolExceedsServerCapacityError,
-  PoolNotReadyError,
-  RuntimeUnsupportedError,
-} from "../errors.ts";
+import { PoolExceedsServerCapacityError, PoolNotReadyError, RuntimeUnsupportedError } from "../errors.ts";
 import type { PoolDoc } from "../pools/pool-doc.ts";
 import type { PoolProvisioner } from "../pools/pool-service.ts";
 import { type EngineHealth, EngineWatch } from "./engine-watch.ts";
@@ -28,18 +23,23 @@ import { SandboxFactory } from "./sandbox-factory.ts";
 import { runtimeUnavailable, sessionMemoryBytes } from "./sandbox-template.ts";
 import { type Acquired, SessionAllocator } from "./session-allocator.ts";
 import {
+  agentOf,
   inBatches,
   type LiveSandbox,
   type PoolState,
   SessionContext,
   type SessionManagerDeps,
 } from "./session-context.ts";
+import type { RequestedEnvironment } from "./session-environment.ts";
 import { SessionReaper } from "./session-reaper.ts";
+import { measureUsage, type SessionUsage } from "./session-usage.ts";
 import { WarmPoolReconciler } from "./warm-pool-reconciler.ts";
 
 export type { EngineHealth } from "./engine-watch.ts";
 export type { Acquired } from "./session-allocator.ts";
 export type { LiveSandbox, SessionManagerDeps } from "./session-context.ts";
+export { agentOf } from "./session-context.ts";
+export type { SessionUsage } from "./session-usage.ts";
 
 const DEPROVISION_CONCURRENCY = 8;
 
@@ -195,6 +195,22 @@ export class SessionManager implements PoolProvisioner {
     return this.#allocator.acquire(poolKey, identifier, signal);
   }
 
+  /** `PUT /session`: claims the identifier's session with `env` applied, or finds it running with the same. */
+  async claim(
+    poolKey: string,
+    identifier: string,
+    env: RequestedEnvironment,
+    signal?: AbortSignal,
+  ): Promise<Acquired> {
+    await this.start();
+    return this.#allocator.claim(poolKey, identifier, env, signal);
+  }
+
+  /** The names of the pool's secrets (what a `secretRef` may name). */
+  secretNames(poolKey: string): Set<string> {
+    return new Set(this.#ctx.d.secrets(poolKey).keys());
+  }
+
   /** The allocated session for `identifier`, or undefined; never allocates. */
   find(poolKey: string, identifier: string): LiveSandbox | undefined {
     return this.#allocator.find(poolKey, identifier);
@@ -216,6 +232,11 @@ export class SessionManager implements PoolProvisioner {
   /** Every request resets the idle clock (Timed pools). */
   touch(live: LiveSandbox): void {
     this.#allocator.touch(live);
+  }
+
+  /** What the session costs now: CPU seconds, memory and /mnt/data bytes (see session-usage.ts). */
+  async usage(live: LiveSandbox): Promise<SessionUsage> {
+    return measureUsage(this.#ctx.d.driver, live, this.#ctx.d.now);
   }
 
   /** Ends the identifier's session now; false when there was none. */
@@ -305,10 +326,4 @@ export class SessionManager implements PoolProvisioner {
     ctx.d.logger.warn({ pool: live.rec.poolKey, session: live.rec.id, reason }, "sandbox ended unexpectedly");
     void this.#end(live, "died");
   }
-}
-
-/** The agent of a code-interpreter session; custom containers have none (their traffic is proxied). */
-export function agentOf(live: LiveSandbox): AgentClient {
-  if (live.agent === undefined) throw new DynamicApisNotAllowedError();
-  return live.agent.current();
 }

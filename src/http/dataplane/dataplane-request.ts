@@ -9,6 +9,7 @@ import type { McpProtocol } from "../../core/mcp/mcp-protocol.ts";
 import { type PoolDoc, poolDocOf, poolKey } from "../../core/pools/pool-doc.ts";
 import type { PoolLookup } from "../../core/pools/pool-service.ts";
 import type { Executions } from "../../core/sessions/executions.ts";
+import type { RequestedEnvironment } from "../../core/sessions/session-environment.ts";
 import type { Acquired, LiveSandbox, SessionManager } from "../../core/sessions/session-manager.ts";
 import type { StoredPool } from "../../store/store.ts";
 import { ApiVersionError, ForbiddenError } from "../errors.ts";
@@ -110,8 +111,15 @@ export class DataPlaneContext {
 
   /** The session for the request's identifier, allocated on first use; sets the allocation headers. */
   async acquire(request: FastifyRequest, reply: FastifyReply): Promise<Acquired> {
-    const identifier = identifierOf(request);
-    const acquired = await this.o.sessions.acquire(keyOf(request), identifier);
+    return this.#allocation(await this.o.sessions.acquire(keyOf(request), identifierOf(request)), reply);
+  }
+
+  /** `PUT /session`: the session claimed with these variables, or the existing one with the same (`fresh`: no). */
+  async claim(request: FastifyRequest, reply: FastifyReply, env: RequestedEnvironment): Promise<Acquired> {
+    return this.#allocation(await this.o.sessions.claim(keyOf(request), identifierOf(request), env), reply);
+  }
+
+  #allocation(acquired: Acquired, reply: FastifyReply): Acquired {
     // Azure sends its x-ms-* timing headers for code interpreters only, never for custom containers.
     if (acquired.live.kind === "code-interpreter") {
       reply.header("x-ms-session-guid", acquired.live.sandboxId.slice(0, 12));

@@ -2,7 +2,7 @@
 import type { AgentFileEntry, ExecResult, ExecResultValue } from "../../agent-channel/agent-client.ts";
 import type { ExecutionRecord } from "../../core/sessions/executions.ts";
 import { contentTypeOf } from "../../core/sessions/file-paths.ts";
-import type { LiveSandbox } from "../../core/sessions/session-manager.ts";
+import type { LiveSandbox, SessionUsage } from "../../core/sessions/session-manager.ts";
 
 /** A last-expression value as the legacy API's `result`: JSON scalars as they are, rich values by repr. */
 function legacyResult(result: ExecResult | undefined): unknown {
@@ -111,6 +111,16 @@ export function fileToLegacyWire(f: AgentFileEntry, id: number): Record<string, 
   };
 }
 
+/** GET /session's `usage` (docs/session-usage.md); a number the server could not measure is null. */
+export function usageToWire(u: SessionUsage): Record<string, unknown> {
+  return {
+    cpuSeconds: u.cpuSeconds,
+    memoryBytes: u.memoryBytes,
+    diskBytes: u.diskBytes,
+    measuredAt: u.measuredAt.toISOString(),
+  };
+}
+
 export function sessionToWire(m: LiveSandbox): Record<string, unknown> {
   return {
     identifier: m.rec.identifier,
@@ -118,5 +128,9 @@ export function sessionToWire(m: LiveSandbox): Record<string, unknown> {
     lastAccessedAt: m.rec.lastAccessedAt ?? m.rec.allocatedAt ?? m.rec.createdAt,
     expireAt: m.rec.expiresAt,
     etag: m.sandboxId,
+    // Names only: values (and secrets' values above all) are never echoed.
+    ...(m.environment?.names.length
+      ? { environmentVariables: m.environment.names.map((name) => ({ name })) }
+      : {}),
   };
 }

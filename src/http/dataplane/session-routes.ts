@@ -1,6 +1,7 @@
 // Sessions of a pool: show, delete, stop (/.management/stopSession) and list (paged with nextLink).
 import type { FastifyInstance } from "fastify";
 import { SessionNotFoundError, ValidationError } from "../../core/errors.ts";
+import { parseEnvironmentRequest } from "../../core/sessions/session-environment.ts";
 import type { TypeBoxProvider } from "../type-provider.ts";
 import {
   apiVersionOf,
@@ -11,7 +12,7 @@ import {
   queryOf,
   schemas,
 } from "./dataplane-request.ts";
-import { sessionToWire } from "./dataplane-wire.ts";
+import { sessionToWire, usageToWire } from "./dataplane-wire.ts";
 
 const LIST_SESSIONS_PAGE = 100;
 
@@ -19,9 +20,18 @@ export function sessionRoutes(app: FastifyInstance, ctx: DataPlaneContext): void
   const { sessions } = ctx.o;
   const api = app.withTypeProvider<TypeBoxProvider>();
 
-  api.get(`${PREFIX}/session`, { schema: schemas.session }, async (request) =>
-    sessionToWire(ctx.existing(request)),
-  );
+  // `usage` is a sessionpool extension (Azure's GET /session has none); listSessions leaves it out, since it
+  // costs an engine call and an agent request per session.
+  api.get(`${PREFIX}/session`, { schema: schemas.session }, async (request) => {
+    const live = ctx.existing(request);
+    return { ...sessionToWire(live), usage: usageToWire(await sessions.usage(live)) };
+  });
+  // A sessionpool extension: claim the identifier's session now, personalised with environment variables.
+  api.put(`${PREFIX}/session`, { schema: schemas.session }, async (request, reply) => {
+    const env = parseEnvironmentRequest(request.body, sessions.secretNames(keyOf(request)));
+    const { live, fresh } = await ctx.claim(request, reply, env);
+    return reply.code(fresh ? 201 : 200).send(sessionToWire(live));
+  });
   api.delete(`${PREFIX}/session`, { schema: schemas.session }, async (request, reply) => {
     await sessions.stop(keyOf(request), identifierOf(request), "deleted");
     return reply.code(204).send();

@@ -68,4 +68,8 @@ export const MIGRATIONS: readonly string[] = [
     sealed TEXT NOT NULL
   );
   `,
+  // 4: the environment variables a session was claimed with (PUT /session), sealed with the server's key.
+  `
+  ALTER TABLE sessions ADD COLUMN environment TEXT;
+  `,
 ];

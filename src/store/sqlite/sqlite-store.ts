@@ -247,11 +247,12 @@ export class SqliteStore implements Store {
   putSession(s: StoredSession): void {
     guarded(() => {
       this.#stmt(
-        `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at, environment)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier, state = excluded.state,
            sandbox_id = excluded.sandbox_id, allocated_at = excluded.allocated_at,
-           last_accessed_at = excluded.last_accessed_at, expires_at = excluded.expires_at`,
+           last_accessed_at = excluded.last_accessed_at, expires_at = excluded.expires_at,
+           environment = excluded.environment`,
       ).run(
         s.id,
         s.poolKey,
@@ -263,6 +264,7 @@ export class SqliteStore implements Store {
         s.allocatedAt ?? null,
         s.lastAccessedAt ?? null,
         s.expiresAt ?? null,
+        s.environment ?? null,
       );
     });
   }
@@ -356,5 +358,6 @@ function sessionFromRow(r: Row): StoredSession {
     allocatedAt: opt(r["allocated_at"]),
     lastAccessedAt: opt(r["last_accessed_at"]),
     expiresAt: opt(r["expires_at"]),
+    environment: opt(r["environment"]),
   };
 }

@@ -15,6 +15,8 @@ import type {
   SandboxEvent,
   SandboxInfo,
   SandboxSpec,
+  SandboxUsage,
+  UsageOptions,
 } from "../../sandbox-driver.ts";
 import type { EngineRuntime } from "../../sandbox-runtime.ts";
 import {
@@ -280,31 +282,48 @@ export class DockerDriver implements SandboxDriver {
   }
 
   /**
-   * Memory the sandbox uses, as `docker stats` shows it: usage minus inactive page cache (cgroup v1:
-   * `total_inactive_file`, v2: `inactive_file`), since reclaimable file cache is not what it costs the host.
-   * undefined when the sandbox does not exist or is not running.
+   * Memory the sandbox uses, as `docker stats` shows it (see memoryOf). undefined when the sandbox does not exist
+   * or is not running.
    */
   async memoryUsageBytes(id: string, options?: CallOptions): Promise<number | undefined> {
-    const context = this.#context(`reading statistics of sandbox '${id}'`);
+    const stats = await this.#stats(id, options);
+    return stats === undefined ? undefined : (memoryOf(stats) ?? undefined);
+  }
+
+  /**
+   * CPU seconds and memory from one one-shot stats sample. Under runc the engine reads the container's cgroup;
+   * under gVisor (runsc) the shim asks the sandbox (`runsc events --stats`), which reports the same fields:
+   * `cpu_stats.cpu_usage.total_usage` (ns) and `memory_stats` (the sandbox's memory, its tmpfs files included).
+   */
+  async usage(id: string, options?: UsageOptions): Promise<SandboxUsage | undefined> {
+    const stats = await this.#stats(id, options, options?.timeoutMs);
+    if (stats === undefined) return undefined;
+    const total = stats.cpu_stats?.cpu_usage?.total_usage;
+    // A runtime that reports no total (none we know of does) gets null rather than a guess.
+    const cpuSeconds = typeof total === "number" && Number.isFinite(total) ? total / 1e9 : null;
+    return { cpuSeconds, memoryBytes: memoryOf(stats) };
+  }
+
+  /** One stats sample; undefined when the sandbox does not exist or is not running (nothing was sampled). */
+  async #stats(id: string, options?: CallOptions, timeoutMs?: number): Promise<EngineStats | undefined> {
+    const context = this.#context(`reading statistics of sandbox '${id}'`, timeoutMs);
     return callEngine(
       context,
       options,
       async (signal) => {
-        let stats: { memory_stats?: { usage?: number; stats?: Record<string, number> } };
+        let stats: EngineStats;
         try {
           // one-shot (API 1.41+): answer at once instead of waiting a second for a second CPU sample.
           stats = (await this.#docker
             .getContainer(id)
-            .stats({ stream: false, "one-shot": true, abortSignal: signal } as object)) as typeof stats;
+            .stats({ stream: false, "one-shot": true, abortSignal: signal } as object)) as EngineStats;
         } catch (err) {
           if (statusCodeOf(err) === 404) return undefined;
           throw err;
         }
-        const usage = stats.memory_stats?.usage;
-        if (usage === undefined) return undefined;
-        const detail = stats.memory_stats?.stats ?? {};
-        const inactive = detail["total_inactive_file"] ?? detail["inactive_file"] ?? 0;
-        return inactive < usage ? usage - inactive : usage;
+        // A sandbox that is not running answers zeroed statistics read at the zero time.
+        if (typeof stats.read === "string" && stats.read.startsWith("0001-")) return undefined;
+        return stats;
       },
       unavailable(context),
     );
@@ -348,6 +367,26 @@ export class DockerDriver implements SandboxDriver {
       this.#logger.warn({ err, sandbox: idOrName }, "could not remove a sandbox after a failed create");
     }
   }
+}
+
+/** The fields of the engine's stats answer read here. */
+interface EngineStats {
+  read?: string;
+  cpu_stats?: { cpu_usage?: { total_usage?: number } };
+  memory_stats?: { usage?: number; stats?: Record<string, number> };
+}
+
+/**
+ * Memory as `docker stats` shows it: usage minus inactive page cache (cgroup v1: `total_inactive_file`, v2:
+ * `inactive_file`), since reclaimable file cache is not what the sandbox costs the host. null when the engine
+ * reported no usage.
+ */
+function memoryOf(stats: EngineStats): number | null {
+  const usage = stats.memory_stats?.usage;
+  if (typeof usage !== "number") return null;
+  const detail = stats.memory_stats?.stats ?? {};
+  const inactive = detail["total_inactive_file"] ?? detail["inactive_file"] ?? 0;
+  return inactive < usage ? usage - inactive : usage;
 }
 
 function createFailure(spec: SandboxSpec, err: unknown): Error {
