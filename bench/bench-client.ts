@@ -27,9 +27,12 @@ export class BenchClient {
     timeoutMs = 120_000,
     /** The credential headers instead of the admin bearer token (e.g. an MCP server's x-ms-apikey). */
     credentials?: Record<string, string>,
+    /** More headers (e.g. accept). */
+    extra: Record<string, string> = {},
   ): Promise<TimedReply> {
     const headers: Record<string, string> = {
       ...(credentials ?? { authorization: `Bearer ${this.#token}` }),
+      ...extra,
     };
     // A FormData body goes as multipart/form-data (undici writes the boundary); anything else as JSON.
     const payload = body === undefined ? undefined : body instanceof FormData ? body : JSON.stringify(body);

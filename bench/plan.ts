@@ -126,6 +126,8 @@ export const ROW_IDS = [
   "existing-exec",
   "existing-exec-gvisor",
   "mcp-tools-call",
+  "streamed-exec",
+  "personalised-claim",
   "throughput-1",
   "throughput-8",
   "throughput-32",
@@ -184,6 +186,14 @@ export const ROW_LABELS: Record<RowId, { group: Group; label: string }> = {
   "mcp-tools-call": {
     group: "sessionpool",
     label: "MCP tools/call: Python 1+1 in an existing environment",
+  },
+  "streamed-exec": {
+    group: "sessionpool",
+    label: "Streamed 1+1 (Accept: text/event-stream) in an existing session, to the result event",
+  },
+  "personalised-claim": {
+    group: "sessionpool",
+    label: "New identifier personalised (PUT /session, 2 variables) -> first result (warm pool)",
   },
   "throughput-1": { group: "sessionpool", label: "Throughput, 1 session" },
   "throughput-8": { group: "sessionpool", label: "Throughput, 8 sessions in parallel" },

@@ -3,6 +3,7 @@
 // DIR/latest.json and DIR/latest.svg (DIR defaults to bench/results). Cleans up what it made, even on failure.
 // sessionpool's rows are measured under runc, then the runtime rows again under gVisor on a second server started
 // once the first has closed (never both at once: their sandboxes would compete for the same cores).
+
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -10,6 +11,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { BenchServer } from "./bench-server.ts";
 import { renderChart } from "./chart.ts";
+import { measurePersonalisedClaim, measureStreamedExec } from "./extension-rows.ts";
 import { machineInfo } from "./machine.ts";
 import {
   measureHttpLoopback,
@@ -144,6 +146,8 @@ async function measureOnServer(runtime: BenchRuntime, p: Plan): Promise<void> {
     );
     if (runc) {
       await need(["mcp-tools-call"], "MCP tools/call", (x) => measureMcpToolsCall(x, p));
+      await need(["streamed-exec"], "streamed executions", (x) => measureStreamedExec(x, p));
+      await need(["personalised-claim"], "personalised claims", (x) => measurePersonalisedClaim(x, p));
     }
     await need([id("cold-allocation")], "cold allocation", (x) => measureColdAllocation(x, p));
     await need([id("warm-pool-fill")], `warming ${p.warmPoolSize} sessions`, (x) =>

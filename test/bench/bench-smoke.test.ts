@@ -68,7 +68,7 @@ test("bench --smoke reports every row and draws the chart", { timeout: TIMEOUT_M
       assert.ok(p.ratio !== undefined || p.note !== undefined, `${p.row}: a ratio or why not`);
     }
     assert.match(output, /Price of the stronger boundary/, "the gVisor section is printed");
-    assert.equal(report.targets.length, 7);
+    assert.equal(report.targets.length, 9);
     for (const t of report.targets) assert.ok(["PASS", "MISS", "N/A"].includes(t.verdict), JSON.stringify(t));
     for (const key of [
       "cpuModel",

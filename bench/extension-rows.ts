@@ -1,0 +1,118 @@
+// sessionpool's extensions next to the paths they extend, measured alternately in one pool so the machine's
+// speed cancels out: a personalised claim (PUT /session with environment variables, then 1+1) beside a plain
+// warm claim, and a streamed 1+1 (Accept: text/event-stream, to the final result event) beside a buffered one.
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { assertTwo, type TimedReply } from "./bench-client.ts";
+import type { BenchServer } from "./bench-server.ts";
+import { type Plan, ROW_LABELS, type Row } from "./plan.ts";
+import { summarize } from "./stats.ts";
+
+const SETTLE_MS = 150;
+const DATA_API = "2025-10-02-preview";
+const tag = () => randomBytes(3).toString("hex");
+const ENV = [
+  { name: "TENANT", value: "contoso" },
+  { name: "REGION", value: "westeurope" },
+];
+
+/** PUT /session with two variables, then 1+1 in it: the client's total, against a plain warm claim's. */
+export async function measurePersonalisedClaim(s: BenchServer, plan: Plan): Promise<Row> {
+  const pool = await s.createPool(`benchenv${tag()}`, { ready: 2, max: 6 }, 300_000);
+  try {
+    const personalised: number[] = [];
+    const plain: number[] = [];
+    const samples = Math.max(3, Math.ceil(plan.warmClaimSamples / 2));
+    const deadline = performance.now() + Math.min(300_000, Math.max(60_000, samples * 6_000));
+    for (let i = 0; i < samples && performance.now() < deadline; i++) {
+      await s.waitReady(pool, 2, 60_000);
+      await sleep(SETTLE_MS);
+      const id = `env-${i}-${tag()}`;
+      const put = await s.client.send(
+        "PUT",
+        `${pool.endpoint}/session?api-version=${DATA_API}&identifier=${id}`,
+        { environmentVariables: ENV },
+      );
+      if (put.status !== 201) throw new Error(`PUT /session answered ${put.status}: ${put.text}`);
+      const first = await s.execute(pool, id, "import os; int(os.environ['TENANT'] == 'contoso') + 1");
+      assertTwo(first, "first result in a personalised session");
+      personalised.push(put.ms + first.ms);
+      await s.deleteSession(pool, id);
+
+      await s.waitReady(pool, 2, 60_000);
+      await sleep(SETTLE_MS);
+      const plainId = `plain-${i}-${tag()}`;
+      const r = await s.execute(pool, plainId);
+      assertTwo(r, "plain warm claim");
+      plain.push(r.ms);
+      await s.deleteSession(pool, plainId);
+    }
+    const p50 = summarize(personalised).p50Ms;
+    const plainP50 = summarize(plain).p50Ms;
+    return {
+      id: "personalised-claim",
+      group: "sessionpool",
+      label: ROW_LABELS["personalised-claim"].label,
+      latency: summarize(personalised),
+      values: { plainWarmClaimP50Ms: plainP50, ratioToPlainP50: p50 / plainP50 },
+      note: "PUT /session with 2 variables + POST /executions reading one, client wall time; a plain warm claim (POST /executions, new identifier) alternates with it in the same pool, refilled and quiet before each sample",
+    };
+  } finally {
+    await s.deletePool(pool);
+  }
+}
+
+/** 1+1 with Accept: text/event-stream, to the end of the stream (the result event), against a buffered 1+1. */
+export async function measureStreamedExec(s: BenchServer, plan: Plan): Promise<Row> {
+  const pool = await s.createPool(`benchsse${tag()}`, { ready: 1, max: 2 }, 300_000);
+  try {
+    const id = `sse-${tag()}`;
+    assertTwo(await s.execute(pool, id), "first execution");
+    const url = s.execUrl(pool, id);
+    const streamed = async (): Promise<number> => {
+      const r: TimedReply = await s.client.send(
+        "POST",
+        url,
+        { code: "1+1", timeoutInSeconds: 60 },
+        60_000,
+        undefined,
+        {
+          accept: "text/event-stream",
+        },
+      );
+      const result = /event: result\ndata: (.*)\n/.exec(r.text)?.[1];
+      const value =
+        result === undefined ? undefined : (JSON.parse(result) as { result?: { executionResult?: unknown } });
+      if (r.status !== 200 || value?.result?.executionResult !== 2)
+        throw new Error(`a streamed 1+1 answered ${r.status}: ${r.text.slice(0, 300)}`);
+      return r.ms;
+    };
+    for (let i = 0; i < 5; i++) {
+      await streamed();
+      assertTwo(await s.execute(pool, id), "buffered execution");
+    }
+    await s.waitReady(pool, 1, 60_000);
+    await sleep(SETTLE_MS);
+    const sse: number[] = [];
+    const plain: number[] = [];
+    const deadline = performance.now() + 120_000;
+    for (let i = 0; i < plan.existingExecSamples && performance.now() < deadline; i++) {
+      sse.push(await streamed());
+      const r = await s.execute(pool, id);
+      assertTwo(r, "buffered execution");
+      plain.push(r.ms);
+    }
+    const p50 = summarize(sse).p50Ms;
+    const plainP50 = summarize(plain).p50Ms;
+    return {
+      id: "streamed-exec",
+      group: "sessionpool",
+      label: ROW_LABELS["streamed-exec"].label,
+      latency: summarize(sse),
+      values: { sameSessionBufferedP50Ms: plainP50, sameSessionRatioP50: p50 / plainP50 },
+      note: "POST /executions with Accept: text/event-stream, client wall time to the end of the stream (the result event); a buffered POST in the same session alternates with it",
+    };
+  } finally {
+    await s.deletePool(pool);
+  }
+}
