@@ -9,6 +9,7 @@
 #      own Node 24 comes from the npm package "node" (a devDependency), at node_modules/.bin/node.
 #   2. npm dependencies: `npm install` (pinned by package-lock.json) when node_modules is missing or
 #      package-lock.json changed since the last install (stamp: node_modules/.sessionpool-install-stamp).
+#   2b. web console: `npm run build:console` into console/dist when it is missing or older than console/.
 #   3. docker engine: scripts/ensure-docker.sh (installs docker.io and starts dockerd if needed), then
 #      scripts/ensure-gvisor.sh (installs Debian's runsc and registers it with the engine: sandboxes run under
 #      gVisor by default).
@@ -98,6 +99,22 @@ if [ "$need_install" = 1 ]; then
   printf '%s\n' "$WANT" >"$STAMP"
 fi
 say "npm dependencies: ok (node $(node --version))"
+
+# --- 2b. web console -----------------------------------------------------------------------------
+# console/dist is generated (never committed): built when missing or older than its sources or the lock.
+if [ ! -f console/dist/index.html ] ||
+  [ -n "$(find console/src console/index.html console/build.ts package-lock.json -newer console/dist/index.html -print -quit 2>/dev/null)" ]; then
+  log=$(mktemp)
+  npm run --silent build:console >"$log" 2>&1 || {
+    tail -n 40 "$log" >&2
+    rm -f "$log"
+    die "building the web console failed (npm run build:console)"
+  }
+  rm -f "$log"
+  say "console: built into console/dist (served at / by the server)"
+else
+  say "console: up to date (console/dist)"
+fi
 
 # --- 3. docker engine ----------------------------------------------------------------------------
 bash "$ROOT/scripts/ensure-docker.sh" || die "no Docker engine (see above)"

@@ -41,6 +41,8 @@ test_prerequisite() { # FILE_IT_INSTALLS DEBIAN_PACKAGE
 }
 test_prerequisite /bin/busybox busybox-static
 test_prerequisite /usr/share/nodejs/acorn/package.json node-acorn
+# the console's browser tests (test/browser/) drive Debian's chromium through puppeteer-core (no browser download)
+test_prerequisite /usr/bin/chromium chromium
 
 status=0
 say "lint: npm run lint"

@@ -13,6 +13,7 @@ import type { McpKeys } from "../core/mcp/mcp-keys.ts";
 import type { PoolLookup, PoolService } from "../core/pools/pool-service.ts";
 import { installArmErrorHandler, sendArmError } from "./arm/arm-errors.ts";
 import { armRoutes } from "./arm/arm-routes.ts";
+import { consoleRoutes } from "./console-routes.ts";
 import { isDataPlaneUrl, rawErrorResponse, sendDataPlaneError } from "./dataplane/dataplane-errors.ts";
 import { acceptEmptyBodies } from "./empty-body.ts";
 import {
@@ -49,6 +50,8 @@ export interface AppDeps {
   dataPlane?: DataPlanePlugin;
   /** The operational routes (/healthz, /readyz, /metrics), likewise. */
   operational?: OperationalPlugin;
+  /** The built web console served at `/` (default console/dist of this checkout). */
+  consoleDir?: string;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -91,6 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { dataPlane } = deps;
   if (dataPlane) await app.register(async (scope) => dataPlane(scope, deps.pools));
   if (deps.operational) await app.register(deps.operational);
+  await app.register(async (scope) => consoleRoutes(scope, { dir: deps.consoleDir }));
   return app;
 }
 
