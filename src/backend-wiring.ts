@@ -24,7 +24,10 @@ import type { BackendContext, BackendParts } from "./server.ts";
 export interface DockerBackendOptions {
   dockerHost?: string;
   sandbox?: Partial<SandboxDefaults>;
+  /** How often expired sessions, Liveness probes and the engine are checked (SessionManagerDeps' defaults). */
   reapIntervalMs?: number;
+  probeIntervalMs?: number;
+  engineCheckIntervalMs?: number;
   /** Tests inject a driver (e.g. one that fails on purpose); the Docker driver otherwise. */
   driver?: SandboxDriver;
   /** Bytes all uploads in flight may hold in memory together (default DEFAULT_UPLOAD_BUFFER_BYTES). */
@@ -64,6 +67,8 @@ export function dockerBackend(
       sealer: ctx.secretBox,
       capacity: new SandboxCapacity({ ...defaultCapacity(totalmem()), ...options.capacity }),
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
+      ...(options.probeIntervalMs ? { probeIntervalMs: options.probeIntervalMs } : {}),
+      ...(options.engineCheckIntervalMs ? { engineCheckIntervalMs: options.engineCheckIntervalMs } : {}),
     });
     const executions = new Executions(sessions, metrics, { ...options.executionQueue });
     const uploads = new ByteBudget(options.uploadBufferBytes ?? DEFAULT_UPLOAD_BUFFER_BYTES);
