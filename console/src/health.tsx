@@ -1,9 +1,11 @@
 // Health: the engine (from /healthz), ready vs allocated sessions per pool over the last minutes (sampled from
 // /metrics while the console is open), claim hit rate and latency percentiles from the server's own metrics.
+import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import type { Api } from "./api.ts";
 import { formatSeconds, parseMetrics, poolGauges, quantile, type Sample, total } from "./metrics.ts";
-import { errorText, usePoll } from "./util.ts";
+import { ErrorBanner } from "./ui.tsx";
+import { errorText, usePolled } from "./util.ts";
 
 const SAMPLE_EVERY_MS = 5000;
 const KEEP_MS = 10 * 60_000;
@@ -118,20 +120,38 @@ function Chart({ pool, points }: { pool: string; points: Point[] }) {
   );
 }
 
+/** A figure of the health view: its name, the value (a `<strong>`), a note below it. */
+function Card(props: { name: string; heading?: string; note: string; children: ComponentChildren }) {
+  return (
+    <section class="card" aria-label={props.name}>
+      <span class="hint">{props.heading ?? props.name}</span>
+      {props.children}
+      <span class="hint">{props.note}</span>
+    </section>
+  );
+}
+
+/** The p50 / p90 / p99 of one of the server's latency histograms, since it started. */
+function LatencyCard({ name, samples, metric }: { name: string; samples: Sample[]; metric: string }) {
+  return (
+    <Card name={`${name} latency`} heading={`${name} p50 / p90 / p99`} note="since the server started">
+      <strong>{[0.5, 0.9, 0.99].map((q) => formatSeconds(quantile(samples, metric, q))).join(" / ")}</strong>
+    </Card>
+  );
+}
+
+function sandboxRuntime(health: Record<string, unknown> | undefined): string {
+  return health?.["sandboxRuntime"] === "runsc" ? "gVisor (runsc)" : String(health?.["sandboxRuntime"] ?? "");
+}
+
 export function HealthView({ api, history }: { api: Api; history: MetricsHistory }) {
   const [health, setHealth] = useState<Record<string, unknown>>();
-  const [healthError, setHealthError] = useState<string>();
   const [, setVersion] = useState(0);
   useEffect(() => history.subscribe(() => setVersion((v) => v + 1)), [history]);
-  usePoll(
+  const { error: healthError } = usePolled(
     async () => {
-      try {
-        const [h] = await Promise.all([api.health(), history.sample(api)]);
-        setHealth(h);
-        setHealthError(undefined);
-      } catch (err) {
-        setHealthError(errorText(err));
-      }
+      const [h] = await Promise.all([api.health(), history.sample(api)]);
+      setHealth(h);
     },
     SAMPLE_EVERY_MS,
     [api, history],
@@ -144,53 +164,19 @@ export function HealthView({ api, history }: { api: Api; history: MetricsHistory
   return (
     <section aria-labelledby="health-title">
       <h1 id="health-title">Health</h1>
-      {healthError && (
-        <p role="alert" class="error">
-          {healthError}
-        </p>
-      )}
-      {history.error && (
-        <p role="alert" class="error">
-          {history.error}
-        </p>
-      )}
+      <ErrorBanner error={healthError} />
+      <ErrorBanner error={history.error} />
       <div class="cards">
-        <section class="card" aria-label="Engine">
-          <span class="hint">Engine</span>
+        <Card name="Engine" note={sandboxRuntime(health)}>
           <strong class={engineUp ? "up" : "down"}>
             {health === undefined ? "–" : engineUp ? "up" : "down"}
           </strong>
-          <span class="hint">
-            {health?.["sandboxRuntime"] === "runsc"
-              ? "gVisor (runsc)"
-              : String(health?.["sandboxRuntime"] ?? "")}
-          </span>
-        </section>
-        <section class="card" aria-label="Claim hit rate">
-          <span class="hint">Claim hit rate</span>
+        </Card>
+        <Card name="Claim hit rate" note={`${hits} warm of ${claims} new identifiers`}>
           <strong>{claims === 0 ? "–" : `${Math.round((100 * hits) / claims)} %`}</strong>
-          <span class="hint">
-            {hits} warm of {claims} new identifiers
-          </span>
-        </section>
-        <section class="card" aria-label="Allocation latency">
-          <span class="hint">Allocation p50 / p90 / p99</span>
-          <strong>
-            {formatSeconds(quantile(s, "sessionpool_allocation_seconds", 0.5))} /{" "}
-            {formatSeconds(quantile(s, "sessionpool_allocation_seconds", 0.9))} /{" "}
-            {formatSeconds(quantile(s, "sessionpool_allocation_seconds", 0.99))}
-          </strong>
-          <span class="hint">since the server started</span>
-        </section>
-        <section class="card" aria-label="Execution latency">
-          <span class="hint">Execution p50 / p90 / p99</span>
-          <strong>
-            {formatSeconds(quantile(s, "sessionpool_execution_seconds", 0.5))} /{" "}
-            {formatSeconds(quantile(s, "sessionpool_execution_seconds", 0.9))} /{" "}
-            {formatSeconds(quantile(s, "sessionpool_execution_seconds", 0.99))}
-          </strong>
-          <span class="hint">since the server started</span>
-        </section>
+        </Card>
+        <LatencyCard name="Allocation" samples={s} metric="sessionpool_allocation_seconds" />
+        <LatencyCard name="Execution" samples={s} metric="sessionpool_execution_seconds" />
       </div>
       <h2>Ready and allocated sessions, last 10 minutes</h2>
       {history.series.size === 0 ? (

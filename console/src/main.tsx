@@ -15,7 +15,8 @@ import { PlaygroundView } from "./playground.tsx";
 import { PoolsView } from "./pools.tsx";
 import { SessionsView } from "./sessions.tsx";
 import "./styles.css";
-import { errorText } from "./util.ts";
+import { ErrorBanner, Field } from "./ui.tsx";
+import { useSubmit } from "./util.ts";
 
 type Route =
   | { view: "pools" }
@@ -35,62 +36,42 @@ function SignIn({ onSignedIn }: { onSignedIn: (api: Api) => void }) {
   const [token, setToken] = useState("");
   const [subscription, setSubscription] = useState(DEFAULT_SUBSCRIPTION);
   const [remember, setRemember] = useState(false);
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(undefined);
+  const { error, busy, submit } = useSubmit(async () => {
     const cred: Credential = { token: token.trim(), subscription: subscription.trim() };
     const api = new Api(cred);
-    try {
-      // Proves the token against the management API before keeping it.
-      await api.arm("GET", `${api.poolsPath()}`);
-      saveCredential(cred, remember);
-      onSignedIn(api);
-    } catch (err) {
-      setError(errorText(err));
-    } finally {
-      setBusy(false);
-    }
-  };
+    // Proves the token against the management API before keeping it.
+    await api.arm("GET", `${api.poolsPath()}`);
+    saveCredential(cred, remember);
+    onSignedIn(api);
+  });
   return (
     <main class="signin">
       <h1>sessionpool</h1>
       <form onSubmit={submit} aria-label="Sign in">
-        <label>
-          Admin token
-          <input
-            type="password"
-            name="token"
-            autocomplete="off"
-            required
-            value={token}
-            onInput={(e) => setToken(e.currentTarget.value)}
-          />
-        </label>
+        <Field
+          label="Admin token"
+          type="password"
+          name="token"
+          autocomplete="off"
+          required
+          value={token}
+          onInput={setToken}
+        />
         <p class="hint">
           The server prints where it keeps it: <code>.sessionpool/admin-token</code> by default.
         </p>
-        <label>
-          Subscription
-          <input
-            type="text"
-            name="subscription"
-            required
-            value={subscription}
-            onInput={(e) => setSubscription(e.currentTarget.value)}
-          />
-        </label>
+        <Field
+          label="Subscription"
+          name="subscription"
+          required
+          value={subscription}
+          onInput={setSubscription}
+        />
         <label class="check">
           <input type="checkbox" checked={remember} onChange={(e) => setRemember(e.currentTarget.checked)} />
           Remember on this device
         </label>
-        {error && (
-          <p role="alert" class="error">
-            {error}
-          </p>
-        )}
+        <ErrorBanner error={error} />
         <button type="submit" disabled={busy}>
           Sign in
         </button>

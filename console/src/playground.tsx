@@ -4,7 +4,8 @@
 import { useRef, useState } from "preact/hooks";
 import { type Api, type FileInfo, type Pool, serverEvents } from "./api.ts";
 import { CodeEditor, type EditorHandle, languageOf } from "./editor.tsx";
-import { errorText, formatBytes, formatTime, poolHref, usePoll } from "./util.ts";
+import { ErrorBanner, Field, ItemTable, type PoolViewProps, RowButton, View } from "./ui.tsx";
+import { errorText, formatBytes, formatTime, poolHref, useFailure, usePoll, usePolled } from "./util.ts";
 
 const SAMPLES: Record<string, string> = {
   PythonLTS:
@@ -39,43 +40,29 @@ function newIdentifier(): string {
   return `console-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-export function PlaygroundView({
-  api,
-  resourceGroup,
-  name,
-}: {
-  api: Api;
-  resourceGroup: string;
-  name: string;
-}) {
+export function PlaygroundView({ api, resourceGroup, name }: PoolViewProps) {
   const [pool, setPool] = useState<Pool>();
-  const [error, setError] = useState<string>();
-  usePoll(
+  const { error } = usePolled(
     async () => {
-      try {
-        setPool(await api.getPool(resourceGroup, name));
-        setError(undefined);
-      } catch (err) {
-        setError(errorText(err));
-      }
+      setPool(await api.getPool(resourceGroup, name));
     },
     10_000,
     [api, resourceGroup, name],
   );
   return (
-    <section aria-labelledby="playground-title">
-      <div class="title">
-        <h1 id="playground-title">Playground: {name}</h1>
-        <a href="#/pools">All pools</a>
-        <a href={poolHref("sessions", resourceGroup, name)}>Sessions</a>
-      </div>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+    <View
+      id="playground"
+      title={`Playground: ${name}`}
+      bar={
+        <>
+          <a href="#/pools">All pools</a>
+          <a href={poolHref("sessions", resourceGroup, name)}>Sessions</a>
+        </>
+      }
+    >
+      <ErrorBanner error={error} />
       {pool ? <Playground api={api} pool={pool} /> : !error && <p>Loading…</p>}
-    </section>
+    </View>
   );
 }
 
@@ -156,16 +143,13 @@ function Playground({ api, pool }: { api: Api; pool: Pool }) {
   return (
     <div class="playground">
       <div class="runbar">
-        <label>
-          Session identifier
-          <input
-            type="text"
-            name="identifier"
-            list="known-identifiers"
-            value={identifier}
-            onInput={(e) => chooseIdentifier(e.currentTarget.value)}
-          />
-        </label>
+        <Field
+          label="Session identifier"
+          name="identifier"
+          list="known-identifiers"
+          value={identifier}
+          onInput={chooseIdentifier}
+        />
         <datalist id="known-identifiers">
           {known.map((k) => (
             <option key={k} value={k} />
@@ -227,11 +211,7 @@ function OutputPanel({ output, running }: { output: Output | undefined; running:
               <span class="hint">Result</span> <code>{String(output.result)}</code>
             </p>
           )}
-          {output.error && (
-            <p role="alert" class="error">
-              {output.error}
-            </p>
-          )}
+          <ErrorBanner error={output.error} />
           {output.status !== undefined && (
             <p class="hint" role="status">
               Status {output.status} in {output.durationMs} ms
@@ -248,7 +228,7 @@ function FilesPanel(props: { api: Api; pool: Pool; identifier: string; live: boo
   const [uploaded, setUploaded] = useState(false);
   const live = props.live || uploaded;
   const [files, setFiles] = useState<FileInfo[]>();
-  const [error, setError] = useState<string>();
+  const { error, setError, attempt } = useFailure();
   const [chosen, setChosen] = useState<File>();
   const [busy, setBusy] = useState(false);
 
@@ -258,12 +238,10 @@ function FilesPanel(props: { api: Api; pool: Pool; identifier: string; live: boo
       setFiles(undefined);
       return;
     }
-    try {
+    await attempt(async () => {
       setFiles(await api.listFiles(pool, identifier));
       setError(undefined);
-    } catch (err) {
-      setError(errorText(err));
-    }
+    });
   };
   usePoll(refresh, 15_000, [api, pool.id, identifier, live, props.version]);
 
@@ -271,21 +249,18 @@ function FilesPanel(props: { api: Api; pool: Pool; identifier: string; live: boo
     e.preventDefault();
     if (!chosen) return;
     setBusy(true);
-    try {
+    await attempt(async () => {
       const form = new FormData();
       form.append("file", chosen, chosen.name);
       await api.dataPlane(pool, "POST", "/files", { identifier }, { body: form });
       setUploaded(true);
       setFiles(await api.listFiles(pool, identifier));
-    } catch (err) {
-      setError(errorText(err));
-    } finally {
-      setBusy(false);
-    }
+    });
+    setBusy(false);
   };
   const pathOf = (f: FileInfo) => (f.directory === "" ? f.name : `${f.directory}/${f.name}`);
-  const download = async (f: FileInfo) => {
-    try {
+  const download = (f: FileInfo) =>
+    attempt(async () => {
       const res = await api.dataPlane(pool, "GET", `/files/${encodeURIComponent(pathOf(f))}/content`, {
         identifier,
       });
@@ -296,18 +271,12 @@ function FilesPanel(props: { api: Api; pool: Pool; identifier: string; live: boo
       a.click();
       // The download has its own copy once it starts; the URL is only needed until then.
       setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    } catch (err) {
-      setError(errorText(err));
-    }
-  };
-  const remove = async (f: FileInfo) => {
-    try {
+    });
+  const remove = (f: FileInfo) =>
+    attempt(async () => {
       await api.dataPlane(pool, "DELETE", `/files/${encodeURIComponent(pathOf(f))}`, { identifier });
       await refresh();
-    } catch (err) {
-      setError(errorText(err));
-    }
-  };
+    });
 
   return (
     <section class="files" aria-labelledby="files-title">
@@ -324,59 +293,34 @@ function FilesPanel(props: { api: Api; pool: Pool; identifier: string; live: boo
           Refresh files
         </button>
       </form>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
-      {files === undefined ? (
-        <p class="hint">The session starts with its first run or upload.</p>
-      ) : files.length === 0 ? (
-        <p class="hint">No files.</p>
-      ) : (
-        <table>
-          <caption class="sr-only">Files of session {identifier}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Size</th>
-              <th scope="col">Modified</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {files.map((f) => (
-              <tr key={pathOf(f)}>
-                <th scope="row">{pathOf(f)}</th>
-                <td>{f.type === "directory" ? "directory" : formatBytes(f.sizeInBytes)}</td>
-                <td>{formatTime(f.lastModifiedAt)}</td>
-                <td class="row-actions">
-                  {f.type !== "directory" && (
-                    <button
-                      type="button"
-                      class="secondary"
-                      aria-label={`Download ${pathOf(f)}`}
-                      onClick={() => download(f)}
-                    >
-                      Download
-                    </button>
-                  )}
-                  <button
-                    type="button"
-                    class="danger"
-                    aria-label={`Delete file ${pathOf(f)}`}
-                    onClick={() => remove(f)}
-                  >
-                    Delete
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+      <ErrorBanner error={error} />
+      <ItemTable
+        items={files}
+        loading={<p class="hint">The session starts with its first run or upload.</p>}
+        empty={<p class="hint">No files.</p>}
+        caption={`Files of session ${identifier}`}
+        columns={["Name", "Size", "Modified"]}
+        row={(f) => ({
+          key: pathOf(f),
+          header: pathOf(f),
+          cells: [
+            f.type === "directory" ? "directory" : formatBytes(f.sizeInBytes),
+            formatTime(f.lastModifiedAt),
+          ],
+          actions: (
+            <>
+              {f.type !== "directory" && (
+                <RowButton kind="secondary" label={`Download ${pathOf(f)}`} onClick={() => download(f)}>
+                  Download
+                </RowButton>
+              )}
+              <RowButton kind="danger" label={`Delete file ${pathOf(f)}`} onClick={() => remove(f)}>
+                Delete
+              </RowButton>
+            </>
+          ),
+        })}
+      />
     </section>
   );
 }

@@ -1,9 +1,11 @@
 // Pools: the list across every resource group (state, ready/allocated from /metrics, max), create, edit scale
 // and lifecycle, delete with confirmation. Refreshed every 2 s, so provisioning states change as they happen.
-import { useId, useRef, useState } from "preact/hooks";
+import type { ComponentChildren } from "preact";
+import { useRef, useState } from "preact/hooks";
 import { type Api, type Pool, poolKey } from "./api.ts";
 import { parseMetrics, poolGauges } from "./metrics.ts";
-import { errorText, poolHref, usePoll } from "./util.ts";
+import { Choice, ErrorBanner, Field, ItemTable, RowButton, View } from "./ui.tsx";
+import { poolHref, useFailure, usePolled, useSubmit } from "./util.ts";
 
 const TYPES = ["PythonLTS", "NodeLTS", "Shell", "CustomContainer"];
 
@@ -46,17 +48,24 @@ function lifecycleOf(f: Form): Record<string, unknown> {
     : { lifecycleType: "Timed", cooldownPeriodInSeconds: num(f.cooldownPeriodInSeconds) };
 }
 
+/** The properties both creating and editing a pool send: scale and lifecycle. */
+function scaleAndLifecycleOf(f: Form): Record<string, unknown> {
+  return {
+    scaleConfiguration: {
+      maxConcurrentSessions: num(f.maxConcurrentSessions),
+      readySessionInstances: num(f.readySessionInstances),
+    },
+    dynamicPoolConfiguration: { lifecycleConfiguration: lifecycleOf(f) },
+  };
+}
+
 function createBody(f: Form): Record<string, unknown> {
   return {
     location: "local",
     properties: {
       containerType: f.containerType,
       poolManagementType: "Dynamic",
-      scaleConfiguration: {
-        maxConcurrentSessions: num(f.maxConcurrentSessions),
-        readySessionInstances: num(f.readySessionInstances),
-      },
-      dynamicPoolConfiguration: { lifecycleConfiguration: lifecycleOf(f) },
+      ...scaleAndLifecycleOf(f),
       sessionNetworkConfiguration: { status: f.network },
       ...(f.containerType === "CustomContainer"
         ? {
@@ -70,155 +79,86 @@ function createBody(f: Form): Record<string, unknown> {
   };
 }
 
-function Field(props: {
-  label: string;
-  value: string;
-  onInput: (v: string) => void;
-  type?: "text" | "number";
-  name: string;
-}) {
-  const id = useId();
-  const onInput = (e: { currentTarget: HTMLInputElement }) => props.onInput(e.currentTarget.value);
-  return (
-    <label for={id}>
-      {props.label}
-      {props.type === "number" ? (
-        <input id={id} type="number" name={props.name} value={props.value} onInput={onInput} />
-      ) : (
-        <input id={id} type="text" name={props.name} value={props.value} onInput={onInput} />
-      )}
-    </label>
-  );
+/** What binds a field to one key of the form: its name, its value as typed and the setter. */
+type Bind = (k: keyof Form) => { name: string; value: string; onInput: (v: string) => void };
+
+/** The form's fields as typed, and what binds a field to one of them. */
+function useForm(initial: () => Form): [Form, Bind] {
+  const [f, setF] = useState(initial);
+  return [f, (k) => ({ name: k, value: f[k], onInput: (v) => setF((old) => ({ ...old, [k]: v })) })];
 }
 
-function Choice(props: { label: string; value: string; options: string[]; onChange: (v: string) => void }) {
-  return (
-    <label>
-      {props.label}
-      <select value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
-        {props.options.map((o) => (
-          <option key={o} value={o}>
-            {o}
-          </option>
-        ))}
-      </select>
-    </label>
-  );
-}
-
-function LifecycleFields({ f, set }: { f: Form; set: (k: keyof Form, v: string) => void }) {
+function LifecycleFields({ f, bind }: { f: Form; bind: Bind }) {
   return (
     <>
-      <Field
-        label="Max sessions"
-        name="maxConcurrentSessions"
-        type="number"
-        value={f.maxConcurrentSessions}
-        onInput={(v) => set("maxConcurrentSessions", v)}
-      />
-      <Field
-        label="Ready sessions"
-        name="readySessionInstances"
-        type="number"
-        value={f.readySessionInstances}
-        onInput={(v) => set("readySessionInstances", v)}
-      />
-      <Choice
-        label="Lifecycle"
-        value={f.lifecycleType}
-        options={["Timed", "OnContainerExit"]}
-        onChange={(v) => set("lifecycleType", v)}
-      />
+      <Field label="Max sessions" type="number" {...bind("maxConcurrentSessions")} />
+      <Field label="Ready sessions" type="number" {...bind("readySessionInstances")} />
+      <Choice label="Lifecycle" options={["Timed", "OnContainerExit"]} {...bind("lifecycleType")} />
       {f.lifecycleType === "Timed" ? (
-        <Field
-          label="Cooldown (seconds)"
-          name="cooldownPeriodInSeconds"
-          type="number"
-          value={f.cooldownPeriodInSeconds}
-          onInput={(v) => set("cooldownPeriodInSeconds", v)}
-        />
+        <Field label="Cooldown (seconds)" type="number" {...bind("cooldownPeriodInSeconds")} />
       ) : (
-        <Field
-          label="Max alive (seconds)"
-          name="maxAlivePeriodInSeconds"
-          type="number"
-          value={f.maxAlivePeriodInSeconds}
-          onInput={(v) => set("maxAlivePeriodInSeconds", v)}
-        />
+        <Field label="Max alive (seconds)" type="number" {...bind("maxAlivePeriodInSeconds")} />
       )}
     </>
   );
 }
 
-function CreatePool({ api, onDone }: { api: Api; onDone: () => void }) {
-  const [f, setF] = useState(EMPTY);
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-  const set = (k: keyof Form, v: string) => setF((old) => ({ ...old, [k]: v }));
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      await api.arm("PUT", api.poolsPath(f.resourceGroup.trim(), f.name.trim()), createBody(f));
-      onDone();
-    } catch (err) {
-      setError(errorText(err));
-    } finally {
-      setBusy(false);
-    }
-  };
+/** A pool's create or edit form: its fields in a grid, the API's refusal, submit and Cancel. */
+function PoolForm(props: {
+  label: string;
+  title: string;
+  submitLabel: string;
+  busy?: boolean;
+  error: string | undefined;
+  onSubmit: (e: Event) => void;
+  onCancel: () => void;
+  children: ComponentChildren;
+}) {
   return (
-    <form class="panel" aria-label="Create a pool" onSubmit={submit}>
-      <h2>Create a pool</h2>
-      <div class="grid">
-        <Field label="Name" name="name" value={f.name} onInput={(v) => set("name", v)} />
-        <Field
-          label="Resource group"
-          name="resourceGroup"
-          value={f.resourceGroup}
-          onInput={(v) => set("resourceGroup", v)}
-        />
-        <Choice
-          label="Type"
-          value={f.containerType}
-          options={TYPES}
-          onChange={(v) => set("containerType", v)}
-        />
-        <Choice
-          label="Network"
-          value={f.network}
-          options={["EgressDisabled", "EgressEnabled"]}
-          onChange={(v) => set("network", v)}
-        />
-        <LifecycleFields f={f} set={set} />
-        {f.containerType === "CustomContainer" && (
-          <>
-            <Field label="Image" name="image" value={f.image} onInput={(v) => set("image", v)} />
-            <Field
-              label="Target port"
-              name="targetPort"
-              type="number"
-              value={f.targetPort}
-              onInput={(v) => set("targetPort", v)}
-            />
-          </>
-        )}
-      </div>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+    <form class="panel" aria-label={props.label} onSubmit={props.onSubmit}>
+      <h2>{props.title}</h2>
+      <div class="grid">{props.children}</div>
+      <ErrorBanner error={props.error} />
       <div class="actions">
-        <button type="submit" disabled={busy}>
-          Create
+        <button type="submit" disabled={props.busy}>
+          {props.submitLabel}
         </button>
-        <button type="button" class="secondary" onClick={onDone}>
+        <button type="button" class="secondary" onClick={props.onCancel}>
           Cancel
         </button>
       </div>
     </form>
+  );
+}
+
+function CreatePool({ api, onDone }: { api: Api; onDone: () => void }) {
+  const [f, bind] = useForm(() => EMPTY);
+  const { error, busy, submit } = useSubmit(async () => {
+    await api.arm("PUT", api.poolsPath(f.resourceGroup.trim(), f.name.trim()), createBody(f));
+    onDone();
+  });
+  return (
+    <PoolForm
+      label="Create a pool"
+      title="Create a pool"
+      submitLabel="Create"
+      busy={busy}
+      error={error}
+      onSubmit={submit}
+      onCancel={onDone}
+    >
+      <Field label="Name" {...bind("name")} />
+      <Field label="Resource group" {...bind("resourceGroup")} />
+      <Choice label="Type" options={TYPES} {...bind("containerType")} />
+      <Choice label="Network" options={["EgressDisabled", "EgressEnabled"]} {...bind("network")} />
+      <LifecycleFields f={f} bind={bind} />
+      {f.containerType === "CustomContainer" && (
+        <>
+          <Field label="Image" {...bind("image")} />
+          <Field label="Target port" type="number" {...bind("targetPort")} />
+        </>
+      )}
+    </PoolForm>
   );
 }
 
@@ -238,72 +178,45 @@ function formOf(p: Pool): Form {
 }
 
 function EditPool({ api, pool, onDone }: { api: Api; pool: Pool; onDone: () => void }) {
-  const [f, setF] = useState(() => formOf(pool));
-  const [error, setError] = useState<string>();
-  const set = (k: keyof Form, v: string) => setF((old) => ({ ...old, [k]: v }));
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      await api.arm("PATCH", api.poolsPath(pool.resourceGroup, pool.name), {
-        properties: {
-          scaleConfiguration: {
-            maxConcurrentSessions: num(f.maxConcurrentSessions),
-            readySessionInstances: num(f.readySessionInstances),
-          },
-          dynamicPoolConfiguration: { lifecycleConfiguration: lifecycleOf(f) },
-        },
-      });
-      onDone();
-    } catch (err) {
-      setError(errorText(err));
-    }
-  };
+  const [f, bind] = useForm(() => formOf(pool));
+  // No busy state: Save stays enabled while saving, as it always has.
+  const { error, submit } = useSubmit(async () => {
+    await api.arm("PATCH", api.poolsPath(pool.resourceGroup, pool.name), {
+      properties: scaleAndLifecycleOf(f),
+    });
+    onDone();
+  });
   return (
-    <form class="panel" aria-label={`Edit pool ${pool.name}`} onSubmit={submit}>
-      <h2>Edit {pool.name}</h2>
-      <div class="grid">
-        <LifecycleFields f={f} set={set} />
-      </div>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
-      <div class="actions">
-        <button type="submit">Save</button>
-        <button type="button" class="secondary" onClick={onDone}>
-          Cancel
-        </button>
-      </div>
-    </form>
+    <PoolForm
+      label={`Edit pool ${pool.name}`}
+      title={`Edit ${pool.name}`}
+      submitLabel="Save"
+      error={error}
+      onSubmit={submit}
+      onCancel={onDone}
+    >
+      <LifecycleFields f={f} bind={bind} />
+    </PoolForm>
   );
 }
 
 function ConfirmDelete({ api, pool, onDone }: { api: Api; pool: Pool; onDone: () => void }) {
   const dialog = useRef<HTMLDialogElement>(null);
-  const [error, setError] = useState<string>();
+  const { error, attempt } = useFailure();
   const ref = (el: HTMLDialogElement | null) => {
     dialog.current = el;
     if (el && !el.open) el.showModal();
   };
-  const confirm = async () => {
-    try {
+  const confirm = () =>
+    attempt(async () => {
       await api.arm("DELETE", api.poolsPath(pool.resourceGroup, pool.name));
       dialog.current?.close();
-    } catch (err) {
-      setError(errorText(err));
-    }
-  };
+    });
   return (
     <dialog ref={ref} aria-labelledby="delete-title" onClose={onDone}>
       <h2 id="delete-title">Delete pool {pool.name}?</h2>
       <p>Every session of the pool ends and its files are gone. This cannot be undone.</p>
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
+      <ErrorBanner error={error} />
       <div class="actions">
         <button type="button" class="danger" onClick={confirm}>
           Delete
@@ -319,21 +232,15 @@ function ConfirmDelete({ api, pool, onDone }: { api: Api; pool: Pool; onDone: ()
 export function PoolsView({ api }: { api: Api }) {
   const [pools, setPools] = useState<Pool[]>();
   const [gauges, setGauges] = useState<Map<string, { ready: number; allocated: number }>>(new Map());
-  const [error, setError] = useState<string>();
   const [creating, setCreating] = useState(false);
   const [editing, setEditing] = useState<Pool>();
   const [deleting, setDeleting] = useState<Pool>();
 
-  usePoll(
+  const { error } = usePolled(
     async () => {
-      try {
-        const [list, metrics] = await Promise.all([api.listPools(), api.metrics().catch(() => undefined)]);
-        setPools(list);
-        if (metrics !== undefined) setGauges(poolGauges(parseMetrics(metrics)));
-        setError(undefined);
-      } catch (err) {
-        setError(errorText(err));
-      }
+      const [list, metrics] = await Promise.all([api.listPools(), api.metrics().catch(() => undefined)]);
+      setPools(list);
+      if (metrics !== undefined) setGauges(poolGauges(parseMetrics(metrics)));
     },
     2000,
     [api],
@@ -341,93 +248,61 @@ export function PoolsView({ api }: { api: Api }) {
 
   const gauge = (p: Pool) => gauges.get(poolKey(p, api.cred.subscription));
   return (
-    <section aria-labelledby="pools-title">
-      <div class="title">
-        <h1 id="pools-title">Session pools</h1>
+    <View
+      id="pools"
+      title="Session pools"
+      bar={
         <button type="button" onClick={() => setCreating(true)} disabled={creating}>
           New pool
         </button>
-      </div>
+      }
+    >
       {creating && <CreatePool api={api} onDone={() => setCreating(false)} />}
       {editing && <EditPool api={api} pool={editing} onDone={() => setEditing(undefined)} />}
       {deleting && <ConfirmDelete api={api} pool={deleting} onDone={() => setDeleting(undefined)} />}
-      {error && (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
-      {pools === undefined ? (
-        <p>Loading…</p>
-      ) : pools.length === 0 ? (
-        <p>No pools yet: create one with “New pool”.</p>
-      ) : (
-        <table>
-          <caption class="sr-only">Session pools in every resource group</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Resource group</th>
-              <th scope="col">Type</th>
-              <th scope="col">State</th>
-              <th scope="col">Ready</th>
-              <th scope="col">Allocated</th>
-              <th scope="col">Max</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {pools.map((p) => (
-              <tr key={p.id}>
-                <th scope="row">{p.name}</th>
-                <td>{p.resourceGroup}</td>
-                <td>{p.properties.containerType}</td>
-                <td>
-                  <span class={`state state-${p.properties.provisioningState}`}>
-                    {p.properties.provisioningState}
-                  </span>
-                </td>
-                <td>{gauge(p)?.ready ?? "–"}</td>
-                <td>{gauge(p)?.allocated ?? "–"}</td>
-                <td>{p.properties.scaleConfiguration.maxConcurrentSessions ?? "–"}</td>
-                <td class="row-actions">
-                  <a
-                    href={poolHref("sessions", p.resourceGroup, p.name)}
-                    aria-label={`Sessions of ${p.name}`}
-                  >
-                    Sessions
-                  </a>
-                  {p.properties.containerType !== "CustomContainer" && (
-                    <a
-                      href={poolHref("playground", p.resourceGroup, p.name)}
-                      aria-label={`Playground of ${p.name}`}
-                    >
-                      Playground
-                    </a>
-                  )}
-                  <button
-                    type="button"
-                    class="secondary"
-                    aria-label={`Edit ${p.name}`}
-                    onClick={() => setEditing(p)}
-                  >
-                    Edit
-                  </button>
-                  <button
-                    type="button"
-                    class="danger"
-                    aria-label={`Delete ${p.name}`}
-                    onClick={() => setDeleting(p)}
-                  >
-                    Delete
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
-    </section>
+      <ErrorBanner error={error} />
+      <ItemTable
+        items={pools}
+        loading={<p>Loading…</p>}
+        empty={<p>No pools yet: create one with “New pool”.</p>}
+        caption="Session pools in every resource group"
+        columns={["Name", "Resource group", "Type", "State", "Ready", "Allocated", "Max"]}
+        row={(p) => ({
+          key: p.id,
+          header: p.name,
+          cells: [
+            p.resourceGroup,
+            p.properties.containerType,
+            <span class={`state state-${p.properties.provisioningState}`}>
+              {p.properties.provisioningState}
+            </span>,
+            gauge(p)?.ready ?? "–",
+            gauge(p)?.allocated ?? "–",
+            p.properties.scaleConfiguration.maxConcurrentSessions ?? "–",
+          ],
+          actions: (
+            <>
+              <a href={poolHref("sessions", p.resourceGroup, p.name)} aria-label={`Sessions of ${p.name}`}>
+                Sessions
+              </a>
+              {p.properties.containerType !== "CustomContainer" && (
+                <a
+                  href={poolHref("playground", p.resourceGroup, p.name)}
+                  aria-label={`Playground of ${p.name}`}
+                >
+                  Playground
+                </a>
+              )}
+              <RowButton kind="secondary" label={`Edit ${p.name}`} onClick={() => setEditing(p)}>
+                Edit
+              </RowButton>
+              <RowButton kind="danger" label={`Delete ${p.name}`} onClick={() => setDeleting(p)}>
+                Delete
+              </RowButton>
+            </>
+          ),
+        })}
+      />
+    </View>
   );
 }

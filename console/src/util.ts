@@ -1,5 +1,5 @@
-// Small helpers the views share: polling, dates, sizes, error text.
-import { useEffect, useRef } from "preact/hooks";
+// Small helpers the views share: polling, failures kept to show, dates, sizes, error text.
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "./api.ts";
 
 /** Calls `tick` now and then every `everyMs` while the component is shown (never two at once). */
@@ -22,6 +22,46 @@ export function usePoll(tick: () => Promise<void>, everyMs: number, deps: unknow
       clearTimeout(timer);
     };
   }, deps);
+}
+
+/** The last failure's text (for an ErrorBanner), and `attempt`: runs an action, keeping its failure. */
+export function useFailure() {
+  const [error, setError] = useState<string>();
+  /** Runs `action`; resolves either way, a failure leaving its text in `error`. */
+  const attempt = async (action: () => Promise<unknown>): Promise<void> => {
+    try {
+      await action();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  return { error, setError, attempt };
+}
+
+/** `usePoll` of `load`, whose failure is kept to show until a later load succeeds; `refresh` loads now. */
+export function usePolled(load: () => Promise<void>, everyMs: number, deps: unknown[]) {
+  const failure = useFailure();
+  const refresh = () =>
+    failure.attempt(async () => {
+      await load();
+      failure.setError(undefined);
+    });
+  usePoll(refresh, everyMs, deps);
+  return { ...failure, refresh };
+}
+
+/** A form's submit handler: busy while `action` runs, the previous error cleared, a failure kept to show. */
+export function useSubmit(action: () => Promise<void>) {
+  const { error, setError, attempt } = useFailure();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    await attempt(action);
+    setBusy(false);
+  };
+  return { error, busy, submit };
 }
 
 export function formatTime(iso: string | undefined): string {
