@@ -3,13 +3,16 @@
 Started by agent.py as `python3 -u kernel.py CTRL_IN_FD CTRL_OUT_FD DATA_DIR` in its own session (process
 group), with the data dir as its cwd. fds 1 and 2 are pipes the agent reads all the time, so everything printed
 here or by subprocesses is captured at the fd level. The control pipes carry one JSON object per line:
-`{"code": ...}` in; out, `{"type": "ready", "pid": ...}` once, then one `{"type": "done", ...}` per cell.
-Standard library only.
+`{"code": ...}` in; out, `{"type": "ready", "pid": ...}` once, then per cell any number of
+`{"type": "image", "image": {...}}` (a figure shown with plt.show(), sessionpool_mpl_backend.py) and one
+`{"type": "done", ...}`. Standard library only (matplotlib is the user's, imported by the user's code).
 """
 
 import ast
 import base64
 import builtins
+import importlib.machinery
+import importlib.util
 import io
 import json
 import linecache
@@ -17,6 +20,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import traceback
 import types
 import warnings
@@ -27,6 +31,12 @@ KERNEL_FILE = (lambda: None).__code__.co_filename
 CO_COROUTINE = 0x80
 COMPILE_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 MAX_SAFE_INT = 2**53
+# Our matplotlib backend (MatplotlibHook), found next to this file.
+MPL_BACKEND_MODULE = "sessionpool_mpl_backend"
+MPL_BACKEND_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), MPL_BACKEND_MODULE + ".py")
+# A shown figure larger than this (base64 characters) stays with the cell's outcome instead of being sent alone: the
+# agent reads a control message past 16 MiB as an oversized outcome (supervisor.py MAX_CONTROL_BYTES).
+MAX_SHOWN_IMAGE_CHARS = 15 << 20
 
 # SIGINT (the agent's timeout) raises KeyboardInterrupt only while user code runs; between cells it is a
 # no-op, so a late interrupt can never break the control loop or the reporting of a finished cell.
@@ -41,6 +51,9 @@ def _on_sigint(signum, frame):
 class Kernel:
     def __init__(self, ctrl_out):
         self.ctrl_out = ctrl_out
+        # plt.show() may be called from a thread of the user's: one message at a time on the pipe.
+        self._send_lock = threading.Lock()
+        self._images = None  # the running cell's outcome images, while it runs
         self.cell_count = 0
         main = types.ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
@@ -55,16 +68,27 @@ class Kernel:
             text = json.dumps({"type": "done", "result": None, "images": [],
                                "error": {"name": type(exc).__name__, "message": f"unserializable outcome: {exc}"}})
         data = (text + "\n").encode()
-        view = memoryview(data)
-        while view:
-            written = os.write(self.ctrl_out, view)
-            view = view[written:]
+        with self._send_lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self.ctrl_out, view)
+                view = view[written:]
+
+    def show_figures(self):
+        """plt.show(): every open figure is rendered, closed and sent to the agent now, as an "image" message; the
+        agent puts them before the images the cell's outcome brings (the figures left open at its end)."""
+        for image in render_open_figures():
+            if len(image["base64"]) > MAX_SHOWN_IMAGE_CHARS and self._images is not None:
+                self._images.append(image)  # too large for a message of its own: the outcome says ResultTooLarge
+            else:
+                self.send({"type": "image", "image": image})
 
     def run_cell(self, code):
         global _in_user_code
         self.cell_count += 1
         filename = f"<cell-{self.cell_count}>"
         outcome = {"type": "done", "result": None, "images": [], "error": None}
+        self._images = outcome["images"]
         _in_user_code = True
         try:
             try:
@@ -77,6 +101,7 @@ class Kernel:
                 outcome["error"] = describe(exc)
         finally:
             _in_user_code = False
+            self._images = None
         flush_streams()
         return outcome
 
@@ -222,6 +247,50 @@ def render_open_figures():
     return images
 
 
+class MatplotlibHook:
+    """Makes plt.show() send the figures at once: when the user's code first imports matplotlib, its backend becomes
+    ours (sessionpool_mpl_backend.py, Agg plus that show()) if it was to be Agg. Only in this process: MPLBACKEND
+    stays Agg for the code's subprocesses, which could not import our module. The module is found in the agent's
+    directory, ahead of sys.path: the data dir is on sys.path for the user's modules, and a file there must not stand
+    in for it. Nothing is imported before the code imports matplotlib."""
+
+    def __init__(self, show_figures):
+        self._show_figures = show_figures
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "matplotlib":
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            after = use_our_backend
+        elif fullname == MPL_BACKEND_MODULE:
+            spec = importlib.util.spec_from_file_location(fullname, MPL_BACKEND_PATH)
+            show_figures = self._show_figures
+
+            def after(module):
+                module.show_figures = show_figures
+        else:
+            return None
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then(module):
+            exec_module(module)
+            after(module)
+
+        spec.loader.exec_module = exec_then
+        return spec
+
+
+def use_our_backend(matplotlib):
+    try:
+        # dict's own lookup: RcParams resolves an automatic backend on reading it, which would import pyplot now.
+        backend = dict.__getitem__(matplotlib.rcParams, "backend")
+        if isinstance(backend, str) and backend.lower() == "agg":
+            matplotlib.rcParams["backend"] = f"module://{MPL_BACKEND_MODULE}"
+    except Exception as exc:  # noqa: BLE001 - the user's import must work, with plain Agg at worst
+        write_stderr(f"[sessionpool] plt.show() will not send figures at once: {type(exc).__name__}: {exc}\n")
+
+
 def preload(names):
     for name in names.split(","):
         name = name.strip()
@@ -271,16 +340,18 @@ def main():
     signal.signal(signal.SIGINT, _on_sigint)
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(encoding="utf-8", errors="backslashreplace")
-    # plt.show() under Agg is a no-op; its "cannot be shown" warning is noise in a sandbox.
+    # Figure.show() (not plt.show(), sessionpool_mpl_backend.py) cannot show anything; its warning is noise here.
     warnings.filterwarnings("ignore", message=".*(non-interactive|non-GUI backend)", category=UserWarning)
 
+    kernel = Kernel(ctrl_out)
+    # Before anything can import matplotlib (a preloaded module may), and before sys.path takes in the data dir.
+    sys.meta_path.insert(0, MatplotlibHook(kernel.show_figures))
     preload(os.environ.get("SESSIONPOOL_PRELOAD", ""))
     # Like a Jupyter kernel: modules uploaded to the data dir (the cwd) are importable. Everything the kernel
     # needs is imported above, so a user file named like a stdlib module cannot hijack the kernel itself.
     sys.path[0] = ""
     sys.argv = [""]
 
-    kernel = Kernel(ctrl_out)
     kernel.run_cell("pass")  # warm the whole path once before saying ready
     kernel.cell_count = 0
     kernel_pid = os.getpid()

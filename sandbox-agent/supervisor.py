@@ -27,7 +27,7 @@ class ExecJob:
     """One `exec` request, from the queue to its reply: its limits, its captured output and what became of it."""
 
     __slots__ = ("conn", "rid", "code", "timeout_ms", "out", "err", "notes", "started", "deadline", "kill_at",
-                 "timed_out", "restarted", "stream")
+                 "timed_out", "restarted", "stream", "shown", "shown_chars")
 
     def __init__(self, conn, rid, code, timeout_ms, max_chars, stream=False):
         self.conn = conn
@@ -43,6 +43,8 @@ class ExecJob:
         self.timed_out = False
         self.restarted = False
         self.stream = stream  # send output as it is read, in partial frames
+        self.shown = []  # figures shown with plt.show() while it ran, in order: the answer's first images
+        self.shown_chars = 0
 
 
 class Supervisor:
@@ -262,11 +264,33 @@ class Supervisor:
             self.kernel_pid = message.get("pid")
             self._failed_starts = 0
             self.ready.set()
+        elif kind == "image" and self._current is not None:
+            self._on_image(self._current, message.get("image"))
         elif kind == "done" and self._current is not None:
             job = self._current
             self._drain()
             self._current = None
             self._respond(job, message, None)
+
+    def _on_image(self, job, image):
+        """A figure shown while the cell runs: kept for the answer and, for a streamed exec, sent at once."""
+        if not isinstance(image, dict) or not isinstance(image.get("base64"), str):
+            log("the interpreter sent a malformed image message")
+            return
+        image = {"mime": "image/png", "base64": image["base64"]}
+        # Bounded like one outcome: a loop of plt.show() must not grow the agent, nor the answer, without end.
+        if job.shown_chars + len(image["base64"]) > MAX_CONTROL_BYTES:
+            if job.shown_chars <= MAX_CONTROL_BYTES:
+                job.shown_chars = MAX_CONTROL_BYTES + 1
+                job.notes.append(f"[sessionpool] figures shown past {MAX_CONTROL_BYTES >> 20} MiB of images were "
+                                 "dropped; save the others to files in /mnt/data instead\n")
+            return
+        job.shown_chars += len(image["base64"])
+        job.shown.append(image)
+        if job.stream:
+            # After the output read so far: what the code printed before plt.show() comes before its figure.
+            self._drain()
+            job.conn.send(partial(job.rid, image=image))
 
     def _respond(self, job, message, error):
         if job.stream:  # what the answer adds to the streams: an incomplete last character, the agent's notes
@@ -282,6 +306,9 @@ class Supervisor:
             stderr += "".join(job.notes)
         if error is None and message is not None:
             error = message.get("error")
+        images = message.get("images") if message is not None else None
+        if not isinstance(images, list):  # the code can write to the control pipe too
+            images = []
         if error is None and job.timed_out:
             error = {"name": "TimeoutError", "message": f"the execution exceeded its timeout of {job.timeout_ms} ms"}
         job.conn.send({
@@ -293,7 +320,7 @@ class Supervisor:
             "stdoutTruncated": stdout_truncated,
             "stderrTruncated": stderr_truncated,
             "result": message.get("result") if message is not None else None,
-            "images": message.get("images", []) if message is not None else [],
+            "images": job.shown + images,
             "error": error,
             "timedOut": job.timed_out,
             "restarted": job.restarted,

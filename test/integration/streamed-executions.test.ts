@@ -242,6 +242,56 @@ describe("streamed executions", () => {
     assert.equal(result.result.images[0]?.base64Data, image.base64Data);
   });
 
+  it("plt.show() sends its figure as an image event at once, while the code still runs", async () => {
+    const reader = await openStream("pypool", "py-show", {
+      code:
+        "import os, time\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n" +
+        "while not os.path.exists('/mnt/data/go-show'):\n  time.sleep(0.01)\nprint('done')",
+      timeoutInSeconds: 60,
+    });
+    assert.equal(reader.status, 200);
+    const shown = await nextEvent(reader);
+    assert.equal(shown?.event, "image", JSON.stringify(shown));
+    const image = JSON.parse(shown!.data) as { mimeType: string; base64Data: string };
+    assert.equal(image.mimeType, "image/png");
+    assert.match(image.base64Data, /^iVBOR/);
+    // The code is still waiting for this file: the image event came while it ran.
+    await upload("pypool", "py-show", "go-show");
+    const events = await reader.rest();
+    assert.deepEqual(
+      events.map((e) => e.event),
+      ["stdout", "result"],
+      "the shown figure is not sent a second time at the end",
+    );
+    const result = JSON.parse(events.at(-1)!.data) as Result & {
+      result: { images: { base64Data: string }[] };
+    };
+    assert.equal(result.result.stdout, "done\n");
+    assert.deepEqual(
+      result.result.images.map((i) => i.base64Data),
+      [image.base64Data],
+    );
+    assert.deepEqual(result, await getExecution("pypool", "py-show", reader.headers["operation-id"]!));
+  });
+
+  it("a buffered execution has the shown figures first, then the ones left open", async () => {
+    const plain = await call("POST", executionsUrl("pypool", "py-show"), {
+      body: {
+        code:
+          "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n" +
+          "plt.gcf().set_size_inches(2, 2)\nplt.plot([2, 1])",
+        timeoutInSeconds: 60,
+      },
+    });
+    assert.equal(plain.status, 200, plain.text);
+    const images = (plain.body as { result: { images: { base64Data: string }[] } }).result.images;
+    // plt.show() closed the first figure, so the code after it drew a second one (a 2-inch one). The PNG header's
+    // width tells the two apart: the shown 6.4-inch one comes first.
+    const widths = images.map((i) => Buffer.from(i.base64Data, "base64").readUInt32BE(16));
+    assert.equal(widths.length, 2, JSON.stringify(widths));
+    assert.ok(widths[0]! > widths[1]!, `shown figure first: widths ${JSON.stringify(widths)}`);
+  });
+
   it("outputStreamsMaxLength cuts the streamed output where it cuts the result; timeouts hold", async () => {
     const reader = await openStream("pypool", "py-stream", {
       code: "print('x' * 50000)\nprint('after')",

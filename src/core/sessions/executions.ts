@@ -1,7 +1,14 @@
 // Code executions: run code in a session's interpreter (sync or in the background) and remember the outcome so
 // `GET /executions/{id}` can answer. Records live in memory for an hour; a restart forgets them. One execution
 // runs at a time per session; the others wait in a bounded line (execution-queue.ts).
-import type { ExecResult, OutputChunk, ShellRequest, ShellResult } from "../../agent-channel/agent-client.ts";
+import type {
+  ExecImage,
+  ExecResult,
+  OutputChunk,
+  RunOptions,
+  ShellRequest,
+  ShellResult,
+} from "../../agent-channel/agent-client.ts";
 import { ValidationError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import { ExecutionQueue, type ExecutionQueueLimits } from "./execution-queue.ts";
@@ -63,6 +70,11 @@ export interface StartOptions {
    * Called from the moment the execution reaches the interpreter, never after `record.done`.
    */
   onOutput?: (chunk: OutputChunk) => void;
+  /**
+   * Code executions with onOutput: each figure the code shows (plt.show()) as it is shown. They are the first of the
+   * result's images, in order; the figures left open at the end follow.
+   */
+  onImage?: (image: ExecImage) => void;
 }
 
 export interface ExecutionsOptions extends Partial<ExecutionQueueLimits> {
@@ -114,7 +126,7 @@ export class Executions {
         // Not an async function: its suspended frame would keep the code alive until the answer comes.
         const sent = agentOf(live).exec(
           { code: code ?? "", timeoutMs: timeoutInSeconds * 1000, maxOutputChars },
-          options.onOutput === undefined ? {} : { onOutput: options.onOutput },
+          runOptions(options),
         );
         code = undefined;
         return sent.then((result) => {
@@ -455,4 +467,12 @@ function enumOf(value: unknown, allowed: string[], name: string): string {
     );
   }
   return match;
+}
+
+/** What the agent is asked for: output and shown figures as they come only when someone reads them. */
+function runOptions(options: StartOptions): RunOptions {
+  if (options.onOutput === undefined) return {};
+  return options.onImage === undefined
+    ? { onOutput: options.onOutput }
+    : { onOutput: options.onOutput, onImage: options.onImage };
 }

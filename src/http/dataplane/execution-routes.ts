@@ -1,7 +1,7 @@
 // Code execution: 2024-02-02-preview's synchronous /code/execute and the current /executions (synchronous or
 // asynchronous, polled at /executions/{id}); Shell pools run shell commands through the same routes.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { OutputChunk } from "../../agent-channel/agent-client.ts";
+import type { ExecImage, OutputChunk } from "../../agent-channel/agent-client.ts";
 import { ExecutionNotFoundError } from "../../core/errors.ts";
 import {
   type ExecutionRecord,
@@ -95,6 +95,7 @@ class Relay {
   #events: ExecutionEventStream | undefined;
   readonly options = {
     onOutput: (chunk: OutputChunk) => this.#events?.output(chunk),
+    onImage: (image: ExecImage) => this.#events?.image(image),
   };
 
   /** Streams the execution's events until it ends; the reply is the stream's from here on. */
@@ -106,8 +107,7 @@ class Relay {
     const events = new ExecutionEventStream(reply, heartbeatMs);
     this.#events = events;
     await record.done;
-    for (const image of record.result?.images ?? []) events.image(image);
-    events.end(executionToWire(record));
+    events.end(executionToWire(record), record.result?.images);
     this.#events = undefined;
     return reply;
   }

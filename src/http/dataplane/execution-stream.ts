@@ -1,5 +1,6 @@
 // Streamed executions (docs/streaming.md): `POST /executions` with `Accept: text/event-stream` answers server-sent
-// events, the output as the code produces it, the images, then the very body the request would get without them.
+// events, the output and the figures shown as the code produces them, the figures left open, then the very body the
+// request would get without them.
 import type { ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { ExecImage, OutputChunk } from "../../agent-channel/agent-client.ts";
@@ -30,6 +31,8 @@ export class ExecutionEventStream {
   readonly #raw: ServerResponse;
   readonly #heartbeat: NodeJS.Timeout;
   #closed = false;
+  /** Images sent as they were shown: the answer's first ones (the agent puts shown figures first, in order). */
+  #imagesSent = 0;
 
   constructor(reply: FastifyReply, heartbeatMs: number = DEFAULT_STREAM_HEARTBEAT_MS) {
     if (!Number.isSafeInteger(heartbeatMs) || heartbeatMs <= 0) {
@@ -63,12 +66,19 @@ export class ExecutionEventStream {
     this.#event(chunk.stream, { text: chunk.text });
   }
 
+  /** A figure shown while the code runs (plt.show()). */
   image(image: ExecImage): void {
+    this.#imagesSent += 1;
     this.#event("image", { mimeType: image.mime, base64Data: image.base64 });
   }
 
-  /** The last event: `result`, whose data is the JSON body of the finished execution; then the response ends. */
-  end(body: unknown): void {
+  /**
+   * The last events: the answer's `images` not sent as they were shown (the figures left open at the end), then
+   * `result`, whose data is the JSON body of the finished execution; then the response ends.
+   */
+  end(body: unknown, images: readonly ExecImage[] = []): void {
+    for (const image of images.slice(this.#imagesSent))
+      this.#event("image", { mimeType: image.mime, base64Data: image.base64 });
     this.#event("result", body);
     if (!this.#closed) this.#raw.end();
     this.#stop();
