@@ -32,6 +32,8 @@ class Dispatcher:
         self.shell = ShellRunner(data_dir)
         self.files = Files(data_dir, max_file_bytes)
         self.metadata = Metadata(kernel)
+        # Whether anything has run for a session here (hello says so: a warm record for a used sandbox is refused).
+        self.used = False
 
     def start(self):
         if self.supervisor is not None:
@@ -49,6 +51,8 @@ class Dispatcher:
                 rid = 0
                 raise AgentError("BadRequest", "id must be a positive integer")
             op = request.get("op")
+            if op not in ("hello", "metadata", "usage"):
+                self.used = True
             if op == "files.write":
                 overwrite = request.get("overwrite", True)
                 if not isinstance(overwrite, bool):
@@ -100,14 +104,14 @@ class Dispatcher:
     def hello(self, conn, rid):
         supervisor = self.supervisor
         if supervisor is None:  # Shell: nothing to wait for; the pid is the agent's own
-            conn.send(ok(rid, agent="shell", version="1", pid=os.getpid()))
+            conn.send(ok(rid, agent="shell", version="1", pid=os.getpid(), used=self.used))
             return
 
         def answer():
             while not supervisor.ready.wait(1.0):
                 if conn.closed:
                     return
-            conn.send(ok(rid, agent=self.kernel, version="1", pid=supervisor.kernel_pid))
+            conn.send(ok(rid, agent=self.kernel, version="1", pid=supervisor.kernel_pid, used=self.used))
 
         if supervisor.ready.is_set():
             answer()

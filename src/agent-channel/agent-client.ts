@@ -20,6 +20,11 @@ export interface RunOptions extends AgentRequestOptions {
    * adds up to the answer's stdout and stderr. It must not throw: an exception is dropped.
    */
   onOutput?: (chunk: OutputChunk) => void;
+  /**
+   * Called with each figure the code shows (plt.show()) as it is shown; only with onOutput (a streamed request).
+   * What it is given comes first, in order, in the answer's images. It must not throw: an exception is dropped.
+   */
+  onImage?: (image: ExecImage) => void;
 }
 
 export interface HelloResponse {
@@ -27,6 +32,8 @@ export interface HelloResponse {
   version: string;
   /** The interpreter's pid; it changes when the interpreter is restarted. */
   pid: number;
+  /** The sandbox has run something for a session (code, a command, a file, variables): it is nobody's to claim. */
+  used: boolean;
 }
 
 export interface ExecRequest {
@@ -156,11 +163,30 @@ function resultValue(value: unknown): ExecResultValue {
   };
 }
 
-/** Hands a partial frame's output to the caller, if it has the documented shape (the agent's own, never the code's). */
-function deliverOutput(header: Record<string, unknown>, onOutput: (chunk: OutputChunk) => void): void {
+/** An image as the agent sends it (an answer's images, an image partial), if it has the documented shape. */
+function imageOf(value: unknown): ExecImage | undefined {
+  return typeof (value as ExecImage | null)?.base64 === "string"
+    ? { mime: "image/png", base64: (value as ExecImage).base64 }
+    : undefined;
+}
+
+/**
+ * Hands a partial frame's output or shown figure to the caller, if it has the documented shape (the agent's own,
+ * never the code's).
+ */
+function deliverOutput(
+  header: Record<string, unknown>,
+  onOutput: (chunk: OutputChunk) => void,
+  onImage: ((image: ExecImage) => void) | undefined,
+): void {
   const { stream, text } = header;
-  if ((stream !== "stdout" && stream !== "stderr") || typeof text !== "string" || text === "") return;
   try {
+    if ("image" in header) {
+      const image = imageOf(header.image);
+      if (image !== undefined) onImage?.(image);
+      return;
+    }
+    if ((stream !== "stdout" && stream !== "stderr") || typeof text !== "string" || text === "") return;
     onOutput({ stream, text });
   } catch {
     // The reader's problem must not break the connection's frame parsing, nor the answer to come.
@@ -217,7 +243,12 @@ export class AgentClient {
   /** Answers once the interpreter is loaded and has run a no-op. */
   async hello(options: AgentRequestOptions = {}): Promise<HelloResponse> {
     const { header } = await this.#request({ op: "hello" }, undefined, options, DEFAULT_HELLO_TIMEOUT_MS);
-    return { agent: header.agent as string, version: header.version as string, pid: header.pid as number };
+    return {
+      agent: header.agent as string,
+      version: header.version as string,
+      pid: header.pid as number,
+      used: header.used === true,
+    };
   }
 
   async exec(request: ExecRequest, options: RunOptions = {}): Promise<ExecResult> {
@@ -229,11 +260,10 @@ export class AgentClient {
       ...outputOf(answer),
       status: answer.status === "Succeeded" ? "Succeeded" : "Failed",
       result: resultValue(answer.result),
-      images: (Array.isArray(answer.images) ? (answer.images as unknown[]) : []).flatMap((i) =>
-        typeof (i as ExecImage | null)?.base64 === "string"
-          ? [{ mime: "image/png" as const, base64: (i as ExecImage).base64 }]
-          : [],
-      ),
+      images: (Array.isArray(answer.images) ? (answer.images as unknown[]) : []).flatMap((i) => {
+        const image = imageOf(i);
+        return image === undefined ? [] : [image];
+      }),
       error:
         error !== null && typeof error === "object"
           ? { name: String(error.name), message: String(error.message) }
@@ -254,7 +284,7 @@ export class AgentClient {
     timeoutMs: number,
     options: RunOptions,
   ): Promise<Record<string, unknown>> {
-    const { onOutput } = options;
+    const { onOutput, onImage } = options;
     if (onOutput !== undefined) header.stream = true;
     // Undefined fields (e.g. a shell request's absent stdin) vanish in JSON.stringify.
     const { header: answer } = await this.#request(
@@ -262,7 +292,7 @@ export class AgentClient {
       undefined,
       options,
       timeoutMs + EXEC_DEADLINE_SLACK_MS,
-      onOutput === undefined ? undefined : (partial) => deliverOutput(partial, onOutput),
+      onOutput === undefined ? undefined : (partial) => deliverOutput(partial, onOutput, onImage),
     );
     return answer;
   }

@@ -79,6 +79,10 @@ export interface PoolListFilter {
   resourceGroup?: string;
 }
 
+/**
+ * What a store hands out may be shared with other callers and is read-only (the SQLite store freezes pools it
+ * caches): copy before changing.
+ */
 export interface Store {
   getPool(key: string): StoredPool | undefined;
   /** Pools ordered by key, starting after `afterKey` (keyset paging). */

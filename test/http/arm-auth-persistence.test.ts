@@ -418,7 +418,7 @@ describe("child processes: restarts and the serve command", { concurrency: true 
 
       // Debug logs of all three runs: requests were logged, secret values and the admin token never.
       const logs = outputs.join("\n");
-      assert.match(logs, /"msg":"incoming request"/);
+      assert.match(logs, /"msg":"request completed"/);
       noSecrets(logs, "the server's log output");
       assert.ok(!logs.includes(ADMIN_TOKEN), "the admin token appears in the log output");
       server = undefined;

@@ -174,10 +174,12 @@ describe("pools stored before pools had a uid", () => {
   it("get one when the store is upgraded, and their tokens work", async () => {
     await fx.createPool("tokold", python, RG);
     await fx.stop();
-    // Turn the data dir back into the previous schema: no uid column, schema version 1.
+    // Turn the data dir back into schema version 1: no uid column (nor the later sessions.environment).
     const db = new DatabaseSync(join(fx.dataDir, "sessionpool.db"));
     try {
-      db.exec("ALTER TABLE pools DROP COLUMN uid; DELETE FROM schema_version WHERE version >= 2;");
+      db.exec(
+        "ALTER TABLE pools DROP COLUMN uid; ALTER TABLE sessions DROP COLUMN environment; DELETE FROM schema_version WHERE version >= 2;",
+      );
     } finally {
       db.close();
     }

@@ -102,7 +102,7 @@ describe("shell kernel and the shell op", () => {
 
   test("hello answers at once, as the shell agent", async () => {
     const hello = await agent.client.hello();
-    assert.deepEqual(hello, { agent: "shell", version: "1", pid: agent.child.pid });
+    assert.deepEqual(hello, { agent: "shell", version: "1", pid: agent.child.pid, used: false });
   });
 
   test("exec is refused: a Shell session runs shell commands", async () => {

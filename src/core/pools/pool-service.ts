@@ -165,7 +165,8 @@ export class PoolService implements PoolLookup {
     const existing = this.#d.store.getPool(key);
     if (!existing) return undefined;
     checkPreconditions(existing, ctx.ifMatch, undefined);
-    const doc = poolDocOf(existing);
+    // What the store hands out is read-only (it may be shared); the change is made on a copy.
+    const doc = structuredClone(poolDocOf(existing));
     const now = this.#d.now().toISOString();
     const running = this.#d.store
       .listOperations({ poolKey: key, status: "InProgress" })
@@ -348,7 +349,7 @@ export class PoolService implements PoolLookup {
     this.#d.store.transaction(() => {
       const current = this.#d.store.getPool(key);
       if (!current || current.generation !== generation) return;
-      const doc = poolDocOf(current);
+      const doc = structuredClone(poolDocOf(current));
       if (doc.properties.provisioningState === "Deleting") return;
       const state = failure ? "Failed" : "Succeeded";
       if (doc.properties.provisioningState !== state || (failure && !quiet)) {

@@ -96,7 +96,10 @@ export class SandboxAdoption {
             }
           } else {
             live.agent = await this.#factory.openEndpoint(rec.id, live.socketDir!, SANDBOX_UID, false);
-            await waitForAgent(live.agent, { timeoutMs: 10_000 });
+            const { hello } = await waitForAgent(live.agent, { timeoutMs: 10_000 });
+            // Its record says warm, yet it ran something: the record of its claim was lost. Nobody gets it.
+            if (rec.state !== "allocated" && hello.used)
+              throw new Error("a sandbox recorded as warm has been used");
             if (rec.environment !== undefined) await this.#restoreEnvironment(live, rec.environment);
           }
           const st = this.#ctx.state(rec.poolKey);

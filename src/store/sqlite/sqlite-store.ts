@@ -18,14 +18,15 @@ type Row = Record<string, unknown>;
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
+  readonly #pools = new Map<string, StoredPool>();
   #depth = 0;
   #closed = false;
 
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
-    // synchronous = FULL: a commit is on disk before it returns. With NORMAL, a pool answered "Succeeded" or a
-    // session recorded as allocated could vanish when the machine loses power or the disk fails (seen in
-    // test/integration/storage-faults); the cost is one fsync per write, and the hot path writes rarely.
+    // synchronous = FULL: a commit is on disk before it returns. With NORMAL, a pool answered "Succeeded" could
+    // vanish when the machine loses power or the disk fails (seen in test/integration/storage-faults). Session
+    // records are the exception (putSession).
     this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
     this.#db.exec("PRAGMA busy_timeout = 5000;");
     this.#migrate();
@@ -73,6 +74,7 @@ export class SqliteStore implements Store {
       } catch (err) {
         // A COMMIT that failed for want of space (SQLITE_FULL, IOERR) may have rolled back already; then ROLLBACK
         // itself fails ("no transaction is active") and must not hide the error that says what went wrong.
+        this.#pools.clear();
         if (this.#db.isTransaction) {
           try {
             this.#db.exec("ROLLBACK");
@@ -87,10 +89,21 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * Served from memory once read: every data-plane request looks its pool up, and this process is the database's
+   * only writer (putPool and deletePool drop the entry; a rolled-back transaction drops them all). Frozen, since
+   * every caller shares the object.
+   */
   getPool(key: string): StoredPool | undefined {
+    const cached = this.#pools.get(key);
+    if (cached) return cached;
     return guarded(() => {
       const row = this.#stmt("SELECT * FROM pools WHERE key = ?").get(key) as Row | undefined;
-      return row ? poolFromRow(row) : undefined;
+      if (!row) return undefined;
+      const pool = deepFreeze(poolFromRow(row));
+      // Inside a transaction a read may see what a rollback takes back: not kept.
+      if (this.#depth === 0) this.#pools.set(key, pool);
+      return pool;
     });
   }
 
@@ -117,6 +130,7 @@ export class SqliteStore implements Store {
   }
 
   putPool(pool: StoredPool): void {
+    this.#pools.delete(pool.key);
     guarded(() => {
       this.#stmt(
         `INSERT INTO pools (key, sub_lc, rg_lc, subscription_id, resource_group, name, doc, etag, generation, uid, created_at, updated_at)
@@ -141,6 +155,7 @@ export class SqliteStore implements Store {
   }
 
   deletePool(key: string): void {
+    this.#pools.delete(key);
     guarded(() => {
       this.transaction(() => {
         this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(key);
@@ -244,29 +259,47 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * Without waiting for the disk (synchronous = NORMAL for this commit: written to the WAL, which a later FULL
+   * commit or checkpoint syncs): a claim is on the hot path, and what a session record protects does not outlive
+   * the machine either. A process crash loses nothing (the WAL is in the OS's cache); power loss takes the
+   * sandboxes with it; and a record that says "ready" for a sandbox that was used is caught at adoption, where
+   * the agent says whether it ever ran anything.
+   */
   putSession(s: StoredSession): void {
     guarded(() => {
-      this.#stmt(
-        `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at, environment)
+      // Inside a transaction the commit is the transaction's, made as it says.
+      if (this.#depth > 0) return this.#putSession(s);
+      this.#db.exec("PRAGMA synchronous = NORMAL");
+      try {
+        this.#putSession(s);
+      } finally {
+        this.#db.exec("PRAGMA synchronous = FULL");
+      }
+    });
+  }
+
+  #putSession(s: StoredSession): void {
+    this.#stmt(
+      `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at, environment)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier, state = excluded.state,
            sandbox_id = excluded.sandbox_id, allocated_at = excluded.allocated_at,
            last_accessed_at = excluded.last_accessed_at, expires_at = excluded.expires_at,
            environment = excluded.environment`,
-      ).run(
-        s.id,
-        s.poolKey,
-        s.identifier ?? null,
-        s.state,
-        s.sandboxId ?? null,
-        s.generation,
-        s.createdAt,
-        s.allocatedAt ?? null,
-        s.lastAccessedAt ?? null,
-        s.expiresAt ?? null,
-        s.environment ?? null,
-      );
-    });
+    ).run(
+      s.id,
+      s.poolKey,
+      s.identifier ?? null,
+      s.state,
+      s.sandboxId ?? null,
+      s.generation,
+      s.createdAt,
+      s.allocatedAt ?? null,
+      s.lastAccessedAt ?? null,
+      s.expiresAt ?? null,
+      s.environment ?? null,
+    );
   }
 
   deleteSession(id: string): void {
@@ -360,4 +393,12 @@ function sessionFromRow(r: Row): StoredSession {
     expiresAt: opt(r["expires_at"]),
     environment: opt(r["environment"]),
   };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
 }
