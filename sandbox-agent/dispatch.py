@@ -119,12 +119,10 @@ class Dispatcher:
             threading.Thread(target=answer, daemon=True).start()
 
     def set_environment(self, conn, rid, variables):
-        environment.apply(variables)
-        if self.supervisor is None:  # Shell: every command starts from the agent's environment
-            conn.send(ok(rid))
-            return
-        code = environment.kernel_code(self.kernel, variables)
-        self.supervisor.submit(ExecJob(environment.Answer(conn, rid), rid, code, environment.TIMEOUT_MS, 0))
+        environment.apply(variables)  # what the agent starts from now on (shell commands, a new interpreter)
+        if self.supervisor is not None:
+            self.supervisor.set_environment(variables)  # the running interpreter, with its next cell
+        conn.send(ok(rid))
 
     def read(self, conn, rid, path):
         fd, entry = self.files.open_regular(path)

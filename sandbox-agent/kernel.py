@@ -3,9 +3,10 @@
 Started by agent.py as `python3 -u kernel.py CTRL_IN_FD CTRL_OUT_FD DATA_DIR` in its own session (process
 group), with the data dir as its cwd. fds 1 and 2 are pipes the agent reads all the time, so everything printed
 here or by subprocesses is captured at the fd level. The control pipes carry one JSON object per line:
-`{"code": ...}` in; out, `{"type": "ready", "pid": ...}` once, then per cell any number of
-`{"type": "image", "image": {...}}` (a figure shown with plt.show(), sessionpool_mpl_backend.py) and one
-`{"type": "done", ...}`. Standard library only (matplotlib is the user's, imported by the user's code).
+`{"code": ..., "env": {...}}` in (`env`, when present, holds variables to set before the cell: op env.set);
+out, `{"type": "ready", "pid": ...}` once, then per cell any number of `{"type": "image", "image": {...}}`
+(a figure shown with plt.show(), sessionpool_mpl_backend.py) and one `{"type": "done", ...}`. Standard library
+only (matplotlib is the user's, imported by the user's code).
 """
 
 import ast
@@ -291,6 +292,12 @@ def use_our_backend(matplotlib):
         write_stderr(f"[sessionpool] plt.show() will not send figures at once: {type(exc).__name__}: {exc}\n")
 
 
+def apply_environment(env):
+    """Variables the session was given since the last cell (op env.set), set before this one runs."""
+    if env:
+        os.environ.update({str(name): str(value) for name, value in env.items()})
+
+
 def preload(names):
     for name in names.split(","):
         name = name.strip()
@@ -366,8 +373,10 @@ def main():
         if not line:
             os._exit(0)  # the agent is gone; not return: threads left by user code would keep us alive
         try:
-            code = json.loads(line)["code"]
-        except (ValueError, KeyError, TypeError):
+            command = json.loads(line)
+            code = command["code"]
+            apply_environment(command.get("env"))
+        except (ValueError, KeyError, TypeError, AttributeError):
             code = "raise RuntimeError('sessionpool kernel: malformed command')"
         outcome = kernel.run_cell(code)
         if os.getpid() != kernel_pid:

@@ -477,8 +477,13 @@ async function main() {
         const line = queue.shift();
         let code;
         try {
-          code = JSON.parse(line).code;
+          const command = JSON.parse(line);
+          code = command.code;
           if (typeof code !== "string") throw new TypeError("code is not a string");
+          // Variables the session was given since the last cell (op env.set), set before this one runs.
+          if (command.env !== null && typeof command.env === "object") {
+            for (const [name, value] of Object.entries(command.env)) process.env[name] = String(value);
+          }
         } catch {
           code = "throw new Error('sessionpool kernel: malformed command')";
         }

@@ -56,6 +56,8 @@ class Supervisor:
         self.ready = threading.Event()  # the kernel is up and has run a no-op
         self.kernel_pid = None
         self._jobs = deque()
+        # Variables set since the interpreter last ran a cell: they travel with the next one (set_environment).
+        self._pending_env = {}
         self._jobs_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -84,6 +86,13 @@ class Supervisor:
         self._stopping = True
         self._wake()
         self._thread.join(5)
+
+    def set_environment(self, variables):
+        """The running interpreter gets them with its next cell, before the cell runs: no round trip of its own (a
+        claim answers without waiting for the interpreter) and nothing can run in between. An interpreter started
+        later inherits them from the agent's environment anyway."""
+        with self._jobs_lock:
+            self._pending_env.update(variables)
 
     def submit(self, job):
         with self._jobs_lock:
@@ -159,7 +168,11 @@ class Supervisor:
             job.restarted = True
             job.notes.append(self._idle_death_note)
             self._idle_death_note = None
-        self._ctrl_pending = memoryview(json.dumps({"code": job.code}).encode("ascii") + b"\n")
+        command = {"code": job.code}
+        with self._jobs_lock:
+            if self._pending_env:
+                command["env"], self._pending_env = self._pending_env, {}
+        self._ctrl_pending = memoryview(json.dumps(command).encode("ascii") + b"\n")
         self._flush_ctrl()
 
     def _flush_ctrl(self, mask=0):

@@ -122,8 +122,8 @@ export interface MetadataResponse {
 
 const DEFAULT_HELLO_TIMEOUT_MS = 30_000;
 const DEFAULT_FILE_TIMEOUT_MS = 60_000;
-/** The agent's own bound on setting them in the interpreter is 30 s; a little more for the way there and back. */
-const DEFAULT_ENV_TIMEOUT_MS = 35_000;
+/** Setting variables is bookkeeping in the agent (the interpreter gets them with its next cell). */
+const DEFAULT_ENV_TIMEOUT_MS = 10_000;
 const DEFAULT_METADATA_TIMEOUT_MS = 60_000;
 const DEFAULT_USAGE_TIMEOUT_MS = 5_000;
 /** Past an exec's own timeout: the agent's 2 s interrupt grace plus an interpreter restart. */
