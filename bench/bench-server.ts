@@ -1,20 +1,17 @@
-// The real server for the benchmark: started in this process on a loopback port with the Docker runtime under a
-// named sandbox runtime (runc or gVisor), a temp data dir and a silent logger (or, for the load test,
-// `bin/sessionpool serve` as a child process whose memory can be read on its own), plus the pool operations the
-// rows need (create, wait, delete, watch the engine).
+// The real server for the benchmark: `bin/sessionpool serve` as a child process on a loopback port, under a
+// named sandbox runtime (runc or gVisor) or, for the load test, the one it chooses, with a temp data dir; its CPU
+// time and memory can be read on their own. Plus the pool operations the rows need (create, wait, delete, watch
+// the engine).
 // Everything it creates is tracked so `close()` removes it even after a failed row.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import pino from "pino";
-import { dockerBackend } from "../src/backend-wiring.ts";
 import { DockerDriver } from "../src/runtime/drivers/docker/docker-driver.ts";
 import { LABEL_POOL, LABEL_RUNTIME } from "../src/runtime/labels.ts";
 import { chooseSandboxRuntimes } from "../src/runtime/sandbox-runtime.ts";
-import { startServer } from "../src/server.ts";
 import { BenchClient, type TimedReply } from "./bench-client.ts";
 import type { BenchRuntime } from "./plan.ts";
 
@@ -98,34 +95,27 @@ export class BenchServer {
   }
 
   /**
-   * Starts the server in this process with sandboxes forced under `runtime` (never "auto": a row must say which
-   * boundary it measured).
+   * Starts `sessionpool serve` as a child process with sandboxes forced under `runtime` (never "auto": a row must
+   * say which boundary it measured). A process of its own, as users run it: the bench's client does not share its
+   * event loop, and its CPU time is the server's alone (cpuMs).
    */
-  static async start(runtime: BenchRuntime): Promise<BenchServer> {
-    const dataDir = mkdtempSync(join(tmpdir(), "sessionpool-bench-"));
-    const token = randomBytes(24).toString("hex");
-    try {
-      const server = await startServer({
-        host: "127.0.0.1",
-        port: 0,
-        dataDir,
-        adminToken: token,
-        retryAfterSeconds: 0,
-        logger: pino({ level: "silent" }),
-        backend: dockerBackend({ sandbox: { runtime } }),
-      });
-      return new BenchServer(server, dataDir, token, `bench-${randomBytes(4).toString("hex")}`, runtime);
-    } catch (err) {
-      rmSync(dataDir, { recursive: true, force: true });
-      throw err;
-    }
+  static start(runtime: BenchRuntime): Promise<BenchServer> {
+    return BenchServer.#spawn(["--sandbox-runtime", runtime, "--log-level", "warn"], 60_000, runtime);
   }
 
   /**
    * Runs `bin/sessionpool serve --port 0` with a temp data dir and a random admin token as a child process and
    * waits (bounded) until it listens. `args` are extra serve flags (e.g. `--log-level warn`).
    */
-  static async spawn(args: string[] = [], startTimeoutMs = 60_000): Promise<BenchServer> {
+  static spawn(args: string[] = [], startTimeoutMs = 60_000): Promise<BenchServer> {
+    return BenchServer.#spawn(args, startTimeoutMs, undefined);
+  }
+
+  static async #spawn(
+    args: string[],
+    startTimeoutMs: number,
+    runtime: BenchRuntime | undefined,
+  ): Promise<BenchServer> {
     const dataDir = mkdtempSync(join(tmpdir(), "sessionpool-bench-"));
     const token = randomBytes(24).toString("hex");
     const child: ChildProcess = spawn(
@@ -162,8 +152,8 @@ export class BenchServer {
         handle,
         dataDir,
         token,
-        `load-${randomBytes(4).toString("hex")}`,
-        undefined,
+        `${runtime ? "bench" : "load"}-${randomBytes(4).toString("hex")}`,
+        runtime,
         info,
       );
     } catch (err) {
@@ -175,6 +165,14 @@ export class BenchServer {
 
   get url(): string {
     return this.#server.url;
+  }
+
+  /** CPU time (user + system) the server process has used so far, in ms. */
+  cpuMs(): number {
+    if (!this.child) throw new Error("the server runs in this process: its CPU time is not its own");
+    const fields = readFileSync(`/proc/${this.child.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
   }
 
   /** PUTs a PythonLTS pool; resolves with the pool and the Azure-AsyncOperation URL once accepted. */

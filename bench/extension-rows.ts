@@ -16,6 +16,31 @@ const ENV = [
   { name: "REGION", value: "westeurope" },
 ];
 
+/**
+ * Times `a` and `b` one after the other, `samples` times each (two minutes at most), after `warm` untimed rounds
+ * of both and `settle` (e.g. waiting for the pool to refill): two paths measured side by side in one run.
+ */
+export async function alternate(
+  samples: number,
+  a: () => Promise<number>,
+  b: () => Promise<number>,
+  settle: () => Promise<void>,
+  warm = 5,
+): Promise<{ a: number[]; b: number[] }> {
+  for (let i = 0; i < warm; i++) {
+    await a();
+    await b();
+  }
+  await settle();
+  const times = { a: [] as number[], b: [] as number[] };
+  const deadline = performance.now() + 120_000;
+  for (let i = 0; i < samples && performance.now() < deadline; i++) {
+    times.a.push(await a());
+    times.b.push(await b());
+  }
+  return times;
+}
+
 /** PUT /session with two variables, then 1+1 in it: the client's total, against a plain warm claim's. */
 export async function measurePersonalisedClaim(s: BenchServer, plan: Plan): Promise<Row> {
   const pool = await s.createPool(`benchenv${tag()}`, { ready: 2, max: 6 }, 300_000);
@@ -87,21 +112,15 @@ export async function measureStreamedExec(s: BenchServer, plan: Plan): Promise<R
         throw new Error(`a streamed 1+1 answered ${r.status}: ${r.text.slice(0, 300)}`);
       return r.ms;
     };
-    for (let i = 0; i < 5; i++) {
-      await streamed();
-      assertTwo(await s.execute(pool, id), "buffered execution");
-    }
-    await s.waitReady(pool, 1, 60_000);
-    await sleep(SETTLE_MS);
-    const sse: number[] = [];
-    const plain: number[] = [];
-    const deadline = performance.now() + 120_000;
-    for (let i = 0; i < plan.existingExecSamples && performance.now() < deadline; i++) {
-      sse.push(await streamed());
+    const buffered = async () => {
       const r = await s.execute(pool, id);
       assertTwo(r, "buffered execution");
-      plain.push(r.ms);
-    }
+      return r.ms;
+    };
+    const { a: sse, b: plain } = await alternate(plan.existingExecSamples, streamed, buffered, async () => {
+      await s.waitReady(pool, 1, 60_000);
+      await sleep(SETTLE_MS);
+    });
     const p50 = summarize(sse).p50Ms;
     const plainP50 = summarize(plain).p50Ms;
     return {

@@ -7,6 +7,7 @@ import { LABEL_POOL } from "../src/runtime/labels.ts";
 import { ensureWebappImage, WEBAPP_PORT } from "../test/helpers/custom-image.ts";
 import { assertTwo, type TimedReply } from "./bench-client.ts";
 import type { BenchPool, BenchServer } from "./bench-server.ts";
+import { alternate } from "./extension-rows.ts";
 import {
   containerCgroupMemory,
   containerCgroupPids,
@@ -181,6 +182,7 @@ async function throughput(s: BenchServer, pool: BenchPool, plan: Plan, kept: str
     const sessions = plan.throughputSessions[index]!;
     const latencies: number[] = [];
     let failures = 0;
+    const cpuBefore = s.child ? s.cpuMs() : undefined;
     const started = performance.now();
     const stopAt = started + plan.throughputDurationMs;
     await Promise.all(
@@ -195,6 +197,7 @@ async function throughput(s: BenchServer, pool: BenchPool, plan: Plan, kept: str
       }),
     );
     const elapsedMs = performance.now() - started;
+    const serverCpuMs = cpuBefore === undefined ? undefined : s.cpuMs() - cpuBefore;
     rows.push({
       id: `throughput-${nominal}`,
       group: "sessionpool",
@@ -206,6 +209,12 @@ async function throughput(s: BenchServer, pool: BenchPool, plan: Plan, kept: str
         executions: latencies.length,
         failures,
         durationMs: elapsedMs,
+        ...(serverCpuMs === undefined
+          ? {}
+          : {
+              serverCpuMsPerExecution: serverCpuMs / Math.max(1, latencies.length),
+              serverCpuCores: serverCpuMs / elapsedMs,
+            }),
       },
       ...(sessions !== nominal ? { note: `${plan.mode}: ${sessions} sessions instead of ${nominal}` } : {}),
     });
@@ -262,22 +271,15 @@ export async function measureMcpToolsCall(s: BenchServer, plan: Plan): Promise<R
       }
       return r.ms;
     };
-    // Warm both paths (connections, the interpreter) before timing.
-    for (let i = 0; i < 5; i++) {
-      await run();
-      assertTwo(await s.execute(pool, environmentId), "plain execution in the MCP environment");
-    }
-    await s.waitReady(pool, 1, 60_000);
-    await sleep(SETTLE_MS);
-    const mcp: number[] = [];
-    const plain: number[] = [];
-    const deadline = performance.now() + 120_000;
-    for (let i = 0; i < plan.existingExecSamples && performance.now() < deadline; i++) {
-      mcp.push(await run());
+    const plainRun = async () => {
       const r = await s.execute(pool, environmentId);
       assertTwo(r, "plain execution in the MCP environment");
-      plain.push(r.ms);
-    }
+      return r.ms;
+    };
+    const { a: mcp, b: plain } = await alternate(plan.existingExecSamples, run, plainRun, async () => {
+      await s.waitReady(pool, 1, 60_000);
+      await sleep(SETTLE_MS);
+    });
     const mcpP50 = summarize(mcp).p50Ms;
     const plainP50 = summarize(plain).p50Ms;
     return {
