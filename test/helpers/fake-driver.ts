@@ -27,7 +27,10 @@ class FakeAgent {
   #stopped = false;
   readonly #path: string;
 
-  constructor(socketDir: string) {
+  readonly behaviour: { refuseEnvironment: boolean };
+
+  constructor(socketDir: string, behaviour: { refuseEnvironment: boolean } = { refuseEnvironment: false }) {
+    this.behaviour = behaviour;
     this.#path = join(socketDir, "agent.sock");
     this.#attach();
   }
@@ -61,7 +64,7 @@ class FakeAgent {
           this.#key = header.key as string;
           continue;
         }
-        socket.write(frame(answer(header)));
+        socket.write(frame(answer(header, this.behaviour)));
       }
     });
     socket.on("error", () => {});
@@ -75,8 +78,12 @@ class FakeAgent {
 /** What the fake driver and its agents report as a session's usage. */
 export const FAKE_USAGE = { cpuSeconds: 1.5, memoryBytes: 32 << 20, diskBytes: 4096 } as const;
 
-function answer(request: Record<string, unknown>): Record<string, unknown> {
+function answer(
+  request: Record<string, unknown>,
+  behaviour: { refuseEnvironment: boolean },
+): Record<string, unknown> {
   const id = request.id;
+  if (request.op === "env.set" && !behaviour.refuseEnvironment) return { id, ok: true };
   if (request.op === "usage") return { id, ok: true, dataDirUsedBytes: FAKE_USAGE.diskBytes };
   if (request.op === "hello") return { id, ok: true, agent: "python", version: "1", pid: 1 };
   if (request.op === "exec") {
@@ -118,6 +125,8 @@ export class FakeSandboxDriver implements SandboxDriver {
   /** While true, creations wait in `held` until released (a lagging engine). */
   hold = false;
   readonly held: (() => void)[] = [];
+  /** Agents refuse env.set (as one whose sandbox goes away under it would fail it). */
+  refuseEnvironment = false;
   /** Creations to fail from now on, with this message. */
   failCreates = 0;
   failMessage = "the fake engine refused to create the sandbox";
@@ -168,7 +177,7 @@ export class FakeSandboxDriver implements SandboxDriver {
     };
     this.sandboxes.set(info.id, {
       info,
-      agent: agentSocketDir === undefined ? undefined : new FakeAgent(agentSocketDir),
+      agent: agentSocketDir === undefined ? undefined : new FakeAgent(agentSocketDir, this),
     });
     return info;
   }

@@ -133,6 +133,45 @@ describe("claims", () => {
   });
 });
 
+describe("personalised claims (PUT /session)", () => {
+  const claim = (s: TestServer, pool: string, identifier: string) =>
+    call("PUT", `${endpoint(s, pool)}/session?api-version=2025-10-02-preview&identifier=${identifier}`, {
+      body: { environmentVariables: [{ name: "TENANT", value: "contoso" }] },
+    });
+
+  it("take the warm sandbox: no engine call on the request's path", async () => {
+    const driver = new FakeSandboxDriver();
+    const s = await serve(driver);
+    const put = await putPool(s, "envwarm", { max: 4, ready: 1 });
+    await waitForOperation(put.headers["azure-asyncoperation"]!);
+    const [warm] = driver.live;
+    driver.hold = true; // the refill after the claim waits: what the claim itself did is what we count
+    const calls = driver.creates.length;
+    const r = await claim(s, "envwarm", "personal");
+    assert.equal(r.status, 201, r.text);
+    assert.equal((r.body as { etag: string }).etag, warm!.id, "the warm sandbox");
+    assert.ok(driver.creates.length <= calls + 1, "at most the refill is creating");
+    driver.hold = false;
+    for (const release of driver.held.splice(0)) release();
+  });
+
+  it("a sandbox whose agent cannot set the variables is ended; the identifier's next request is told", async () => {
+    const driver = new FakeSandboxDriver();
+    const s = await serve(driver);
+    const put = await putPool(s, "envfail", { max: 4, ready: 1 });
+    await waitForOperation(put.headers["azure-asyncoperation"]!);
+    driver.refuseEnvironment = true;
+    const r = await claim(s, "envfail", "personal");
+    assert.equal(r.status, 201, r.text);
+    const sessionUrl = `${endpoint(s, "envfail")}/session?api-version=2025-10-02-preview&identifier=personal`;
+    await until("the session is ended", async () => (await call("GET", sessionUrl)).status === 404);
+    driver.refuseEnvironment = false;
+    const next = await exec(s, "envfail", "personal");
+    assert.equal(next.status, 200, next.text);
+    assert.equal(next.headers["x-sessionpool-session-replaced"], "true");
+  });
+});
+
 describe("adoption after a restart", () => {
   it("keeps sandboxes the store knows (their agents attach again with their keys) and removes the others", async () => {
     const driver = new FakeSandboxDriver();

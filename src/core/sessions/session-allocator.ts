@@ -199,7 +199,7 @@ export class SessionAllocator {
     const metricsPool = poolKey;
     // The limit holds for warm claims too: a refill that finished after cold starts filled the pool is surplus.
     const max = doc.properties.scaleConfiguration.maxConcurrentSessions;
-    if (st.allocated.size + st.coldPending + st.claiming >= max) {
+    if (st.allocated.size + st.coldPending >= max) {
       this.#ctx.d.metrics.claims.inc({ pool: metricsPool, result: "limit" });
       throw new SessionLimitError(pool.name, max, 5);
     }
@@ -208,25 +208,14 @@ export class SessionAllocator {
     if (index >= 0) {
       const live = st.ready.splice(index, 1)[0]!;
       const warm = { ...live.rec };
-      if (personalised) {
-        // Out of `ready` but not allocated yet while its agent sets the variables: counted against the limit.
-        st.claiming++;
-        try {
-          await this.#personalise(live, env, values);
-        } catch (err) {
-          await this.#factory.remove(live);
-          this.#reconciler.refillSoon(st);
-          throw startError(err);
-        } finally {
-          st.claiming--;
-        }
-      }
+      if (personalised) this.#personalise(live, env, values);
       try {
         this.#assign(live, identifier, doc);
       } catch (err) {
         Object.assign(live.rec, warm);
         if (personalised) {
           await this.#factory.remove(live);
+          this.#reconciler.refillSoon(st);
           throw err;
         }
         // Not recorded as allocated: it stays warm, untouched, rather than be handed out unrecorded (a restart
@@ -254,7 +243,7 @@ export class SessionAllocator {
       st.template = template;
       const live = await this.#factory.create(pool, template, signal);
       try {
-        if (personalised) await this.#personalise(live, env, values);
+        if (personalised) this.#personalise(live, env, values);
         this.#assign(live, identifier, doc);
       } catch (err) {
         await this.#factory.remove(live);
@@ -275,15 +264,24 @@ export class SessionAllocator {
   }
 
   /**
-   * Sets the requested variables in the sandbox (its agent; no engine call, no interpreter restart) and records
-   * them, sealed, in the session record the claim then writes.
+   * Sends the requested variables to the sandbox's agent (no engine call, no interpreter restart) and records them,
+   * sealed, in the session record the claim then writes. The claim does not wait for the agent's answer: requests
+   * on the agent's connection are taken in order, so whatever the session is asked next finds them set, and the
+   * agent refuses nothing the server has checked. Should it fail all the same (the sandbox gone under it), the
+   * session ends and its next request says it was replaced.
    */
-  async #personalise(
-    live: LiveSandbox,
-    env: RequestedEnvironment,
-    values: Record<string, string>,
-  ): Promise<void> {
-    await agentOf(live).setEnvironment(values);
+  #personalise(live: LiveSandbox, env: RequestedEnvironment, values: Record<string, string>): void {
+    agentOf(live)
+      .setEnvironment(values)
+      .catch((err) => {
+        this.#ctx.d.logger.warn(
+          { pool: live.rec.poolKey, session: live.rec.id, err },
+          "a session's variables could not be set; ending it",
+        );
+        const { identifier, poolKey } = live.rec;
+        if (identifier !== undefined) this.#ctx.pools.get(poolKey)?.replaced.add(identifier);
+        void this.#end(live, "failed");
+      });
     live.environment = env.applied;
     live.rec.environment = this.#ctx.d.sealer.seal(serializeEnvironment(env.entries));
   }

@@ -84,8 +84,6 @@ export interface PoolState {
   allocated: Map<string, LiveSandbox>;
   warmPending: number;
   coldPending: number;
-  /** Warm sandboxes taken from `ready` and being personalised: allocated in all but name. */
-  claiming: number;
   template: SandboxTemplate | undefined;
   reconciling: Promise<void> | undefined;
   again: boolean;
@@ -140,7 +138,6 @@ export class SessionContext {
         allocated: new Map(),
         warmPending: 0,
         coldPending: 0,
-        claiming: 0,
         template: undefined,
         reconciling: undefined,
         again: false,
