@@ -195,7 +195,10 @@ export class DockerDriver implements SandboxDriver {
             const config = containerCreateOptions(spec, name, networkMode);
             let container: Docker.Container;
             try {
-              container = await this.#docker.createContainer({ ...config, abortSignal: signal });
+              // Not aborted half-way: the engine goes on creating a container whose request was cut, and would
+              // register it only after the clean-up below had looked for it. The create is short; once it has
+              // answered, the abort is honoured and the clean-up removes the container by id.
+              container = await this.#docker.createContainer(config);
             } catch (err) {
               if (
                 statusCodeOf(err) === 404 &&
@@ -207,6 +210,7 @@ export class DockerDriver implements SandboxDriver {
               throw err;
             }
             containerId = container.id;
+            signal.throwIfAborted();
             await container.start({ abortSignal: signal });
             const info = infoFromInspect(await container.inspect({ abortSignal: signal }));
             this.#logger.debug(
@@ -220,9 +224,18 @@ export class DockerDriver implements SandboxDriver {
     } catch (err) {
       // Nothing left behind. An abort or deadline returns before the work settles; its engine calls see the
       // same aborted signal, so wait (bounded) for it to stop before removing what it made.
-      if (work)
-        await Promise.race([work.catch(() => {}), sleep(CLEANUP_TIMEOUT_MS, undefined, { ref: false })]);
-      // By id when the engine answered the create, else by name (an aborted create may still have happened).
+      if (work) {
+        const settled = await Promise.race([
+          work.then(
+            () => true,
+            () => true,
+          ),
+          sleep(CLEANUP_TIMEOUT_MS, false, { ref: false }),
+        ]);
+        // An engine slower than that: whatever its create makes is removed once it answers.
+        if (!settled) void work.catch(() => {}).finally(() => this.#removeQuietly(containerId ?? name));
+      }
+      // By id when the engine answered the create, else by name.
       await this.#removeQuietly(containerId ?? name);
       throw err;
     }
