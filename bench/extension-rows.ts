@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { assertTwo, type TimedReply } from "./bench-client.ts";
 import type { BenchServer } from "./bench-server.ts";
-import { type Plan, ROW_LABELS, type Row } from "./plan.ts";
+import { type Plan, ROW_LABELS, type Row, type RowId } from "./plan.ts";
 import { summarize } from "./stats.ts";
 
 const SETTLE_MS = 150;
@@ -41,6 +41,26 @@ export async function alternate(
   return times;
 }
 
+/** A row of `a`'s times with `b`'s p50 beside it and their ratio (names of the two values in `keys`). */
+export function pairedRow(
+  id: RowId,
+  a: number[],
+  b: number[],
+  keys: { other: string; ratio: string },
+  note: string,
+): Row {
+  const aP50 = summarize(a).p50Ms;
+  const bP50 = summarize(b).p50Ms;
+  return {
+    id,
+    group: "sessionpool",
+    label: ROW_LABELS[id].label,
+    latency: summarize(a),
+    values: { [keys.other]: bP50, [keys.ratio]: aP50 / bP50 },
+    note,
+  };
+}
+
 /** PUT /session with two variables, then 1+1 in it: the client's total, against a plain warm claim's. */
 export async function measurePersonalisedClaim(s: BenchServer, plan: Plan): Promise<Row> {
   const pool = await s.createPool(`benchenv${tag()}`, { ready: 2, max: 6 }, 300_000);
@@ -72,16 +92,13 @@ export async function measurePersonalisedClaim(s: BenchServer, plan: Plan): Prom
       plain.push(r.ms);
       await s.deleteSession(pool, plainId);
     }
-    const p50 = summarize(personalised).p50Ms;
-    const plainP50 = summarize(plain).p50Ms;
-    return {
-      id: "personalised-claim",
-      group: "sessionpool",
-      label: ROW_LABELS["personalised-claim"].label,
-      latency: summarize(personalised),
-      values: { plainWarmClaimP50Ms: plainP50, ratioToPlainP50: p50 / plainP50 },
-      note: "PUT /session with 2 variables + POST /executions reading one, client wall time; a plain warm claim (POST /executions, new identifier) alternates with it in the same pool, refilled and quiet before each sample",
-    };
+    return pairedRow(
+      "personalised-claim",
+      personalised,
+      plain,
+      { other: "plainWarmClaimP50Ms", ratio: "ratioToPlainP50" },
+      "PUT /session with 2 variables + POST /executions reading one, client wall time; a plain warm claim (POST /executions, new identifier) alternates with it in the same pool, refilled and quiet before each sample",
+    );
   } finally {
     await s.deletePool(pool);
   }
@@ -121,16 +138,13 @@ export async function measureStreamedExec(s: BenchServer, plan: Plan): Promise<R
       await s.waitReady(pool, 1, 60_000);
       await sleep(SETTLE_MS);
     });
-    const p50 = summarize(sse).p50Ms;
-    const plainP50 = summarize(plain).p50Ms;
-    return {
-      id: "streamed-exec",
-      group: "sessionpool",
-      label: ROW_LABELS["streamed-exec"].label,
-      latency: summarize(sse),
-      values: { sameSessionBufferedP50Ms: plainP50, sameSessionRatioP50: p50 / plainP50 },
-      note: "POST /executions with Accept: text/event-stream, client wall time to the end of the stream (the result event); a buffered POST in the same session alternates with it",
-    };
+    return pairedRow(
+      "streamed-exec",
+      sse,
+      plain,
+      { other: "sameSessionBufferedP50Ms", ratio: "sameSessionRatioP50" },
+      "POST /executions with Accept: text/event-stream, client wall time to the end of the stream (the result event); a buffered POST in the same session alternates with it",
+    );
   } finally {
     await s.deletePool(pool);
   }

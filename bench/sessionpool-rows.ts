@@ -7,7 +7,7 @@ import { LABEL_POOL } from "../src/runtime/labels.ts";
 import { ensureWebappImage, WEBAPP_PORT } from "../test/helpers/custom-image.ts";
 import { assertTwo, type TimedReply } from "./bench-client.ts";
 import type { BenchPool, BenchServer } from "./bench-server.ts";
-import { alternate } from "./extension-rows.ts";
+import { alternate, pairedRow } from "./extension-rows.ts";
 import {
   containerCgroupMemory,
   containerCgroupPids,
@@ -280,16 +280,13 @@ export async function measureMcpToolsCall(s: BenchServer, plan: Plan): Promise<R
       await s.waitReady(pool, 1, 60_000);
       await sleep(SETTLE_MS);
     });
-    const mcpP50 = summarize(mcp).p50Ms;
-    const plainP50 = summarize(plain).p50Ms;
-    return {
-      id: "mcp-tools-call",
-      group: "sessionpool",
-      label: ROW_LABELS["mcp-tools-call"].label,
-      latency: summarize(mcp),
-      values: { sameSessionPlainExecP50Ms: plainP50, sameSessionRatioP50: mcpP50 / plainP50 },
-      note: "raw JSON-RPC POST {endpoint}/mcp with x-ms-apikey on a keep-alive connection, no MCP session; a plain POST /executions in the same session alternates with it (sameSession*)",
-    };
+    return pairedRow(
+      "mcp-tools-call",
+      mcp,
+      plain,
+      { other: "sameSessionPlainExecP50Ms", ratio: "sameSessionRatioP50" },
+      "raw JSON-RPC POST {endpoint}/mcp with x-ms-apikey on a keep-alive connection, no MCP session; a plain POST /executions in the same session alternates with it (sameSession*)",
+    );
   } finally {
     await s.deletePool(pool);
   }

@@ -4,10 +4,14 @@
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import Docker from "dockerode";
 import { DockerDriver } from "../../src/runtime/drivers/docker/docker-driver.ts";
-import { dockerHostFromEnv, dockerOptionsFromEnv, ensureBusyboxImage } from "../helpers/busybox-image.ts";
+import {
+  dockerExec,
+  dockerHostFromEnv,
+  dockerOptionsFromEnv,
+  ensureBusyboxImage,
+} from "../helpers/busybox-image.ts";
 import { startRegistry } from "../helpers/registry.ts";
 import { TEST_RUNTIME } from "../helpers/runtime.ts";
 import {
@@ -19,28 +23,9 @@ import {
 
 const docker = new Docker(dockerOptionsFromEnv());
 
-/** `docker exec`, as the sandbox's user, output demultiplexed. */
-async function exec(id: string, argv: string[]): Promise<ExecResult> {
-  const execution = await docker.getContainer(id).exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
-  const stream = await execution.start({ hijack: true, stdin: false });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on("data", (chunk: Buffer) => out.push(chunk));
-  stderr.on("data", (chunk: Buffer) => err.push(chunk));
-  docker.modem.demuxStream(stream, stdout, stderr);
-  await new Promise<void>((resolve, reject) => {
-    stream.on("end", resolve);
-    stream.on("close", resolve);
-    stream.on("error", reject);
-  });
-  const { ExitCode } = await execution.inspect();
-  return {
-    exitCode: ExitCode ?? -1,
-    stdout: Buffer.concat(out).toString().trim(),
-    stderr: Buffer.concat(err).toString().trim(),
-  };
+/** `docker exec`, as the sandbox's user. */
+function exec(id: string, argv: string[]): Promise<ExecResult> {
+  return dockerExec(docker, id, argv);
 }
 
 /** A number from a cgroup file; undefined for "max" (v2) or the v1 "no limit" values. */

@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { access, chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import Docker from "dockerode";
 
 export const BUSYBOX_IMAGE = "sessionpool-test/busybox:1";
@@ -111,4 +112,32 @@ function listApplets(): Promise<string[]> {
       else resolve(out.split("\n").filter((name) => name !== "" && !name.includes("/")));
     });
   });
+}
+
+/** `docker exec` through dockerode, output demultiplexed and trimmed (tests only: the server never execs). */
+export async function dockerExec(
+  docker: Docker,
+  id: string,
+  argv: string[],
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const execution = await docker.getContainer(id).exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
+  const stream = await execution.start({ hijack: true, stdin: false });
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on("data", (chunk: Buffer) => out.push(chunk));
+  stderr.on("data", (chunk: Buffer) => err.push(chunk));
+  docker.modem.demuxStream(stream, stdout, stderr);
+  await new Promise<void>((resolve, reject) => {
+    stream.on("end", resolve);
+    stream.on("close", resolve);
+    stream.on("error", reject);
+  });
+  const { ExitCode } = await execution.inspect();
+  return {
+    exitCode: ExitCode ?? -1,
+    stdout: Buffer.concat(out).toString().trim(),
+    stderr: Buffer.concat(err).toString().trim(),
+  };
 }

@@ -9,7 +9,6 @@ import { createServer as createHttpServer, type Server as HttpServer } from "nod
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
@@ -23,7 +22,12 @@ import {
 } from "../../src/runtime/errors.ts";
 import { buildLabels, LABEL_MANAGED, LABEL_POOL } from "../../src/runtime/labels.ts";
 import type { SandboxEvent, SandboxSpec } from "../../src/runtime/sandbox-driver.ts";
-import { dockerHostFromEnv, dockerOptionsFromEnv, ensureBusyboxImage } from "../helpers/busybox-image.ts";
+import {
+  dockerExec,
+  dockerHostFromEnv,
+  dockerOptionsFromEnv,
+  ensureBusyboxImage,
+} from "../helpers/busybox-image.ts";
 
 const RUN_LABEL = "sessionpool-test.run";
 const MiB = 1024 * 1024;
@@ -76,23 +80,8 @@ interface ExecResult {
 }
 
 /** `docker exec` through dockerode (tests only: the server never execs per request). */
-async function exec(id: string, cmd: string[]): Promise<ExecResult> {
-  const execution = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await execution.start({ hijack: true, stdin: false });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on("data", (chunk: Buffer) => out.push(chunk));
-  stderr.on("data", (chunk: Buffer) => err.push(chunk));
-  docker.modem.demuxStream(stream, stdout, stderr);
-  await once(stream, "end");
-  const { ExitCode } = await execution.inspect();
-  return {
-    exitCode: ExitCode ?? -1,
-    stdout: Buffer.concat(out).toString().trim(),
-    stderr: Buffer.concat(err).toString().trim(),
-  };
+function exec(id: string, cmd: string[]): Promise<ExecResult> {
+  return dockerExec(docker, id, cmd);
 }
 
 async function sh(id: string, script: string): Promise<ExecResult> {
