@@ -160,9 +160,7 @@ export class Api {
       for (const p of page.value) pools.push(withGroup(p));
       next = page.nextLink;
     }
-    return pools.sort(
-      (a, b) => a.name.localeCompare(b.name) || a.resourceGroup.localeCompare(b.resourceGroup),
-    );
+    return pools.sort(byName);
   }
 
   async getPool(resourceGroup: string, name: string): Promise<Pool> {
@@ -233,7 +231,13 @@ export class Api {
   }
 }
 
-function withGroup(p: Omit<Pool, "resourceGroup">): Pool {
+/** The order pools are listed in: by name, then resource group. */
+export function byName(a: Pool, b: Pool): number {
+  return a.name.localeCompare(b.name) || a.resourceGroup.localeCompare(b.resourceGroup);
+}
+
+/** A pool as the API answers it, with the resource group its id names. */
+export function withGroup(p: Omit<Pool, "resourceGroup">): Pool {
   const m = /\/resourceGroups\/([^/]+)\//i.exec(p.id);
   return { ...p, resourceGroup: m ? decodeURIComponent(m[1]!) : "" };
 }

@@ -2,7 +2,7 @@
 // and lifecycle, delete with confirmation. Refreshed every 2 s, so provisioning states change as they happen.
 import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
-import { type Api, type Pool, poolKey } from "./api.ts";
+import { type Api, byName, type Pool, poolKey, withGroup } from "./api.ts";
 import { parseMetrics, poolGauges } from "./metrics.ts";
 import { Choice, ErrorBanner, Field, ItemTable, RowButton, View } from "./ui.tsx";
 import { poolHref, useFailure, usePolled, useSubmit } from "./util.ts";
@@ -42,8 +42,18 @@ function num(text: string): number | string {
   return text.trim() !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
 }
 
+/** The lifecycles a pool of `containerType` may have: OnContainerExit is for custom containers only (the API's rule). */
+function lifecycleTypes(containerType: string): string[] {
+  return containerType === "CustomContainer" ? ["Timed", "OnContainerExit"] : ["Timed"];
+}
+
+/** The lifecycle the form stands for: what was chosen, unless the type (changed since) does not allow it. */
+function lifecycleTypeOf(f: Form): string {
+  return lifecycleTypes(f.containerType).includes(f.lifecycleType) ? f.lifecycleType : "Timed";
+}
+
 function lifecycleOf(f: Form): Record<string, unknown> {
-  return f.lifecycleType === "OnContainerExit"
+  return lifecycleTypeOf(f) === "OnContainerExit"
     ? { lifecycleType: "OnContainerExit", maxAlivePeriodInSeconds: num(f.maxAlivePeriodInSeconds) }
     : { lifecycleType: "Timed", cooldownPeriodInSeconds: num(f.cooldownPeriodInSeconds) };
 }
@@ -93,8 +103,13 @@ function LifecycleFields({ f, bind }: { f: Form; bind: Bind }) {
     <>
       <Field label="Max sessions" type="number" {...bind("maxConcurrentSessions")} />
       <Field label="Ready sessions" type="number" {...bind("readySessionInstances")} />
-      <Choice label="Lifecycle" options={["Timed", "OnContainerExit"]} {...bind("lifecycleType")} />
-      {f.lifecycleType === "Timed" ? (
+      <Choice
+        label="Lifecycle"
+        options={lifecycleTypes(f.containerType)}
+        {...bind("lifecycleType")}
+        value={lifecycleTypeOf(f)}
+      />
+      {lifecycleTypeOf(f) === "Timed" ? (
         <Field label="Cooldown (seconds)" type="number" {...bind("cooldownPeriodInSeconds")} />
       ) : (
         <Field label="Max alive (seconds)" type="number" {...bind("maxAlivePeriodInSeconds")} />
@@ -131,11 +146,20 @@ function PoolForm(props: {
   );
 }
 
-function CreatePool({ api, onDone }: { api: Api; onDone: () => void }) {
+/** What a form calls when it is done: with the API's answer when it wrote the pool, without when cancelled. */
+type OnDone = (answer?: Pool) => void;
+
+/** The pool the API answered a PUT or PATCH with (its state InProgress until provisioning settles). */
+function answered(body: unknown): Pool {
+  return withGroup(body as Omit<Pool, "resourceGroup">);
+}
+
+function CreatePool({ api, onDone }: { api: Api; onDone: OnDone }) {
   const [f, bind] = useForm(() => EMPTY);
   const { error, busy, submit } = useSubmit(async () => {
-    await api.arm("PUT", api.poolsPath(f.resourceGroup.trim(), f.name.trim()), createBody(f));
-    onDone();
+    onDone(
+      answered(await api.arm("PUT", api.poolsPath(f.resourceGroup.trim(), f.name.trim()), createBody(f))),
+    );
   });
   return (
     <PoolForm
@@ -145,7 +169,7 @@ function CreatePool({ api, onDone }: { api: Api; onDone: () => void }) {
       busy={busy}
       error={error}
       onSubmit={submit}
-      onCancel={onDone}
+      onCancel={() => onDone()}
     >
       <Field label="Name" {...bind("name")} />
       <Field label="Resource group" {...bind("resourceGroup")} />
@@ -177,48 +201,55 @@ function formOf(p: Pool): Form {
   };
 }
 
-function EditPool({ api, pool, onDone }: { api: Api; pool: Pool; onDone: () => void }) {
+function EditPool({ api, pool, onDone }: { api: Api; pool: Pool; onDone: OnDone }) {
   const [f, bind] = useForm(() => formOf(pool));
-  // No busy state: Save stays enabled while saving, as it always has.
-  const { error, submit } = useSubmit(async () => {
-    await api.arm("PATCH", api.poolsPath(pool.resourceGroup, pool.name), {
+  const { error, busy, submit } = useSubmit(async () => {
+    const answer = await api.arm("PATCH", api.poolsPath(pool.resourceGroup, pool.name), {
       properties: scaleAndLifecycleOf(f),
     });
-    onDone();
+    onDone(answered(answer));
   });
   return (
     <PoolForm
       label={`Edit pool ${pool.name}`}
       title={`Edit ${pool.name}`}
       submitLabel="Save"
+      busy={busy}
       error={error}
       onSubmit={submit}
-      onCancel={onDone}
+      onCancel={() => onDone()}
     >
       <LifecycleFields f={f} bind={bind} />
     </PoolForm>
   );
 }
 
-function ConfirmDelete({ api, pool, onDone }: { api: Api; pool: Pool; onDone: () => void }) {
+/** Asks before deleting: Cancel (or Escape) closes the dialog and nothing is sent; Delete sends the DELETE. */
+function ConfirmDelete(props: { api: Api; pool: Pool; onDeleted: () => void; onDone: () => void }) {
+  const { api, pool, onDone } = props;
   const dialog = useRef<HTMLDialogElement>(null);
   const { error, attempt } = useFailure();
+  const [busy, setBusy] = useState(false);
   const ref = (el: HTMLDialogElement | null) => {
     dialog.current = el;
     if (el && !el.open) el.showModal();
   };
-  const confirm = () =>
-    attempt(async () => {
+  const confirm = async () => {
+    setBusy(true);
+    await attempt(async () => {
       await api.arm("DELETE", api.poolsPath(pool.resourceGroup, pool.name));
+      props.onDeleted();
       dialog.current?.close();
     });
+    setBusy(false);
+  };
   return (
     <dialog ref={ref} aria-labelledby="delete-title" onClose={onDone}>
       <h2 id="delete-title">Delete pool {pool.name}?</h2>
       <p>Every session of the pool ends and its files are gone. This cannot be undone.</p>
       <ErrorBanner error={error} />
       <div class="actions">
-        <button type="button" class="danger" onClick={confirm}>
+        <button type="button" class="danger" onClick={confirm} disabled={busy}>
           Delete
         </button>
         <button type="button" class="secondary" onClick={() => dialog.current?.close()}>
@@ -236,15 +267,41 @@ export function PoolsView({ api }: { api: Api }) {
   const [editing, setEditing] = useState<Pool>();
   const [deleting, setDeleting] = useState<Pool>();
 
-  const { error } = usePolled(
+  // Counts the console's own writes: a list asked for before the latest one is out of date and is dropped.
+  const writes = useRef(0);
+
+  const { error, refresh } = usePolled(
     async () => {
+      const asked = writes.current;
       const [list, metrics] = await Promise.all([api.listPools(), api.metrics().catch(() => undefined)]);
-      setPools(list);
+      if (asked === writes.current) setPools(list);
       if (metrics !== undefined) setGauges(poolGauges(parseMetrics(metrics)));
     },
     2000,
     [api],
   );
+
+  /**
+   * After a write: the pool as the API answered it is shown at once (a new or changed pool is InProgress until
+   * it is provisioned), then the list is read again, so the state is live from the first moment.
+   */
+  const wrote = (answer?: Pool) => {
+    writes.current++;
+    if (answer !== undefined) {
+      setPools((old) =>
+        [...(old ?? []).filter((p) => p.id.toLowerCase() !== answer.id.toLowerCase()), answer].sort(byName),
+      );
+    }
+    void refresh();
+  };
+  const created: OnDone = (answer) => {
+    setCreating(false);
+    if (answer !== undefined) wrote(answer);
+  };
+  const edited: OnDone = (answer) => {
+    setEditing(undefined);
+    if (answer !== undefined) wrote(answer);
+  };
 
   const gauge = (p: Pool) => gauges.get(poolKey(p, api.cred.subscription));
   return (
@@ -257,9 +314,18 @@ export function PoolsView({ api }: { api: Api }) {
         </button>
       }
     >
-      {creating && <CreatePool api={api} onDone={() => setCreating(false)} />}
-      {editing && <EditPool api={api} pool={editing} onDone={() => setEditing(undefined)} />}
-      {deleting && <ConfirmDelete api={api} pool={deleting} onDone={() => setDeleting(undefined)} />}
+      {creating && <CreatePool api={api} onDone={created} />}
+      {/* Keyed by the pool: editing another pool starts from that pool's values, not the form's. */}
+      {editing && <EditPool key={editing.id} api={api} pool={editing} onDone={edited} />}
+      {deleting && (
+        <ConfirmDelete
+          key={deleting.id}
+          api={api}
+          pool={deleting}
+          onDeleted={() => wrote()}
+          onDone={() => setDeleting(undefined)}
+        />
+      )}
       <ErrorBanner error={error} />
       <ItemTable
         items={pools}
