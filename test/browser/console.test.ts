@@ -145,6 +145,23 @@ async function notedStates(): Promise<string[]> {
   });
 }
 
+/**
+ * Submits the pool form with `button` and waits for it to close and for the form's pool to show `max` and
+ * Succeeded; the states its row showed meanwhile must end InProgress → Succeeded (the change is shown live).
+ */
+async function submitAndWatchState(button: string, formSelector: string, max: string): Promise<void> {
+  await noteStates(FORM_POOL);
+  await page.locator(aria(button, "button")).click();
+  await page.waitForSelector(formSelector, { hidden: true });
+  await waitForPoolRow(FORM_POOL, { [STATE]: "Succeeded", [MAX]: max });
+  const states = await notedStates();
+  assert.deepEqual(
+    states.slice(states.indexOf("InProgress")),
+    ["InProgress", "Succeeded"],
+    states.join(" → "),
+  );
+}
+
 /** The form pool as the public API answers it. */
 async function formPool() {
   const r = await call("GET", armPoolUrl(fx.url, FORM_POOL, FORM_RG, "2025-10-02-preview"));
@@ -293,17 +310,8 @@ describe("web console in a headless browser", { skip: SKIP }, () => {
     await page.locator(aria("Resource group", "textbox")).fill(FORM_RG);
     await page.locator(aria("Max sessions", "spinbutton")).fill("3");
     await page.locator(aria("Ready sessions", "spinbutton")).fill("1");
-    await noteStates(FORM_POOL);
-    await page.locator(aria("Create", "button")).click();
-    await page.waitForSelector('form[aria-label="Create a pool"]', { hidden: true });
     // Provisioning starts a warm sandbox; the list shows the pool at once and its state as it changes.
-    await waitForPoolRow(FORM_POOL, { [STATE]: "Succeeded", [MAX]: "3" });
-    const states = await notedStates();
-    assert.deepEqual(
-      states.slice(states.indexOf("InProgress")),
-      ["InProgress", "Succeeded"],
-      states.join(" → "),
-    );
+    await submitAndWatchState("Create", 'form[aria-label="Create a pool"]', "3");
 
     const pool = await formPool();
     assert.equal(pool.status, 200, pool.text);
@@ -341,16 +349,7 @@ describe("web console in a headless browser", { skip: SKIP }, () => {
     );
     assert.deepEqual(lifecycles, ["Timed"]);
     await page.locator(aria("Cooldown (seconds)", "spinbutton")).fill("600");
-    await noteStates(FORM_POOL);
-    await page.locator(aria("Save", "button")).click();
-    await page.waitForSelector(form, { hidden: true });
-    await waitForPoolRow(FORM_POOL, { [STATE]: "Succeeded", [MAX]: "5" });
-    const states = await notedStates();
-    assert.deepEqual(
-      states.slice(states.indexOf("InProgress")),
-      ["InProgress", "Succeeded"],
-      states.join(" → "),
-    );
+    await submitAndWatchState("Save", form, "5");
 
     const pool = await formPool();
     assert.equal(pool.status, 200, pool.text);
