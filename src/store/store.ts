@@ -104,7 +104,11 @@ export interface Store {
 
   listSessions(poolKey: string): StoredSession[];
   allSessions(): StoredSession[];
-  putSession(session: StoredSession): void;
+  /**
+   * Session records may be committed without waiting for the disk (a sandbox does not outlive the machine);
+   * `durable` asks for the same guarantee as every other write.
+   */
+  putSession(session: StoredSession, options?: { durable?: boolean }): void;
   deleteSession(id: string): void;
 
   /** Run `fn` in one transaction (nested calls join the outer one). */

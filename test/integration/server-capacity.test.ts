@@ -110,7 +110,7 @@ describe("a store write that fails after the sandbox was created", () => {
       new Proxy(store, {
         get(target, property, receiver) {
           if (property === "putSession") {
-            return (rec: StoredSession) => {
+            return (rec: StoredSession, options?: { durable?: boolean }) => {
               // The write that records the new sandbox's id, as a full disk would refuse it.
               if (failNext && rec.sandboxId !== undefined && rec.state === "pending") {
                 failNext = false;
@@ -119,7 +119,7 @@ describe("a store write that fails after the sandbox was created", () => {
                   errcode: 13,
                 });
               }
-              return target.putSession(rec);
+              return target.putSession(rec, options);
             };
           }
           const value = Reflect.get(target, property, receiver);

@@ -293,7 +293,8 @@ export class SessionAllocator {
     live.rec.allocatedAt = now.toISOString();
     live.rec.lastAccessedAt = now.toISOString();
     live.rec.expiresAt = sessionExpiry(doc, { allocatedAt: now, lastAccessedAt: now }).toISOString();
-    this.#ctx.d.store.putSession(live.rec);
+    // A custom container has no agent to say at adoption whether it was used: its claim is made durable.
+    this.#ctx.d.store.putSession(live.rec, { durable: live.kind === "custom" });
     live.persistedAccessMs = now.getTime();
   }
 }

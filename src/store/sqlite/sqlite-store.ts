@@ -264,12 +264,13 @@ export class SqliteStore implements Store {
    * commit or checkpoint syncs): a claim is on the hot path, and what a session record protects does not outlive
    * the machine either. A process crash loses nothing (the WAL is in the OS's cache); power loss takes the
    * sandboxes with it; and a record that says "ready" for a sandbox that was used is caught at adoption, where
-   * the agent says whether it ever ran anything.
+   * the agent says whether it ever ran anything. `durable` (the claim of a custom container, which has no agent to
+   * ask) commits as every other write does.
    */
-  putSession(s: StoredSession): void {
+  putSession(s: StoredSession, options: { durable?: boolean } = {}): void {
     guarded(() => {
       // Inside a transaction the commit is the transaction's, made as it says.
-      if (this.#depth > 0) return this.#putSession(s);
+      if (this.#depth > 0 || options.durable) return this.#putSession(s);
       this.#db.exec("PRAGMA synchronous = NORMAL");
       try {
         this.#putSession(s);
