@@ -61,19 +61,10 @@ export class SessionAllocator {
     this.#ctx.requireAdopted();
     const st = this.#ctx.state(poolKey);
     const existing = st.allocated.get(identifier);
-    if (existing) {
-      this.touch(existing);
-      return { live: existing, fresh: false, replaced: false, allocationMs: 0 };
-    }
-    const flightKey = `${poolKey}\n${identifier}`;
-    let flight = this.#inflight.get(flightKey);
-    if (!flight) {
-      flight = this.#allocate(poolKey, identifier, signal).finally(() => this.#inflight.delete(flightKey));
-      this.#inflight.set(flightKey, flight);
-    }
-    const acquired = await flight;
-    // Concurrent first requests share one allocation; only one of them is "fresh" for metrics' sake.
-    return acquired;
+    if (existing) return this.#reuse(existing);
+    // Concurrent first requests share one allocation, and its answer.
+    const key = flightKey(poolKey, identifier);
+    return this.#inflight.get(key) ?? this.#fly(key, () => this.#allocate(poolKey, identifier, signal));
   }
 
   /**
@@ -87,21 +78,29 @@ export class SessionAllocator {
     signal?: AbortSignal,
   ): Promise<Acquired> {
     this.#ctx.requireAdopted();
-    const flightKey = `${poolKey}\n${identifier}`;
+    const key = flightKey(poolKey, identifier);
     // Whoever is allocating this identifier finishes first; then it either exists or this request allocates it.
-    for (let flight = this.#inflight.get(flightKey); flight; flight = this.#inflight.get(flightKey))
+    for (let flight = this.#inflight.get(key); flight; flight = this.#inflight.get(key))
       await flight.catch(() => undefined);
     const existing = this.#ctx.state(poolKey).allocated.get(identifier);
     if (existing) {
       if ((existing.environment ?? NO_ENVIRONMENT).digest !== env.applied.digest)
         throw new SessionEnvironmentConflictError(identifier);
-      this.touch(existing);
-      return { live: existing, fresh: false, replaced: false, allocationMs: 0 };
+      return this.#reuse(existing);
     }
-    const flight = this.#allocate(poolKey, identifier, signal, env).finally(() =>
-      this.#inflight.delete(flightKey),
-    );
-    this.#inflight.set(flightKey, flight);
+    return this.#fly(key, () => this.#allocate(poolKey, identifier, signal, env));
+  }
+
+  /** An existing session handed to another request: its idle clock restarts. */
+  #reuse(live: LiveSandbox): Acquired {
+    this.touch(live);
+    return { live, fresh: false, replaced: false, allocationMs: 0 };
+  }
+
+  /** Runs an allocation that later requests for the same identifier join until it settles. */
+  #fly(key: string, allocate: () => Promise<Acquired>): Promise<Acquired> {
+    const flight = allocate().finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, flight);
     return flight;
   }
 
@@ -158,7 +157,7 @@ export class SessionAllocator {
     this.#ctx.requireAdopted();
     const live = this.#ctx.pools.get(poolKey)?.allocated.get(identifier);
     if (!live) {
-      const flight = this.#inflight.get(`${poolKey}\n${identifier}`);
+      const flight = this.#inflight.get(flightKey(poolKey, identifier));
       if (!flight) return false;
       const acquired = await flight.catch(() => undefined);
       if (!acquired) return false;
@@ -306,4 +305,9 @@ function startError(err: unknown): Error {
     storageFailure(err) ??
     new SessionStartError(`A session could not be started: ${(err as Error).message}`, err)
   );
+}
+
+/** One allocation at a time per identifier of a pool: the key of its flight. */
+function flightKey(poolKey: string, identifier: string): string {
+  return `${poolKey}\n${identifier}`;
 }
