@@ -94,7 +94,18 @@ if [ "$changed" = changed ] || ! engine_has_runsc; then
   log "registering runsc and runsc-net with the engine ($DAEMON_JSON); running containers are kept"
   pid=""
   [ -f "$DOCKERD_PID" ] && pid=$(cat "$DOCKERD_PID" 2>/dev/null || true)
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || pid=$(pidof dockerd 2>/dev/null | awk '{print $1}' || true)
+  # the engine's own pidfile next; pidof last, skipping the fleet tests' second engine (scripts/second-engine.sh)
+  if ! { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }; then
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    if ! { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }; then
+      pid=""
+      for p in $(pidof dockerd 2>/dev/null || true); do
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q sessionpool-engine2 && continue
+        pid=$p
+        break
+      done
+    fi
+  fi
   [ -n "$pid" ] || warn "no dockerd process found to reload"
   kill -HUP "$pid"
   for _ in $(seq 1 50); do

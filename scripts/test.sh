@@ -43,6 +43,9 @@ test_prerequisite /bin/busybox busybox-static
 test_prerequisite /usr/share/nodejs/acorn/package.json node-acorn
 # the console's browser tests (test/browser/) drive Debian's chromium through puppeteer-core (no browser download)
 test_prerequisite /usr/bin/chromium chromium
+# the store's contract runs against PostgreSQL too, and the fleet tests share one (test/helpers/postgres.ts starts a
+# private cluster from Debian's binaries on a free port; nothing listens beyond loopback)
+test_prerequisite /usr/lib/postgresql postgresql
 
 status=0
 say "lint: npm run lint"
@@ -78,7 +81,17 @@ RUNTIME_SUITES=(
 
 TAP=$(mktemp "${TMPDIR:-/tmp}/sessionpool-test.XXXXXX")
 TAP2=$(mktemp "${TMPDIR:-/tmp}/sessionpool-test.XXXXXX")
-trap 'rm -f "$TAP" "$TAP2"' EXIT
+# The fleet tests start a second engine and stop it again; should the run be cut short, stop it here, unless it ran
+# before the run (then it is someone else's).
+ENGINE2_BEFORE=no
+bash scripts/second-engine.sh status >/dev/null 2>&1 && ENGINE2_BEFORE=yes
+cleanup() {
+  rm -f "$TAP" "$TAP2"
+  if [ "$ENGINE2_BEFORE" = no ] && bash scripts/second-engine.sh status >/dev/null 2>&1; then
+    bash scripts/second-engine.sh stop >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
 run_tests() {
   local tap=$1
   shift

@@ -5,6 +5,8 @@ import { totalmem } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadOrCreateSecretFile, randomToken } from "./auth/key-files.ts";
+import { Fleet } from "./core/fleet/fleet.ts";
+import type { FleetRouting } from "./core/fleet/fleet-routing.ts";
 import { McpProtocol } from "./core/mcp/mcp-protocol.ts";
 import { McpTools } from "./core/mcp/mcp-tools.ts";
 import { Metrics } from "./core/metrics.ts";
@@ -38,6 +40,11 @@ export interface DockerBackendOptions {
   executionQueue?: Partial<ExecutionQueueLimits>;
   /** Keep-alive comments on an idle streamed execution (default 15 s). */
   streamHeartbeatMs?: number;
+  /** A fleet's heartbeat interval and the silence after which a server counts as gone (defaults 1 s and 5 s). */
+  fleetHeartbeatMs?: number;
+  fleetLiveWindowMs?: number;
+  /** Tests inject where each session's requests are served (a stub fleet) into the data plane. */
+  fleet?: FleetRouting;
 }
 
 export function dockerBackend(
@@ -53,6 +60,7 @@ export function dockerBackend(
         egressDnsServers: hostNameservers(),
       });
     const metrics = new Metrics();
+    const capacity = new SandboxCapacity({ ...defaultCapacity(totalmem()), ...options.capacity });
     const sessions = new SessionManager({
       store: ctx.store,
       driver,
@@ -64,8 +72,9 @@ export function dockerBackend(
       agentSecret: loadOrCreateSecretFile(join(ctx.dataDir, "keys", "agent.key"), () => randomToken(32))
         .value,
       secrets: (poolKey) => ctx.secrets.values(poolKey),
+      ...(ctx.instanceId ? { instanceId: ctx.instanceId } : {}),
       sealer: ctx.secretBox,
-      capacity: new SandboxCapacity({ ...defaultCapacity(totalmem()), ...options.capacity }),
+      capacity,
       ...(options.reapIntervalMs ? { reapIntervalMs: options.reapIntervalMs } : {}),
       ...(options.probeIntervalMs ? { probeIntervalMs: options.probeIntervalMs } : {}),
       ...(options.engineCheckIntervalMs ? { engineCheckIntervalMs: options.engineCheckIntervalMs } : {}),
@@ -80,6 +89,27 @@ export function dockerBackend(
       ),
     };
 
+    // On a shared store (--store postgres://...) this server is one of a fleet.
+    const fleet = ctx.fleet
+      ? new Fleet({
+          store: ctx.store,
+          selfId: ctx.fleet.instanceId,
+          address: () => ctx.fleet?.address ?? ctx.publicUrl,
+          local: {
+            holds: (poolKey, identifier) => sessions.holds(poolKey, identifier),
+            counts: () => sessions.countsByPool(),
+            capacity: () => Math.max(0, capacity.limits.maxSandboxes - capacity.used.sandboxes),
+            engineUp: () => sessions.engineHealth().up,
+            markReplaced: (poolKey, identifier) => sessions.markReplaced(poolKey, identifier),
+            membersChanged: () => sessions.reconcileAll(),
+          },
+          logger: ctx.logger.child({ component: "fleet" }),
+          ...(options.fleetHeartbeatMs ? { heartbeatMs: options.fleetHeartbeatMs } : {}),
+          ...(options.fleetLiveWindowMs ? { liveWindowMs: options.fleetLiveWindowMs } : {}),
+        })
+      : undefined;
+    if (fleet) sessions.joinFleet(fleet);
+
     return {
       provisioner: sessions,
       dataPlane: async (app: FastifyInstance, pools: PoolLookup) =>
@@ -90,6 +120,7 @@ export function dockerBackend(
           authenticator: ctx.authenticator,
           mcp,
           uploads,
+          ...((options.fleet ?? fleet) ? { fleet: options.fleet ?? fleet } : {}),
           config: {
             get publicUrl() {
               return ctx.publicUrl;
@@ -107,10 +138,16 @@ export function dockerBackend(
             ping: (call) => driver.ping(call),
           },
           metrics: metrics.registry,
+          ...(fleet ? { fleet } : {}),
         }),
-      start: () => sessions.start(),
+      start: async () => {
+        await sessions.start();
+        await fleet?.start();
+      },
+      ...(fleet ? { fleet } : {}),
       sandboxRuntime: () => sessions.sandboxRuntime,
       close: async () => {
+        await fleet?.close();
         await sessions.close();
         await driver.close();
       },

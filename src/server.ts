@@ -15,8 +15,8 @@ import { NOOP_PROVISIONER, type PoolProvisioner, PoolService } from "./core/pool
 import { ConfigError } from "./errors.ts";
 import { type AppDeps, buildApp, type DataPlanePlugin, type OperationalPlugin } from "./http/app.ts";
 import { TrustedProxies } from "./http/dataplane/proxy-trust.ts";
-import { SqliteStore } from "./store/sqlite/sqlite-store.ts";
-import type { Store } from "./store/store.ts";
+import { checkServerKeys, openStore } from "./store/open-store.ts";
+import type { Store, StoredMember } from "./store/store.ts";
 
 export interface ServerOptions {
   host: string;
@@ -38,7 +38,18 @@ export interface ServerOptions {
    * containers (extended with this hop); anyone else's are replaced by what the server saw. Default: nobody.
    */
   trustedProxies?: readonly string[];
-  /** Decorates the store (tests: a store that fails on purpose); the SQLite store itself otherwise. */
+  /**
+   * The store: undefined or "sqlite" for the SQLite file in the data dir; a postgres:// URL for a PostgreSQL
+   * database, which the servers of a fleet share.
+   */
+  store?: string;
+  /**
+   * Where the other servers of a fleet reach this one (default: the public URL). Only with a shared store.
+   */
+  fleetAddress?: string;
+  /** How often a fleet member reads the pools from the shared store (default 1 s). */
+  fleetSyncMs?: number;
+  /** Decorates the store (tests: a store that fails on purpose); the store itself otherwise. */
   wrapStore?: (store: Store) => Store;
   /** Builds the backend (engine, sandboxes, sessions, data plane); without it pools provision nothing. */
   backend?: (ctx: BackendContext) => Promise<BackendParts>;
@@ -59,6 +70,10 @@ export interface BackendContext {
   authenticator: AuthenticatorChain;
   trustedProxies: TrustedProxies;
   now: () => Date;
+  /** This server's instance id when the store is shared (a fleet); otherwise the store's meta keeps it. */
+  instanceId?: string;
+  /** Set when the store is shared: this server is one of a fleet; `address` is where the others reach it. */
+  fleet?: { instanceId: string; address: string | undefined };
 }
 
 export interface BackendParts {
@@ -69,6 +84,8 @@ export interface BackendParts {
   start?: () => Promise<void>;
   /** The sandbox runtime (the OCI runtime: "runsc" is gVisor), once the engine has answered. */
   sandboxRuntime?: () => string | undefined;
+  /** The fleet this server is one of (a shared store). */
+  fleet?: { members(): readonly StoredMember[]; readonly isJanitor: boolean; readonly selfId: string };
   close: () => Promise<void>;
 }
 
@@ -122,14 +139,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     );
   }
   const keysDir = join(o.dataDir, "keys");
-  const secretBox = new SecretBox(
-    loadOrCreateSecretFile(join(keysDir, "secrets.key"), SecretBox.generateKey).value,
-  );
+  const secretsKey = loadOrCreateSecretFile(join(keysDir, "secrets.key"), SecretBox.generateKey).value;
+  const secretBox = new SecretBox(secretsKey);
+  const signingKey = loadOrCreateSecretFile(join(keysDir, "token-signing.key"), () => randomToken(32)).value;
   const tokens = new PoolTokenService(
-    loadOrCreateSecretFile(join(keysDir, "token-signing.key"), () => randomToken(32)).value,
+    signingKey,
     o.tokenTtlSeconds ?? 3600,
     // Called per request, long after `pools` is set below; before that no token can have been issued.
-    (key) => pools?.liveUid(key),
+    async (key) => pools?.liveUid(key),
   );
   const authenticator = new AuthenticatorChain([new AdminTokenAuthenticator(adminToken), tokens]);
 
@@ -149,8 +166,18 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const hostForUrl =
     isIP(o.host) === 6 ? `[${o.host}]` : o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
 
-  const sqlite = new SqliteStore(join(o.dataDir, "sessionpool.db"));
-  const store = o.wrapStore ? o.wrapStore(sqlite) : sqlite;
+  const opened = await openStore(o.store, o.dataDir, logger);
+  const store = o.wrapStore ? o.wrapStore(opened.store) : opened.store;
+  try {
+    await checkServerKeys(store, { secrets: secretsKey, tokenSigning: signingKey }, keysDir);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  // In a fleet every server has its own instance id (the label on its sandboxes), kept beside its keys.
+  const instanceId = opened.shared
+    ? loadOrCreateSecretFile(join(o.dataDir, "instance-id"), () => crypto.randomUUID()).value
+    : undefined;
   const secrets = new PoolSecrets(store, secretBox);
   const mcpKeys = new McpKeys(store, secretBox);
   let pools: PoolService | undefined;
@@ -162,7 +189,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       await app?.close().catch((err) => logger.warn({ err }, "error while closing HTTP"));
       await pools?.close();
       await parts?.close().catch((err) => logger.warn({ err }, "error while closing the backend"));
-      store.close();
+      await store.close();
     })();
     return closed;
   };
@@ -183,6 +210,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       authenticator,
       trustedProxies,
       now,
+      ...(instanceId
+        ? { instanceId, fleet: { instanceId, address: o.fleetAddress?.replace(/\/+$/, "") } }
+        : {}),
     };
     parts = o.backend ? await o.backend(ctx) : undefined;
     pools = new PoolService({
@@ -220,7 +250,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     if (publicUrl === "") publicUrl = url;
     // Adopt live sandboxes before pools resume, so the reconciler counts them instead of creating more.
     await parts?.start?.();
-    pools.resume();
+    await pools.resume();
+    // A fleet: pools created, changed or deleted through the other servers are provisioned here too.
+    if (opened.shared) pools.startSync(o.fleetSyncMs ?? 1000);
     logger.info({ url, publicUrl }, "sessionpool listening on %s", url);
     const sandboxRuntime = parts?.sandboxRuntime?.();
     return { url, publicUrl, caPath, adminTokenPath, sandboxRuntime, close };

@@ -12,7 +12,7 @@ const ISSUER = "sessionpool";
 const POOL_UID_CLAIM = "puid";
 
 /** The uid of the pool under `poolKey` while it exists and is not being deleted; undefined otherwise. */
-export type PoolUidLookup = (poolKey: string) => string | undefined;
+export type PoolUidLookup = (poolKey: string) => Promise<string | undefined>;
 
 export class PoolTokenService implements Authenticator {
   readonly #key: Uint8Array;
@@ -58,7 +58,7 @@ export class PoolTokenService implements Authenticator {
     const pool = payload["pool"];
     const uid = payload[POOL_UID_CLAIM];
     if (typeof pool !== "string" || typeof uid !== "string") return undefined;
-    if (this.#currentUid(pool) !== uid) {
+    if ((await this.#currentUid(pool)) !== uid) {
       throw new AuthenticationError(
         "InvalidAuthenticationToken",
         "This token was issued for a session pool that has been deleted or is being deleted (a pool created again under the same name is a new pool); get a new token with getAuthtoken.",

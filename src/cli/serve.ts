@@ -13,6 +13,10 @@ Options:
   --host ADDR            address to listen on (default 127.0.0.1)
   --port N               port (default 8080; 0 picks a free one)
   --data-dir DIR         where the store, keys and admin token live (default ./.sessionpool)
+  --store STORE          sqlite (default: a file in the data dir), or postgres://USER@HOST:PORT/DB for a
+                         PostgreSQL database that several servers share as one fleet (docs/fleet.md);
+                         default $SESSIONPOOL_STORE. Every server of a fleet needs the same keys/ files
+  --fleet-address URL    where the other servers of a fleet reach this one (default: the public URL)
   --public-url URL       base URL put into poolManagementEndpoint (default from host, port and scheme)
   --tls-cert FILE        PEM certificate (chain) to serve HTTPS with
   --tls-key FILE         PEM private key for --tls-cert
@@ -41,6 +45,7 @@ Options:
 
 Environment:
   SESSIONPOOL_ADMIN_TOKEN  the admin credential; otherwise one is generated into <data-dir>/admin-token (0600)
+  SESSIONPOOL_STORE        the store, as --store
   DOCKER_HOST              the Docker engine to use (default unix:///var/run/docker.sock)
 `;
 
@@ -51,6 +56,8 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "8080" },
       "data-dir": { type: "string", default: "./.sessionpool" },
+      store: { type: "string" },
+      "fleet-address": { type: "string" },
       "public-url": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
@@ -84,10 +91,16 @@ export async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<num
     throw new UsageError("choose either --tls-self-signed or --tls-cert/--tls-key.");
   }
   const dataDir = resolve(values["data-dir"]);
+  const store = values.store ?? env["SESSIONPOOL_STORE"];
+  if (values["fleet-address"] !== undefined && !/^https?:\/\//.test(values["fleet-address"])) {
+    throw new UsageError("--fleet-address must be an http:// or https:// URL.");
+  }
   const options: ServerOptions = {
     host: values.host,
     port,
     dataDir,
+    ...(store ? { store } : {}),
+    ...(values["fleet-address"] ? { fleetAddress: values["fleet-address"] } : {}),
     logLevel: values["log-level"],
     insecureHttp: values["insecure-http"],
     ...(values["public-url"] ? { publicUrl: values["public-url"] } : {}),

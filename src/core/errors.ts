@@ -174,6 +174,23 @@ export class SessionNotFoundError extends SessionPoolError {
   }
 }
 
+/**
+ * A fleet: a request forwarded by another server for a session that moved (or ended and started elsewhere) while it
+ * was under way. Forwarded requests are never sent on (no loops); the client retries and reaches the session.
+ */
+export class SessionMovedError extends SessionPoolError {
+  static readonly codes = ["SessionMoved"] as const;
+
+  constructor(identifier: string) {
+    super(
+      "SessionMoved",
+      503,
+      `The session '${identifier}' moved to another server of the fleet while this request was forwarded; retry it.`,
+      { headers: { "retry-after": "1" } },
+    );
+  }
+}
+
 /** `PUT /session` for an identifier whose session runs with other environment variables than those asked for. */
 export class SessionEnvironmentConflictError extends SessionPoolError {
   static readonly codes = ["SessionEnvironmentConflict"] as const;

@@ -16,6 +16,20 @@ export interface OperationalOptions {
     ping(options: { signal: AbortSignal }): Promise<unknown>;
   };
   metrics: { readonly contentType: string; metrics(): Promise<string> };
+  /** The fleet this server is one of (a shared store), for /healthz and the admin's /fleet. */
+  fleet?: {
+    readonly selfId: string;
+    readonly isJanitor: boolean;
+    members(): readonly {
+      id: string;
+      address: string;
+      engineUp: boolean;
+      capacity: number;
+      ready: Record<string, number>;
+      allocated: Record<string, number>;
+      heartbeatAt: string;
+    }[];
+  };
 }
 
 const READY_TIMEOUT_MS = 2000;
@@ -26,9 +40,18 @@ export async function operationalRoutes(app: FastifyInstance, o: OperationalOpti
   app.get("/healthz", async () => {
     const engine = o.engine.health();
     const sandboxRuntime = o.engine.sandboxRuntime() ?? null;
+    // Addresses and loads of the other servers are for the admin (/fleet); here only how many answer.
+    const fleet = o.fleet ? { fleet: { self: o.fleet.selfId, members: o.fleet.members().length } } : {};
     return engine.up
-      ? { status: "ok", engine: "up", sandboxRuntime }
-      : { status: "degraded", engine: "down", since: engine.since, reason: engine.error, sandboxRuntime };
+      ? { status: "ok", engine: "up", sandboxRuntime, ...fleet }
+      : {
+          status: "degraded",
+          engine: "down",
+          since: engine.since,
+          reason: engine.error,
+          sandboxRuntime,
+          ...fleet,
+        };
   });
   app.get("/readyz", async (_request, reply) => {
     try {
@@ -50,5 +73,18 @@ export async function operationalRoutes(app: FastifyInstance, o: OperationalOpti
     admin.get("/metrics", async (_request, reply) =>
       reply.type(o.metrics.contentType).send(await o.metrics.metrics()),
     );
+    // The fleet as this server sees it: the live servers (heartbeats within the window), their loads, and which
+    // one holds the fleet-wide chores. 404 on a server alone.
+    admin.get("/fleet", async (_request, reply) => {
+      const fleet = o.fleet;
+      if (!fleet)
+        return reply.code(404).send({
+          error: {
+            code: "NotFound",
+            message: "This server is not one of a fleet: it runs on a store of its own (see --store).",
+          },
+        });
+      return { self: fleet.selfId, janitor: fleet.isJanitor, members: fleet.members() };
+    });
   });
 }

@@ -9,7 +9,11 @@ const SQLITE_IOERR = 10;
 const SQLITE_FULL = 13;
 const SQLITE_CANTOPEN = 14;
 
-export type StorageProblem = "full" | "read-only" | "io";
+/**
+ * "full", "read-only" and "io" are the embedded store's data dir; "unreachable" (the connection to PostgreSQL failed
+ * or was cut) and "busy" (PostgreSQL out of resources, a deadlock, a statement timeout) are a networked store's.
+ */
+export type StorageProblem = "full" | "read-only" | "io" | "unreachable" | "busy";
 
 export class StorageUnavailableError extends SessionPoolError {
   static readonly codes = ["StorageUnavailable"] as const;
@@ -17,19 +21,28 @@ export class StorageUnavailableError extends SessionPoolError {
   readonly problem: StorageProblem;
 
   constructor(problem: StorageProblem, detail: string, cause?: unknown) {
-    const what = {
-      full: "its disk is full",
-      "read-only": "it is read-only",
-      io: "reading or writing it failed",
-    }[problem];
-    super(
-      "StorageUnavailable",
-      503,
-      `The server cannot write its data directory: ${what} (${detail}). Nothing was changed; retry once an operator has fixed the storage.`,
-      { cause, headers: { "retry-after": "10" } },
-    );
+    super("StorageUnavailable", 503, storageMessage(problem, detail), {
+      cause,
+      headers: { "retry-after": "10" },
+    });
     this.problem = problem;
   }
+}
+
+function storageMessage(problem: StorageProblem, detail: string): string {
+  switch (problem) {
+    case "unreachable":
+      // A connection cut during a commit leaves its outcome unknown: no "nothing was changed" here.
+      return `The server cannot reach its database (${detail}). Retry once the database is reachable again.`;
+    case "busy":
+      return `The server's database cannot take the request now (${detail}). Nothing was changed; retry shortly.`;
+  }
+  const what = {
+    full: "its disk is full",
+    "read-only": "it is read-only",
+    io: "reading or writing it failed",
+  }[problem];
+  return `The server cannot write its data directory: ${what} (${detail}). Nothing was changed; retry once an operator has fixed the storage.`;
 }
 
 /** The storage failure `err` stands for (a SQLite or file-system error), or undefined for any other error. */

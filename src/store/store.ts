@@ -1,6 +1,7 @@
 // The persistence boundary: everything that must survive a restart goes through this interface.
-// The embedded implementation is SQLite (store/sqlite); the interface is synchronous because the embedded
-// store is, and claims rely on it being atomic within the one server process.
+// Two implementations: the embedded SQLite file (store/sqlite, the default) and PostgreSQL (store/postgres), which
+// several servers of a fleet share. The interface is asynchronous because a networked store is; what a call's
+// promise resolves is committed (durable unless the call says otherwise).
 
 export interface StoredPool {
   /** Lower-cased `sub/rg/name`: ARM names are case-insensitive. */
@@ -72,6 +73,29 @@ export interface StoredSession {
   expiresAt: string | undefined;
   /** The environment variables it was claimed with (session-environment.ts), sealed with the server's key. */
   environment?: string | undefined;
+  /**
+   * The server whose engine holds the sandbox (its instance id): in a fleet, a request for this session is
+   * forwarded there. Undefined in records written before migration 5 (they belong to the one server there was).
+   */
+  owner?: string | undefined;
+}
+
+/** A server of a fleet, as its last heartbeat described it. */
+export interface StoredMember {
+  /** The server's instance id (the label on its sandboxes). */
+  id: string;
+  /** Where the other servers reach it (its URL, scheme included). */
+  address: string;
+  /** How many more sandboxes it will take (server capacity minus what it holds). */
+  capacity: number;
+  engineUp: boolean;
+  /** Ready sandboxes it holds, by pool key. */
+  ready: Record<string, number>;
+  /** Allocated sessions it holds, by pool key (a pool's maxConcurrentSessions counts the whole fleet's). */
+  allocated: Record<string, number>;
+  startedAt: string;
+  /** Set by the store from its own clock, so servers' clocks need not agree. */
+  heartbeatAt: string;
 }
 
 export interface PoolListFilter {
@@ -84,36 +108,58 @@ export interface PoolListFilter {
  * caches): copy before changing.
  */
 export interface Store {
-  getPool(key: string): StoredPool | undefined;
+  /**
+   * `forUpdate` (inside a transaction): no other server changes the pool until the transaction ends (PostgreSQL
+   * locks the row; SQLite's transactions exclude each other anyway).
+   */
+  getPool(key: string, options?: { forUpdate?: boolean }): Promise<StoredPool | undefined>;
   /** Pools ordered by key, starting after `afterKey` (keyset paging). */
-  listPools(filter: PoolListFilter, page: { afterKey?: string; limit: number }): StoredPool[];
-  allPools(): StoredPool[];
-  putPool(pool: StoredPool): void;
-  deletePool(key: string): void;
+  listPools(filter: PoolListFilter, page: { afterKey?: string; limit: number }): Promise<StoredPool[]>;
+  allPools(): Promise<StoredPool[]>;
+  putPool(pool: StoredPool): Promise<void>;
+  deletePool(key: string): Promise<void>;
 
-  getSecrets(poolKey: string): StoredSecret[];
-  replaceSecrets(poolKey: string, secrets: StoredSecret[]): void;
+  getSecrets(poolKey: string): Promise<StoredSecret[]>;
+  replaceSecrets(poolKey: string, secrets: StoredSecret[]): Promise<void>;
 
   /** The pool's sealed MCP server API key, with the uid of the pool it was made for; deletePool removes it. */
-  getMcpKey(poolKey: string): StoredMcpKey | undefined;
-  putMcpKey(poolKey: string, key: StoredMcpKey): void;
+  getMcpKey(poolKey: string): Promise<StoredMcpKey | undefined>;
+  putMcpKey(poolKey: string, key: StoredMcpKey): Promise<void>;
 
-  getOperation(id: string): StoredOperation | undefined;
-  putOperation(op: StoredOperation): void;
-  listOperations(filter: { status?: OperationStatus; poolKey?: string }): StoredOperation[];
+  getOperation(id: string): Promise<StoredOperation | undefined>;
+  putOperation(op: StoredOperation): Promise<void>;
+  listOperations(filter: { status?: OperationStatus; poolKey?: string }): Promise<StoredOperation[]>;
 
-  listSessions(poolKey: string): StoredSession[];
-  allSessions(): StoredSession[];
+  listSessions(poolKey: string): Promise<StoredSession[]>;
+  allSessions(): Promise<StoredSession[]>;
   /**
    * Session records may be committed without waiting for the disk (a sandbox does not outlive the machine);
    * `durable` asks for the same guarantee as every other write.
    */
-  putSession(session: StoredSession, options?: { durable?: boolean }): void;
-  deleteSession(id: string): void;
+  putSession(session: StoredSession, options?: { durable?: boolean }): Promise<void>;
+  deleteSession(id: string): Promise<void>;
+  /** The allocated session of `identifier` in the pool, whichever server holds it. */
+  findSession(poolKey: string, identifier: string): Promise<StoredSession | undefined>;
 
-  /** Run `fn` in one transaction (nested calls join the outer one). */
-  transaction<T>(fn: () => T): T;
-  getMeta(key: string): string | undefined;
-  setMeta(key: string, value: string): void;
-  close(): void;
+  /** Records this server's heartbeat (heartbeatAt is the store's clock). */
+  heartbeat(member: Omit<StoredMember, "heartbeatAt">): Promise<void>;
+  /** Members heard from within `withinMs` (by the store's clock), ordered by id. */
+  liveMembers(withinMs: number): Promise<StoredMember[]>;
+  removeMember(id: string): Promise<void>;
+  /**
+   * Takes or renews the lease `name` for `holder` for `ttlMs` (by the store's clock): true when `holder` has it
+   * now, false when another holder's lease has not expired.
+   */
+  lease(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  releaseLease(name: string, holder: string): Promise<void>;
+
+  /**
+   * Run `fn` in one transaction: every store call made within it (however deep, found by async context) joins it,
+   * and it commits when `fn`'s promise resolves, or rolls back when it rejects. Calls from outside it see none of
+   * its writes until it commits (SQLite makes them wait for it; PostgreSQL runs them beside it, read committed).
+   */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+  close(): Promise<void>;
 }

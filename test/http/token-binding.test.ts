@@ -174,11 +174,12 @@ describe("pools stored before pools had a uid", () => {
   it("get one when the store is upgraded, and their tokens work", async () => {
     await fx.createPool("tokold", python, RG);
     await fx.stop();
-    // Turn the data dir back into schema version 1: no uid column (nor the later sessions.environment).
+    // Turn the data dir back into schema version 1: no uid column (nor the later sessions.environment and owner,
+    // members and leases).
     const db = new DatabaseSync(join(fx.dataDir, "sessionpool.db"));
     try {
       db.exec(
-        "ALTER TABLE pools DROP COLUMN uid; ALTER TABLE sessions DROP COLUMN environment; DELETE FROM schema_version WHERE version >= 2;",
+        "ALTER TABLE pools DROP COLUMN uid; ALTER TABLE sessions DROP COLUMN environment; ALTER TABLE sessions DROP COLUMN owner; DROP TABLE members; DROP TABLE leases; DELETE FROM schema_version WHERE version >= 2;",
       );
     } finally {
       db.close();

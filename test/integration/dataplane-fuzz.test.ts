@@ -266,7 +266,7 @@ describe("every data-plane route refuses a bad credential and changes nothing", 
     const claims = decodeJwt(pyToken);
     const key = readFileSync(join(fx.dataDir, "keys", "token-signing.key"), "utf8").trim();
     const expired = (
-      await new PoolTokenService(key, 60, () => undefined).issue(
+      await new PoolTokenService(key, 60, async () => undefined).issue(
         { key: claims["pool"] as string, uid: claims["puid"] as string },
         new Date(Date.now() - 7_200_000),
       )

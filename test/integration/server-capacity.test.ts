@@ -114,10 +114,12 @@ describe("a store write that fails after the sandbox was created", () => {
               // The write that records the new sandbox's id, as a full disk would refuse it.
               if (failNext && rec.sandboxId !== undefined && rec.state === "pending") {
                 failNext = false;
-                throw Object.assign(new Error("database or disk is full"), {
-                  code: "ERR_SQLITE_ERROR",
-                  errcode: 13,
-                });
+                return Promise.reject(
+                  Object.assign(new Error("database or disk is full"), {
+                    code: "ERR_SQLITE_ERROR",
+                    errcode: 13,
+                  }),
+                );
               }
               return target.putSession(rec, options);
             };

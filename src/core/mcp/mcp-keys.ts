@@ -23,29 +23,29 @@ export class McpKeys {
   }
 
   /** The pool's key, made now when it has none (or only one of an earlier pool of the same name). */
-  fetch(pool: StoredPool): string {
-    return this.#store.transaction(() => {
-      const stored = this.#store.getMcpKey(pool.key);
+  fetch(pool: StoredPool): Promise<string> {
+    return this.#store.transaction(async () => {
+      const stored = await this.#store.getMcpKey(pool.key);
       if (stored && stored.poolUid === pool.uid) return this.#box.open(stored.sealed);
       return this.#put(pool);
     });
   }
 
   /** A new key for the pool; the old one is refused from now on. */
-  rotate(pool: StoredPool): string {
+  rotate(pool: StoredPool): Promise<string> {
     return this.#store.transaction(() => this.#put(pool));
   }
 
   /** Whether `presented` is the pool's current key; compared in constant time (over digests of equal length). */
-  verify(pool: StoredPool, presented: string): boolean {
-    const stored = this.#store.getMcpKey(pool.key);
+  async verify(pool: StoredPool, presented: string): Promise<boolean> {
+    const stored = await this.#store.getMcpKey(pool.key);
     if (!stored || stored.poolUid !== pool.uid) return false;
     return timingSafeEqual(digest(this.#box.open(stored.sealed)), digest(presented));
   }
 
-  #put(pool: StoredPool): string {
+  async #put(pool: StoredPool): Promise<string> {
     const key = newKey();
-    this.#store.putMcpKey(pool.key, { poolUid: pool.uid, sealed: this.#box.seal(key) });
+    await this.#store.putMcpKey(pool.key, { poolUid: pool.uid, sealed: this.#box.seal(key) });
     return key;
   }
 }

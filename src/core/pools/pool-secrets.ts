@@ -14,18 +14,18 @@ export class PoolSecrets {
   }
 
   /** The names of the pool's secrets (what a `secretRef` may name). */
-  names(poolKey: string): Set<string> {
-    return new Set(this.#store.getSecrets(poolKey).map((s) => s.name));
+  async names(poolKey: string): Promise<Set<string>> {
+    return new Set((await this.#store.getSecrets(poolKey)).map((s) => s.name));
   }
 
   /** The secret values, opened, for a sandbox being created. Never logged, never returned by the API. */
-  values(poolKey: string): Map<string, string> {
-    return new Map(this.#store.getSecrets(poolKey).map((s) => [s.name, this.#box.open(s.sealed)]));
+  async values(poolKey: string): Promise<Map<string, string>> {
+    return new Map((await this.#store.getSecrets(poolKey)).map((s) => [s.name, this.#box.open(s.sealed)]));
   }
 
   /** `secrets` sealed for the store: a new value is sealed, a secret given without one keeps its sealed value. */
-  seal(poolKey: string, secrets: SecretInput[]): StoredSecret[] {
-    const current = new Map(this.#store.getSecrets(poolKey).map((s) => [s.name, s.sealed]));
+  async seal(poolKey: string, secrets: SecretInput[]): Promise<StoredSecret[]> {
+    const current = new Map((await this.#store.getSecrets(poolKey)).map((s) => [s.name, s.sealed]));
     return secrets.map((s) => ({
       name: s.name,
       sealed: s.value === undefined ? (current.get(s.name) as string) : this.#box.seal(s.value),

@@ -32,7 +32,7 @@ export interface PoolProvisioner {
 /** How the data plane finds the pool an endpoint names, without the store behind it. */
 export interface PoolLookup {
   /** The pool stored under `key` (in any provisioning state, Deleting included), or undefined. */
-  findPool(key: string): StoredPool | undefined;
+  findPool(key: string): Promise<StoredPool | undefined>;
 }
 
 /**
@@ -70,18 +70,23 @@ export interface WriteResult {
 export class PoolService implements PoolLookup {
   readonly #d: PoolServiceDeps;
   readonly #runs = new Map<string, ProvisionRun>();
+  /** The generation of each pool this server provisions (a fleet's sync compares the store's with it). */
+  readonly #provisioned = new Map<string, number>();
+  readonly #deleting = new Set<string>();
+  #syncTimer: NodeJS.Timeout | undefined;
+  #syncing: Promise<void> | undefined;
   #closed = false;
 
   constructor(deps: PoolServiceDeps) {
     this.#d = deps;
   }
 
-  findPool(key: string): StoredPool | undefined {
+  findPool(key: string): Promise<StoredPool | undefined> {
     return this.#d.store.getPool(key);
   }
 
-  get(ref: PoolRef): StoredPool {
-    const pool = this.#d.store.getPool(poolKey(ref));
+  async get(ref: PoolRef): Promise<StoredPool> {
+    const pool = await this.#d.store.getPool(poolKey(ref));
     if (!pool) throw new PoolNotFoundError(ref.resourceGroup, ref.name);
     return pool;
   }
@@ -90,18 +95,21 @@ export class PoolService implements PoolLookup {
    * The uid of the pool under `key` while it exists and is not being deleted: what a data-plane token must name.
    * Once a deletion is accepted, the pool's tokens are refused, even before its sessions are gone.
    */
-  liveUid(key: string): string | undefined {
-    const pool = this.#d.store.getPool(key);
+  async liveUid(key: string): Promise<string | undefined> {
+    const pool = await this.#d.store.getPool(key);
     if (!pool || poolDocOf(pool).properties.provisioningState === "Deleting") return undefined;
     return pool.uid;
   }
 
-  list(
+  async list(
     filter: { subscriptionId: string; resourceGroup?: string },
     afterKey: string | undefined,
     limit: number,
   ) {
-    const page = this.#d.store.listPools(filter, { ...(afterKey ? { afterKey } : {}), limit: limit + 1 });
+    const page = await this.#d.store.listPools(filter, {
+      ...(afterKey ? { afterKey } : {}),
+      limit: limit + 1,
+    });
     const items = page.slice(0, limit);
     const last = items.at(-1);
     return { items, nextAfterKey: page.length > limit && last ? last.key : undefined };
@@ -111,71 +119,81 @@ export class PoolService implements PoolLookup {
     ref: PoolRef,
     body: unknown,
     ctx: { principal: Principal; apiVersion: string; ifMatch?: string; ifNoneMatch?: string },
-  ): WriteResult {
+  ): Promise<WriteResult> {
     validatePoolName(ref.name);
     const input = parsePoolBody(body);
     const key = poolKey(ref);
-    const existing = this.#d.store.getPool(key);
-    checkPreconditions(existing, ctx.ifMatch, ctx.ifNoneMatch);
-    if (existing && poolDocOf(existing).properties.provisioningState === "Deleting") {
-      throw new PoolBeingDeletedError(
-        `The session pool '${ref.name}' is being deleted; retry when the deletion finishes.`,
-      );
-    }
-    const existingDoc = existing?.doc as PoolDoc | undefined;
-    const change = poolFromPut(input, {
-      name: ref.name,
-      rules: this.#d.rules,
-      systemData: this.#systemData(ctx.principal, existingDoc?.systemData),
-      ...(existingDoc ? { existing: existingDoc } : {}),
-      secretNames: this.#d.secrets.names(key),
-      mcpDefined: ARM_API_VERSIONS[ctx.apiVersion]?.mcp ?? true,
-    });
-    this.#d.provisioner.admit?.(change.doc);
-    return this.#write(ref, existing, change, existing ? "update" : "create", ctx.apiVersion);
+    return this.#d.store
+      .transaction(async () => {
+        const existing = await this.#d.store.getPool(key, { forUpdate: true });
+        checkPreconditions(existing, ctx.ifMatch, ctx.ifNoneMatch);
+        if (existing && poolDocOf(existing).properties.provisioningState === "Deleting") {
+          throw new PoolBeingDeletedError(
+            `The session pool '${ref.name}' is being deleted; retry when the deletion finishes.`,
+          );
+        }
+        const existingDoc = existing?.doc as PoolDoc | undefined;
+        const change = poolFromPut(input, {
+          name: ref.name,
+          rules: this.#d.rules,
+          systemData: this.#systemData(ctx.principal, existingDoc?.systemData),
+          ...(existingDoc ? { existing: existingDoc } : {}),
+          secretNames: await this.#d.secrets.names(key),
+          mcpDefined: ARM_API_VERSIONS[ctx.apiVersion]?.mcp ?? true,
+        });
+        this.#d.provisioner.admit?.(change.doc);
+        return this.#write(ref, existing, change, existing ? "update" : "create", ctx.apiVersion);
+      })
+      .then((result) => this.#written(result));
   }
 
   patch(
     ref: PoolRef,
     body: unknown,
     ctx: { principal: Principal; apiVersion: string; ifMatch?: string },
-  ): WriteResult {
+  ): Promise<WriteResult> {
     const key = poolKey(ref);
-    const existing = this.#d.store.getPool(key);
-    if (!existing) throw new PoolNotFoundError(ref.resourceGroup, ref.name);
-    checkPreconditions(existing, ctx.ifMatch, undefined);
-    const existingDoc = poolDocOf(existing);
-    if (existingDoc.properties.provisioningState === "Deleting") {
-      throw new PoolBeingDeletedError(`The session pool '${ref.name}' is being deleted.`);
-    }
-    const change = poolFromPatch(body, {
-      name: ref.name,
-      rules: this.#d.rules,
-      systemData: this.#systemData(ctx.principal, existingDoc.systemData),
-      existing: existingDoc,
-      secretNames: this.#d.secrets.names(key),
-    });
-    this.#d.provisioner.admit?.(change.doc);
-    return this.#write(ref, existing, change, "update", ctx.apiVersion);
+    return this.#d.store
+      .transaction(async () => {
+        const existing = await this.#d.store.getPool(key, { forUpdate: true });
+        if (!existing) throw new PoolNotFoundError(ref.resourceGroup, ref.name);
+        checkPreconditions(existing, ctx.ifMatch, undefined);
+        const existingDoc = poolDocOf(existing);
+        if (existingDoc.properties.provisioningState === "Deleting") {
+          throw new PoolBeingDeletedError(`The session pool '${ref.name}' is being deleted.`);
+        }
+        const change = poolFromPatch(body, {
+          name: ref.name,
+          rules: this.#d.rules,
+          systemData: this.#systemData(ctx.principal, existingDoc.systemData),
+          existing: existingDoc,
+          secretNames: await this.#d.secrets.names(key),
+        });
+        this.#d.provisioner.admit?.(change.doc);
+        return this.#write(ref, existing, change, "update", ctx.apiVersion);
+      })
+      .then((result) => this.#written(result));
   }
 
   /** Starts deleting; undefined when there is nothing to delete (ARM answers 204). */
-  delete(ref: PoolRef, ctx: { apiVersion: string; ifMatch?: string }): StoredOperation | undefined {
+  async delete(
+    ref: PoolRef,
+    ctx: { apiVersion: string; ifMatch?: string },
+  ): Promise<StoredOperation | undefined> {
     const key = poolKey(ref);
-    const existing = this.#d.store.getPool(key);
-    if (!existing) return undefined;
-    checkPreconditions(existing, ctx.ifMatch, undefined);
-    // What the store hands out is read-only (it may be shared); the change is made on a copy.
-    const doc = structuredClone(poolDocOf(existing));
-    const now = this.#d.now().toISOString();
-    const running = this.#d.store
-      .listOperations({ poolKey: key, status: "InProgress" })
-      .find((o) => o.kind === "delete");
-    if (running) return running;
-    const op = this.#newOperation(existing, "delete", ctx.apiVersion);
-    this.#d.store.transaction(() => {
-      for (const o of this.#d.store.listOperations({ poolKey: key, status: "InProgress" })) {
-        this.#d.store.putOperation({
+    const started = await this.#d.store.transaction(async () => {
+      const existing = await this.#d.store.getPool(key, { forUpdate: true });
+      if (!existing) return undefined;
+      checkPreconditions(existing, ctx.ifMatch, undefined);
+      // What the store hands out is read-only (it may be shared); the change is made on a copy.
+      const doc = structuredClone(poolDocOf(existing));
+      const now = this.#d.now().toISOString();
+      const pending = await this.#d.store.listOperations({ poolKey: key, status: "InProgress" });
+      const running = pending.find((o) => o.kind === "delete");
+      if (running) return { op: running, existing, fresh: false };
+      const op = this.#newOperation(existing, "delete", ctx.apiVersion);
+      for (const o of pending) {
+        await this.#d.store.putOperation({
           ...o,
           status: "Canceled",
           endTime: now,
@@ -183,28 +201,32 @@ export class PoolService implements PoolLookup {
         });
       }
       doc.properties.provisioningState = "Deleting";
-      this.#d.store.putPool({ ...existing, doc: doc, updatedAt: now });
-      this.#d.store.putOperation(op);
+      await this.#d.store.putPool({ ...existing, doc: doc, updatedAt: now });
+      await this.#d.store.putOperation(op);
+      return { op, existing, fresh: true };
     });
-    this.#runs.get(key)?.controller.abort();
-    void this.#runDelete(existing, op);
-    return op;
+    if (!started) return undefined;
+    if (started.fresh) {
+      this.#runs.get(key)?.controller.abort();
+      void this.#runDelete(started.existing, started.op);
+    }
+    return started.op;
   }
 
-  getOperation(id: string): StoredOperation | undefined {
+  getOperation(id: string): Promise<StoredOperation | undefined> {
     return this.#d.store.getOperation(id);
   }
 
   /** Resumes what a restart interrupted: provisioning of pools in progress, deletions under way. */
-  resume(): void {
-    for (const pool of this.#d.store.allPools()) {
+  async resume(): Promise<void> {
+    for (const pool of await this.#d.store.allPools()) {
       const state = poolDocOf(pool).properties.provisioningState;
-      const pending = this.#d.store.listOperations({ poolKey: pool.key, status: "InProgress" });
+      const pending = await this.#d.store.listOperations({ poolKey: pool.key, status: "InProgress" });
       const deleting = pending.find((o) => o.kind === "delete");
       if (state === "Deleting" || deleting) {
         void this.#runDelete(
           pool,
-          deleting ?? this.#persist(this.#newOperation(pool, "delete", "2025-07-01")),
+          deleting ?? (await this.#persist(this.#newOperation(pool, "delete", "2025-07-01"))),
         );
       } else if (state === "InProgress" || pending.length > 0) {
         this.#startProvision(pool);
@@ -214,11 +236,11 @@ export class PoolService implements PoolLookup {
       }
     }
     // Operations whose pool vanished (deleted while the server was down mid-write) cannot finish.
-    for (const op of this.#d.store.listOperations({ status: "InProgress" })) {
-      if (!this.#d.store.getPool(op.poolKey)) {
+    for (const op of await this.#d.store.listOperations({ status: "InProgress" })) {
+      if (!(await this.#d.store.getPool(op.poolKey))) {
         const now = this.#d.now().toISOString();
         const done = op.kind === "delete";
-        this.#d.store.putOperation({
+        await this.#d.store.putOperation({
           ...op,
           status: done ? "Succeeded" : "Canceled",
           endTime: now,
@@ -228,20 +250,70 @@ export class PoolService implements PoolLookup {
     }
   }
 
+  /**
+   * A fleet: every server provisions every pool (its share of the ready sandboxes), whichever server took the PUT.
+   * Each sync reads the pools from the store and starts what changed here: a new pool or generation is
+   * provisioned, a pool being deleted is deleted here too (finishing another server's deletion is harmless), and a
+   * pool gone from the store is deprovisioned.
+   */
+  async sync(): Promise<void> {
+    if (this.#closed) return;
+    const stored = await this.#d.store.allPools();
+    const seen = new Set<string>();
+    for (const pool of stored) {
+      seen.add(pool.key);
+      const state = poolDocOf(pool).properties.provisioningState;
+      if (state === "Deleting") {
+        if (this.#deleting.has(pool.key)) continue;
+        const pending = await this.#d.store.listOperations({ poolKey: pool.key, status: "InProgress" });
+        const op = pending.find((o) => o.kind === "delete");
+        if (op) void this.#runDelete(pool, op);
+        continue;
+      }
+      if (this.#provisioned.get(pool.key) !== pool.generation) {
+        this.#startProvision(pool, { quiet: state !== "InProgress" });
+      }
+    }
+    for (const key of [...this.#provisioned.keys()]) {
+      if (seen.has(key) || this.#deleting.has(key)) continue;
+      this.#provisioned.delete(key);
+      this.#runs.get(key)?.controller.abort();
+      await this.#d.provisioner
+        .deprovision(key, new AbortController().signal)
+        .catch((err) =>
+          this.#d.logger.warn({ err, pool: key }, "could not remove a deleted pool's sandboxes"),
+        );
+    }
+  }
+
+  /** Syncs with the store every `intervalMs` (a fleet); errors are logged and the next round tries again. */
+  startSync(intervalMs: number): void {
+    this.#syncTimer = setInterval(() => {
+      this.#syncing ??= this.sync()
+        .catch((err) => this.#d.logger.warn({ err }, "could not read the pools from the store"))
+        .finally(() => {
+          this.#syncing = undefined;
+        });
+    }, intervalMs);
+    this.#syncTimer.unref();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#syncTimer) clearInterval(this.#syncTimer);
+    await this.#syncing;
     const runs = [...this.#runs.values()];
     for (const run of runs) run.controller.abort();
     await Promise.allSettled(runs.map((r) => r.done));
   }
 
-  #write(
+  async #write(
     ref: PoolRef,
     existing: StoredPool | undefined,
     change: PoolChange,
     kind: "create" | "update",
     apiVersion: string,
-  ): WriteResult {
+  ): Promise<WriteResult> {
     const key = poolKey(ref);
     const now = this.#d.now().toISOString();
     change.doc.properties.provisioningState = "InProgress";
@@ -260,18 +332,24 @@ export class PoolService implements PoolLookup {
       updatedAt: now,
     };
     const op = this.#newOperation(pool, kind, apiVersion);
-    this.#d.store.transaction(() => {
-      this.#d.store.putPool(pool);
-      if (change.secrets) this.#d.store.replaceSecrets(key, this.#d.secrets.seal(key, change.secrets));
-      this.#d.store.putOperation(op);
-    });
+    // Part of the caller's transaction: the pool read, its change and the operation commit together.
+    await this.#d.store.putPool(pool);
+    if (change.secrets)
+      await this.#d.store.replaceSecrets(key, await this.#d.secrets.seal(key, change.secrets));
+    await this.#d.store.putOperation(op);
+    return { pool, operation: op, created: !existing };
+  }
+
+  /** After the write committed: say so and start provisioning. */
+  #written(result: WriteResult): WriteResult {
+    const { pool, operation: op } = result;
     this.#log(pool).info(
-      { generation: pool.generation, operation: op.id, kind },
+      { generation: pool.generation, operation: op.id, kind: op.kind },
       "session pool %s",
-      kind === "create" ? "created" : "updated",
+      op.kind === "create" ? "created" : "updated",
     );
     this.#startProvision(pool);
-    return { pool, operation: op, created: !existing };
+    return result;
   }
 
   #newOperation(pool: StoredPool, kind: StoredOperation["kind"], apiVersion: string): StoredOperation {
@@ -290,8 +368,8 @@ export class PoolService implements PoolLookup {
     };
   }
 
-  #persist(op: StoredOperation): StoredOperation {
-    this.#d.store.putOperation(op);
+  async #persist(op: StoredOperation): Promise<StoredOperation> {
+    await this.#d.store.putOperation(op);
     return op;
   }
 
@@ -317,6 +395,7 @@ export class PoolService implements PoolLookup {
     previous?.controller.abort();
     const controller = new AbortController();
     const run: ProvisionRun = { generation: pool.generation, controller, done: Promise.resolve() };
+    this.#provisioned.set(pool.key, pool.generation);
     run.done = (async () => {
       if (previous) await previous.done.catch(() => {});
       if (controller.signal.aborted) return;
@@ -331,7 +410,10 @@ export class PoolService implements PoolLookup {
         this.#log(pool).warn({ err: failure }, "session pool provisioning failed");
       }
       if (controller.signal.aborted) return;
-      this.#settle(pool.key, pool.generation, failure, options.quiet === true);
+      await this.#settle(pool.key, pool.generation, failure, options.quiet === true).catch((err) =>
+        // The store is unreachable or failing: the operation stays InProgress and the next start resumes it.
+        this.#log(pool).error({ err }, "could not record the end of provisioning"),
+      );
     })();
     this.#runs.set(pool.key, run);
     void run.done.finally(() => {
@@ -339,15 +421,15 @@ export class PoolService implements PoolLookup {
     });
   }
 
-  #settle(
+  async #settle(
     key: string,
     generation: number,
     failure: { code: string; message: string } | undefined,
     quiet: boolean,
-  ): void {
+  ): Promise<void> {
     const now = this.#d.now().toISOString();
-    this.#d.store.transaction(() => {
-      const current = this.#d.store.getPool(key);
+    await this.#d.store.transaction(async () => {
+      const current = await this.#d.store.getPool(key, { forUpdate: true });
       if (!current || current.generation !== generation) return;
       const doc = structuredClone(poolDocOf(current));
       if (doc.properties.provisioningState === "Deleting") return;
@@ -356,11 +438,11 @@ export class PoolService implements PoolLookup {
         doc.properties.provisioningState = state;
         if (failure) doc.properties.provisioningError = failure;
         else delete doc.properties.provisioningError;
-        this.#d.store.putPool({ ...current, doc: doc, updatedAt: now });
+        await this.#d.store.putPool({ ...current, doc: doc, updatedAt: now });
       }
-      for (const op of this.#d.store.listOperations({ poolKey: key, status: "InProgress" })) {
+      for (const op of await this.#d.store.listOperations({ poolKey: key, status: "InProgress" })) {
         if (op.kind === "delete" || op.generation > generation) continue;
-        this.#d.store.putOperation({
+        await this.#d.store.putOperation({
           ...op,
           status: failure ? "Failed" : "Succeeded",
           endTime: now,
@@ -374,22 +456,39 @@ export class PoolService implements PoolLookup {
   }
 
   async #runDelete(pool: StoredPool, op: StoredOperation): Promise<void> {
+    if (this.#deleting.has(pool.key)) return;
+    this.#deleting.add(pool.key);
+    try {
+      await this.#delete(pool, op);
+    } finally {
+      this.#deleting.delete(pool.key);
+    }
+  }
+
+  async #delete(pool: StoredPool, op: StoredOperation): Promise<void> {
     const previous = this.#runs.get(pool.key);
     previous?.controller.abort();
     await previous?.done.catch(() => {});
     const controller = new AbortController();
     try {
       await this.#d.provisioner.deprovision(pool.key, controller.signal);
-      this.#d.store.transaction(() => {
-        for (const s of this.#d.store.listSessions(pool.key)) this.#d.store.deleteSession(s.id);
-        this.#d.store.deletePool(pool.key);
-        this.#d.store.putOperation({ ...op, status: "Succeeded", endTime: this.#d.now().toISOString() });
+      await this.#d.store.transaction(async () => {
+        for (const s of await this.#d.store.listSessions(pool.key)) await this.#d.store.deleteSession(s.id);
+        await this.#d.store.deletePool(pool.key);
+        await this.#d.store.putOperation({
+          ...op,
+          status: "Succeeded",
+          endTime: this.#d.now().toISOString(),
+        });
       });
+      this.#provisioned.delete(pool.key);
       this.#log(pool).info({ operation: op.id }, "session pool deleted");
     } catch (err) {
       // Keep the pool in Deleting; the operation fails with the reason and a later DELETE retries.
       const error = { code: "DeleteFailed", message: err instanceof Error ? err.message : String(err) };
-      this.#d.store.putOperation({ ...op, status: "Failed", endTime: this.#d.now().toISOString(), error });
+      await this.#d.store
+        .putOperation({ ...op, status: "Failed", endTime: this.#d.now().toISOString(), error })
+        .catch((e) => this.#log(pool).error({ err: e }, "could not record the failed deletion"));
       this.#log(pool).error({ err: error }, "session pool deletion failed");
     }
   }

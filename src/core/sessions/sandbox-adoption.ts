@@ -47,7 +47,7 @@ export class SandboxAdoption {
    */
   async #restoreEnvironment(live: LiveSandbox, sealed: string): Promise<void> {
     const entries = deserializeEnvironment(this.#ctx.d.sealer.open(sealed));
-    const values = resolveEnvironment(entries, this.#ctx.d.secrets(live.rec.poolKey));
+    const values = resolveEnvironment(entries, await this.#ctx.d.secrets(live.rec.poolKey));
     await agentOf(live).setEnvironment(values);
     live.environment = appliedOf(entries);
   }
@@ -57,12 +57,14 @@ export class SandboxAdoption {
     const { store, driver } = this.#ctx.d;
     await this.#factory.runtimes(); // the first time the engine answers: a runtime it lacks stops the start here
     const sandboxes = await driver.list(this.#ctx.ownLabels());
-    const records = new Map(store.allSessions().map((s) => [s.id, s]));
+    const records = new Map(
+      (await store.allSessions()).filter((s) => this.#ctx.owns(s)).map((s) => [s.id, s]),
+    );
     const adopted = new Set<string>();
     await Promise.all(
       sandboxes.map(async (sb) => {
         const rec = records.get(sb.labels[LABEL_SESSION] ?? "");
-        const pool = rec ? store.getPool(rec.poolKey) : undefined;
+        const pool = rec ? await store.getPool(rec.poolKey) : undefined;
         if (!rec || !pool || sb.state !== "running" || rec.sandboxId !== sb.id) {
           await this.#factory.removeSandbox(sb.id);
           return;
@@ -110,7 +112,7 @@ export class SandboxAdoption {
             st.allocated.set(rec.identifier, live);
           else {
             rec.state = "ready";
-            store.putSession(rec);
+            await store.putSession(rec);
             st.ready.push(live);
           }
           adopted.add(rec.id);
@@ -127,7 +129,7 @@ export class SandboxAdoption {
     );
     for (const rec of records.values()) {
       if (adopted.has(rec.id)) continue;
-      store.deleteSession(rec.id);
+      await store.deleteSession(rec.id);
       await rm(join(this.#ctx.d.socketsDir, rec.id), { recursive: true, force: true });
     }
     this.#ctx.d.logger.info(

@@ -81,7 +81,7 @@ export class SandboxFactory {
     }
     const call = signal ? { signal } : {};
     const custom = doc.properties.containerType === "CustomContainer";
-    const secrets = custom ? this.#ctx.d.secrets(pool.key) : new Map<string, string>();
+    const secrets = custom ? await this.#ctx.d.secrets(pool.key) : new Map<string, string>();
     let image = options.pull ? undefined : await this.#ctx.d.driver.getImage(ref, call);
     if (!image && custom) {
       try {
@@ -149,9 +149,10 @@ export class SandboxFactory {
       allocatedAt: undefined,
       lastAccessedAt: undefined,
       expiresAt: undefined,
+      owner: this.#ctx.instanceId,
     };
     // Recorded before the engine call: a crash mid-create leaves a record that adoption reconciles.
-    this.#ctx.d.store.putSession(rec);
+    await this.#ctx.d.store.putSession(rec);
     const call = signal ? { signal } : {};
     let sandboxId: string | undefined;
     let address: string | undefined;
@@ -179,13 +180,13 @@ export class SandboxFactory {
       sandboxId = info.id;
       address = info.address;
       rec.sandboxId = sandboxId;
-      this.#ctx.d.store.putSession(rec);
+      await this.#ctx.d.store.putSession(rec);
     } catch (err) {
       this.#releaseSlot();
       // The store write after the create can fail (disk full): the sandbox must not outlive its record.
       if (sandboxId !== undefined) await this.removeSandbox(sandboxId);
       endpoint?.close();
-      this.deleteRecord(id);
+      await this.deleteRecord(id);
       if (socketDir) await this.#removeSocketDir(id, socketDir);
       throw err;
     }
@@ -212,14 +213,14 @@ export class SandboxFactory {
     try {
       await this.#waitUntilServing(live, template, signal);
       rec.state = "ready";
-      this.#ctx.d.store.putSession(rec);
+      await this.#ctx.d.store.putSession(rec);
       this.#ctx.bySandbox.set(sandboxId, live);
       live.heldMemoryBytes = memoryBytes;
       return live;
     } catch (err) {
       live.agent?.close();
       await this.removeSandbox(sandboxId);
-      this.deleteRecord(id);
+      await this.deleteRecord(id);
       if (socketDir) await this.#removeSocketDir(id, socketDir);
       throw err;
     }
@@ -266,7 +267,7 @@ export class SandboxFactory {
       live.heldMemoryBytes = 0;
     }
     live.agent?.close();
-    this.deleteRecord(live.rec.id);
+    await this.deleteRecord(live.rec.id);
     await this.removeSandbox(live.sandboxId);
     if (live.socketDir) await this.#removeSocketDir(live.rec.id, live.socketDir);
   }
@@ -315,9 +316,9 @@ export class SandboxFactory {
   }
 
   /** Deletes a session record; a store that cannot be written (disk full) must not stop the sandbox's removal. */
-  deleteRecord(sessionId: string): void {
+  async deleteRecord(sessionId: string): Promise<void> {
     try {
-      this.#ctx.d.store.deleteSession(sessionId);
+      await this.#ctx.d.store.deleteSession(sessionId);
     } catch (err) {
       // A record left behind is dropped by the next start, which finds no sandbox for it.
       this.#ctx.d.logger.warn({ session: sessionId, err }, "could not delete a session record");

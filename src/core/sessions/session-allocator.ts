@@ -2,6 +2,7 @@
 // start, 429 at the pool's limit), single-flight per identifier; the idle clock; ending a session on request.
 import { isSessionPoolError } from "../../errors.ts";
 import { storageFailure } from "../../store/storage-errors.ts";
+import type { StoredPool } from "../../store/store.ts";
 import {
   PoolNotReadyError,
   SessionEnvironmentConflictError,
@@ -133,9 +134,22 @@ export class SessionAllocator {
 
   /** Every request resets the idle clock (Timed pools). */
   touch(live: LiveSandbox): void {
-    const pool = this.#ctx.d.store.getPool(live.rec.poolKey);
-    if (!pool) return;
     const now = this.#ctx.d.now();
+    void this.#touch(live, now);
+  }
+
+  async #touch(live: LiveSandbox, now: Date): Promise<void> {
+    let pool: StoredPool | undefined;
+    try {
+      pool = await this.#ctx.d.store.getPool(live.rec.poolKey);
+    } catch (err) {
+      this.#ctx.d.logger.warn(
+        { session: live.rec.id, err },
+        "could not read a session's pool to reset its idle clock",
+      );
+      return;
+    }
+    if (!pool) return;
     live.rec.lastAccessedAt = now.toISOString();
     live.rec.expiresAt = sessionExpiry(poolDocOf(pool), {
       allocatedAt: new Date(live.rec.allocatedAt ?? live.rec.createdAt),
@@ -146,7 +160,7 @@ export class SessionAllocator {
     if (now.getTime() - live.persistedAccessMs < TOUCH_PERSIST_MS) return;
     live.persistedAccessMs = now.getTime();
     try {
-      this.#ctx.d.store.putSession(live.rec);
+      await this.#ctx.d.store.putSession(live.rec);
     } catch (err) {
       this.#ctx.d.logger.warn({ session: live.rec.id, err }, "could not record a session's last access");
     }
@@ -175,10 +189,10 @@ export class SessionAllocator {
     env?: RequestedEnvironment,
   ): Promise<Acquired> {
     const started = performance.now();
-    const { pool, doc } = this.#ctx.poolDoc(poolKey);
+    const { pool, doc } = await this.#ctx.poolDoc(poolKey);
     const personalised = env !== undefined && env.entries.length > 0;
     // Read (a secret's value from the pool) and checked before any sandbox is taken for it.
-    const values = personalised ? resolveEnvironment(env.entries, this.#ctx.d.secrets(poolKey)) : {};
+    const values = personalised ? resolveEnvironment(env.entries, await this.#ctx.d.secrets(poolKey)) : {};
     checkResolvedSize(values);
     if (personalised && doc.properties.containerType === "CustomContainer")
       throw new ValidationError(
@@ -198,7 +212,7 @@ export class SessionAllocator {
     const metricsPool = poolKey;
     // The limit holds for warm claims too: a refill that finished after cold starts filled the pool is surplus.
     const max = doc.properties.scaleConfiguration.maxConcurrentSessions;
-    if (st.allocated.size + st.coldPending >= max) {
+    if (st.allocated.size + st.coldPending + this.#ctx.allocatedElsewhere(poolKey) >= max) {
       this.#ctx.d.metrics.claims.inc({ pool: metricsPool, result: "limit" });
       throw new SessionLimitError(pool.name, max, 5);
     }
@@ -208,8 +222,10 @@ export class SessionAllocator {
       const live = st.ready.splice(index, 1)[0]!;
       const warm = { ...live.rec };
       if (personalised) this.#personalise(live, env, values);
+      // Counted against the limit while its record is written.
+      st.coldPending++;
       try {
-        this.#assign(live, identifier, doc);
+        await this.#assign(live, identifier, doc);
       } catch (err) {
         Object.assign(live.rec, warm);
         if (personalised) {
@@ -219,8 +235,10 @@ export class SessionAllocator {
         }
         // Not recorded as allocated: it stays warm, untouched, rather than be handed out unrecorded (a restart
         // would offer a sandbox someone used to the next identifier).
-        st.ready.splice(index, 0, live);
+        st.ready.splice(Math.min(index, st.ready.length), 0, live);
         throw err;
+      } finally {
+        st.coldPending--;
       }
       st.allocated.set(identifier, live);
       st.replaced.delete(identifier);
@@ -243,7 +261,7 @@ export class SessionAllocator {
       const live = await this.#factory.create(pool, template, signal);
       try {
         if (personalised) this.#personalise(live, env, values);
-        this.#assign(live, identifier, doc);
+        await this.#assign(live, identifier, doc);
       } catch (err) {
         await this.#factory.remove(live);
         throw err;
@@ -285,7 +303,7 @@ export class SessionAllocator {
     live.rec.environment = this.#ctx.d.sealer.seal(serializeEnvironment(env.entries));
   }
 
-  #assign(live: LiveSandbox, identifier: string, doc: PoolDoc): void {
+  async #assign(live: LiveSandbox, identifier: string, doc: PoolDoc): Promise<void> {
     const now = this.#ctx.d.now();
     live.rec.identifier = identifier;
     live.rec.state = "allocated";
@@ -293,7 +311,7 @@ export class SessionAllocator {
     live.rec.lastAccessedAt = now.toISOString();
     live.rec.expiresAt = sessionExpiry(doc, { allocatedAt: now, lastAccessedAt: now }).toISOString();
     // A custom container has no agent to say at adoption whether it was used: its claim is made durable.
-    this.#ctx.d.store.putSession(live.rec, { durable: live.kind === "custom" });
+    await this.#ctx.d.store.putSession(live.rec, { durable: live.kind === "custom" });
     live.persistedAccessMs = now.getTime();
   }
 }

@@ -34,7 +34,7 @@ export interface SessionManagerDeps {
   /** How long a new sandbox's agent (or a custom container's port) may take to answer. */
   agentStartTimeoutMs?: number;
   /** The pool's secret values, opened only when a sandbox is created or an image pulled. */
-  secrets?: (poolKey: string) => ReadonlyMap<string, string>;
+  secrets?: (poolKey: string) => Promise<ReadonlyMap<string, string>>;
   /** Seals what a session was personalised with before it is stored (the server's secret box). */
   sealer?: Sealer;
   /** How often liveness probes are checked. */
@@ -43,6 +43,11 @@ export interface SessionManagerDeps {
   capacity?: SandboxCapacity;
   /** How often the engine is pinged; a failed ping marks it down, the next good one resynchronises. */
   engineCheckIntervalMs?: number;
+  /**
+   * This server's instance id (the label on its sandboxes). A shared store (a fleet) cannot hold it, so the server
+   * keeps it in its data dir; without it, the store's meta keeps it (the embedded store is this server's alone).
+   */
+  instanceId?: string;
 }
 
 export type ResolvedDeps = Required<SessionManagerDeps>;
@@ -98,6 +103,14 @@ export interface PoolState {
   replaced: Set<string>;
 }
 
+/** What a fleet tells this server about the pools it shares with the other servers (core/fleet). */
+export interface FleetShare {
+  /** This server's part of a pool's `total` ready sandboxes. */
+  readyShare(poolKey: string, total: number): number;
+  /** The pool's sessions allocated on the other servers (the pool's limit counts the whole fleet). */
+  allocatedElsewhere(poolKey: string): number;
+}
+
 /** Ends a live sandbox's session and removes its sandbox (reasons become metric labels: a small fixed set). */
 export type EndSession = (live: LiveSandbox, reason: string) => Promise<void>;
 
@@ -107,6 +120,8 @@ export class SessionContext {
   readonly bySandbox = new Map<string, LiveSandbox>();
   instanceId = "";
   closed = false;
+  /** Set when the server is one of a fleet. */
+  fleet: FleetShare | undefined;
   /** The engine did not answer at start: the last run's sandboxes are not adopted yet. */
   adoptionPending = false;
 
@@ -115,11 +130,12 @@ export class SessionContext {
       reapIntervalMs: 1000,
       createConcurrency: 4,
       agentStartTimeoutMs: 60_000,
-      secrets: () => new Map(),
+      secrets: async () => new Map(),
       // Without the server's box (tests that build the manager alone), a key of this process only.
       sealer: new SecretBox(SecretBox.generateKey()),
       probeIntervalMs: 1000,
       engineCheckIntervalMs: 2000,
+      instanceId: "",
       capacity: new SandboxCapacity({ maxSandboxes: Infinity, maxSandboxMemoryBytes: Infinity }),
       ...deps,
     };
@@ -166,20 +182,30 @@ export class SessionContext {
     this.d.metrics.pendingSessions.set({ pool: st.key }, st.warmPending + st.coldPending);
   }
 
+  /** A record of this server's (in a fleet, the store holds the other servers' records too). */
+  owns(rec: StoredSession): boolean {
+    return rec.owner === undefined || rec.owner === this.instanceId;
+  }
+
+  /** The pool's sessions allocated on the other servers of a fleet; 0 alone. */
+  allocatedElsewhere(poolKey: string): number {
+    return this.fleet?.allocatedElsewhere(poolKey) ?? 0;
+  }
+
   /** The labels of everything this server instance made in the engine. */
   ownLabels(): Record<string, string> {
     return { [LABEL_MANAGED]: MANAGED_VALUE, [LABEL_INSTANCE]: this.instanceId };
   }
 
   /** The pool's stored document, or undefined when it is gone. */
-  docOf(poolKey: string): PoolDoc | undefined {
-    const pool = this.d.store.getPool(poolKey);
+  async docOf(poolKey: string): Promise<PoolDoc | undefined> {
+    const pool = await this.d.store.getPool(poolKey);
     return pool ? poolDocOf(pool) : undefined;
   }
 
   /** The pool and its document for a data-plane request: SessionPoolNotFound when gone or being deleted. */
-  poolDoc(poolKey: string): { pool: StoredPool; doc: PoolDoc } {
-    const pool = this.d.store.getPool(poolKey);
+  async poolDoc(poolKey: string): Promise<{ pool: StoredPool; doc: PoolDoc }> {
+    const pool = await this.d.store.getPool(poolKey);
     const name = poolKey.split("/")[2] ?? poolKey;
     if (!pool) throw new SessionPoolNotFoundError(name);
     const doc = poolDocOf(pool);

@@ -24,6 +24,7 @@ import { runtimeUnavailable, sessionMemoryBytes } from "./sandbox-template.ts";
 import { type Acquired, SessionAllocator } from "./session-allocator.ts";
 import {
   agentOf,
+  type FleetShare,
   inBatches,
   type LiveSandbox,
   type PoolState,
@@ -60,7 +61,10 @@ export class SessionManager implements PoolProvisioner {
   constructor(deps: SessionManagerDeps) {
     const ctx = new SessionContext(deps);
     const end = (live: LiveSandbox, reason: string) => this.#end(live, reason);
-    const gone = (live: LiveSandbox, reason: string) => this.#sandboxLost(live, reason);
+    const gone = (live: LiveSandbox, reason: string) =>
+      void this.#sandboxLost(live, reason).catch((err) =>
+        this.#ctx.d.logger.error({ err, session: live.rec.id }, "could not end a lost sandbox's session"),
+      );
     this.#ctx = ctx;
     this.#factory = new SandboxFactory(ctx);
     this.#reconciler = new WarmPoolReconciler(ctx, this.#factory, end);
@@ -99,10 +103,10 @@ export class SessionManager implements PoolProvisioner {
   async #begin(): Promise<void> {
     const ctx = this.#ctx;
     const { store, driver, logger } = ctx.d;
-    ctx.instanceId = store.getMeta("instance-id") ?? "";
+    ctx.instanceId = ctx.d.instanceId || ((await store.getMeta("instance-id")) ?? "");
     if (ctx.instanceId === "") {
       ctx.instanceId = crypto.randomUUID();
-      store.setMeta("instance-id", ctx.instanceId);
+      await store.setMeta("instance-id", ctx.instanceId);
     }
     await mkdir(ctx.d.socketsDir, { recursive: true, mode: 0o711 });
     this.#unwatch = driver.watch(
@@ -159,8 +163,9 @@ export class SessionManager implements PoolProvisioner {
     // Anything else labelled for the pool (a creation in flight, a sandbox from before a crash) goes too.
     const leftovers = await d.driver.list({ ...this.#ctx.ownLabels(), "io.sessionpool.pool": poolKey });
     await inBatches(leftovers, DEPROVISION_CONCURRENCY, (s) => d.driver.remove(s.id));
-    for (const s of d.store.listSessions(poolKey)) {
-      d.store.deleteSession(s.id);
+    for (const s of await d.store.listSessions(poolKey)) {
+      if (!this.#ctx.owns(s)) continue;
+      await d.store.deleteSession(s.id);
       await rm(join(d.socketsDir, s.id), { recursive: true, force: true });
     }
   }
@@ -187,6 +192,41 @@ export class SessionManager implements PoolProvisioner {
     };
   }
 
+  // ---- Fleet ------------------------------------------------------------------------------------------------
+
+  /** Joins a fleet: pools keep this server's share of their ready sandboxes, and limits count every server's. */
+  joinFleet(fleet: FleetShare): void {
+    this.#ctx.fleet = fleet;
+    this.reconcileAll();
+  }
+
+  /** Ready and allocated sessions per pool, for the fleet's heartbeat. */
+  countsByPool(): { ready: Record<string, number>; allocated: Record<string, number> } {
+    const ready: Record<string, number> = {};
+    const allocated: Record<string, number> = {};
+    for (const st of this.#ctx.pools.values()) {
+      ready[st.key] = st.ready.length;
+      allocated[st.key] = st.allocated.size;
+    }
+    return { ready, allocated };
+  }
+
+  /** Whether this server holds the identifier's session now. */
+  holds(poolKey: string, identifier: string): boolean {
+    return this.#ctx.pools.get(poolKey)?.allocated.has(identifier) ?? false;
+  }
+
+  /** The identifier's session was lost with another server: its next session here says it replaced one. */
+  markReplaced(poolKey: string, identifier: string): void {
+    this.#ctx.state(poolKey).replaced.add(identifier);
+  }
+
+  /** Brings every pool this server knows to its ready target again (a fleet's members changed). */
+  reconcileAll(): void {
+    if (this.#ctx.closed) return;
+    for (const key of this.#ctx.pools.keys()) void this.#reconciler.reconcile(key);
+  }
+
   // ---- Data plane -----------------------------------------------------------------------------------------
 
   /** The session for `identifier`, allocating one on first use. */
@@ -207,8 +247,8 @@ export class SessionManager implements PoolProvisioner {
   }
 
   /** The names of the pool's secrets (what a `secretRef` may name). */
-  secretNames(poolKey: string): Set<string> {
-    return new Set(this.#ctx.d.secrets(poolKey).keys());
+  async secretNames(poolKey: string): Promise<Set<string>> {
+    return new Set((await this.#ctx.d.secrets(poolKey)).keys());
   }
 
   /** The allocated session for `identifier`, or undefined; never allocates. */
@@ -249,7 +289,7 @@ export class SessionManager implements PoolProvisioner {
   async metadata(poolKey: string): Promise<MetadataResponse> {
     await this.start();
     this.#ctx.requireAdopted();
-    const { pool, doc } = this.#ctx.poolDoc(poolKey);
+    const { pool, doc } = await this.#ctx.poolDoc(poolKey);
     const st = this.#ctx.state(poolKey);
     st.template ??= await this.#factory.resolveTemplate(doc, pool);
     const image = st.template.spec.image;
@@ -310,12 +350,13 @@ export class SessionManager implements PoolProvisioner {
   }
 
   /** A live sandbox ended without us ending it (an event, or found gone on a resync). */
-  #sandboxLost(live: LiveSandbox, reason: string): void {
+  async #sandboxLost(live: LiveSandbox, reason: string): Promise<void> {
     const ctx = this.#ctx;
+    const lifecycle = (await ctx.docOf(live.rec.poolKey))?.properties.dynamicPoolConfiguration
+      .lifecycleConfiguration;
     const st = ctx.pools.get(live.rec.poolKey);
     const identifier = live.rec.identifier;
     const allocated = st !== undefined && identifier !== undefined && st.allocated.get(identifier) === live;
-    const lifecycle = ctx.docOf(live.rec.poolKey)?.properties.dynamicPoolConfiguration.lifecycleConfiguration;
     if (allocated && lifecycle?.lifecycleType === "OnContainerExit") {
       // OnContainerExit: the container's process exiting is how such a session ends.
       void this.#end(live, "exited");

@@ -18,7 +18,7 @@ export class SessionReaper {
         if (!isExpired(m.rec.expiresAt, now)) continue;
         // A Timed session with a request still open is in use; its idle clock starts when that ends.
         // maxAlivePeriodInSeconds (OnContainerExit) is a hard cap all the same.
-        const doc = this.#ctx.docOf(st.key);
+        const doc = await this.#ctx.docOf(st.key);
         const timed =
           doc?.properties.dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType !== "OnContainerExit";
         if (timed && m.inFlight > 0) continue;

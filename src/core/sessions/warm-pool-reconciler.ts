@@ -42,7 +42,7 @@ export class WarmPoolReconciler {
       signal.throwIfAborted();
       await this.reconcile(pool.key);
       signal.throwIfAborted();
-      const current = this.#ctx.d.store.getPool(pool.key);
+      const current = await this.#ctx.d.store.getPool(pool.key);
       if (!current || current.generation !== pool.generation) return;
       const target = this.readyTarget(poolDocOf(current), st);
       const warm = st.ready.filter((m) => m.templateHash === st.template?.hash).length;
@@ -66,10 +66,12 @@ export class WarmPoolReconciler {
 
   readyTarget(doc: PoolDoc, st: PoolState): number {
     const scale = doc.properties.scaleConfiguration;
-    return Math.max(
-      0,
-      Math.min(scale.readySessionInstances, scale.maxConcurrentSessions - st.allocated.size - st.coldPending),
-    );
+    // In a fleet, this server's share of the pool's ready sandboxes, within the room the whole fleet leaves.
+    const ready =
+      this.#ctx.fleet?.readyShare(st.key, scale.readySessionInstances) ?? scale.readySessionInstances;
+    const room =
+      scale.maxConcurrentSessions - st.allocated.size - st.coldPending - this.#ctx.allocatedElsewhere(st.key);
+    return Math.max(0, Math.min(ready, room));
   }
 
   reconcile(poolKey: string): Promise<void> {
@@ -97,7 +99,7 @@ export class WarmPoolReconciler {
   async #reconcileOnce(st: PoolState): Promise<void> {
     // Until the last run's sandboxes are adopted, they would be created a second time.
     if (this.#ctx.adoptionPending) return;
-    const stored = this.#ctx.d.store.getPool(st.key);
+    const stored = await this.#ctx.d.store.getPool(st.key);
     if (!stored) return;
     const doc = poolDocOf(stored);
     if (doc.properties.provisioningState === "Deleting") return;
@@ -155,7 +157,7 @@ export class WarmPoolReconciler {
       this.#ctx.d.metrics.sandboxFailures.inc({ pool: st.key, reason: "start" });
       this.#ctx.d.logger.warn({ pool: st.key, err: st.lastError.message }, "warm sandbox failed to start");
       // A pool whose provisioning failed waits for its next PUT or PATCH instead of crash-looping sandboxes.
-      const state = this.#ctx.docOf(st.key)?.properties.provisioningState;
+      const state = (await this.#ctx.docOf(st.key))?.properties.provisioningState;
       if (state === "Failed") return;
       // Back off before trying again so a broken image does not spin the engine.
       const delay = Math.min(30_000, 500 * 2 ** Math.min(st.failures, 6));

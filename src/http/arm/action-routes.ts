@@ -9,7 +9,7 @@ import { type ArmRoutesOptions, POOL, refOf, route, schemas } from "./arm-reques
 export function actionRoutes(app: FastifyInstance, o: ArmRoutesOptions): void {
   route(app, `${POOL}/getAuthtoken`, schemas.pool, {
     POST: async (request) => {
-      const pool = o.pools.get(refOf(request));
+      const pool = await o.pools.get(refOf(request));
       const issued = await o.tokens.issue(pool, o.now());
       return {
         id: poolResourceId(pool),
@@ -21,8 +21,8 @@ export function actionRoutes(app: FastifyInstance, o: ArmRoutesOptions): void {
     },
   });
 
-  const mcpPool = (request: FastifyRequest): StoredPool => {
-    const pool = o.pools.get(refOf(request));
+  const mcpPool = async (request: FastifyRequest): Promise<StoredPool> => {
+    const pool = await o.pools.get(refOf(request));
     if (poolDocOf(pool).properties.mcpServerSettings?.isMcpServerEnabled !== true) {
       throw new ValidationError(
         "McpServerNotEnabled",
@@ -34,9 +34,11 @@ export function actionRoutes(app: FastifyInstance, o: ArmRoutesOptions): void {
   };
   // The router ignores letter case, so fetchMCPServerCredentials (Azure's documentation) is this route too.
   route(app, `${POOL}/fetchMcpServerCredentials`, schemas.pool, {
-    POST: async (request) => ({ apiKey: o.mcpKeys.fetch(mcpPool(request)) }),
+    POST: async (request) => ({ apiKey: await o.mcpKeys.fetch(await mcpPool(request)) }),
   });
-  const rotate = async (request: FastifyRequest) => ({ apiKey: o.mcpKeys.rotate(mcpPool(request)) });
+  const rotate = async (request: FastifyRequest) => ({
+    apiKey: await o.mcpKeys.rotate(await mcpPool(request)),
+  });
   route(app, `${POOL}/rotateMcpServerCredentials`, schemas.pool, { POST: rotate });
   // The spelling some of Azure's MCP documentation uses for the same rotation.
   route(app, `${POOL}/regenerateCredentials`, schemas.pool, { POST: rotate });

@@ -18,9 +18,9 @@ import { poolToWire } from "./pool-wire.ts";
 
 export function operationRoutes(app: FastifyInstance, o: ArmRoutesOptions, links: OperationLinks): void {
   /** The operation named in the path, within the path's subscription only. */
-  const findOperation = (request: FastifyRequest): StoredOperation => {
+  const findOperation = async (request: FastifyRequest): Promise<StoredOperation> => {
     const p = request.params as OperationParams;
-    const op = o.pools.getOperation(p.operationId);
+    const op = await o.pools.getOperation(p.operationId);
     if (!op?.poolKey.startsWith(`${p.subscriptionId.toLowerCase()}/`)) {
       throw new OperationNotFoundError(p.operationId);
     }
@@ -29,7 +29,7 @@ export function operationRoutes(app: FastifyInstance, o: ArmRoutesOptions, links
 
   route(app, `${OPERATIONS}/sessionPoolOperationStatuses/:operationId`, schemas.operation, {
     GET: async (request, reply) => {
-      const op = findOperation(request);
+      const op = await findOperation(request);
       const p = request.params as OperationParams;
       if (op.status === "InProgress") links.retryAfter(reply);
       return {
@@ -46,7 +46,7 @@ export function operationRoutes(app: FastifyInstance, o: ArmRoutesOptions, links
 
   route(app, `${OPERATIONS}/sessionPoolOperationResults/:operationId`, schemas.operation, {
     GET: async (request, reply) => {
-      const op = findOperation(request);
+      const op = await findOperation(request);
       const p = request.params as OperationParams;
       if (op.status === "InProgress") {
         links.headers(reply, op, p.subscriptionId);
@@ -62,7 +62,7 @@ export function operationRoutes(app: FastifyInstance, o: ArmRoutesOptions, links
       if (op.kind === "delete") return reply.code(204).send();
       const [, rg, name] = op.poolKey.split("/");
       try {
-        const pool = o.pools.get({ subscriptionId: p.subscriptionId, resourceGroup: rg!, name: name! });
+        const pool = await o.pools.get({ subscriptionId: p.subscriptionId, resourceGroup: rg!, name: name! });
         return poolToWire(pool, apiVersionOf(request), o.config.publicUrl);
       } catch {
         return reply.code(204).send();

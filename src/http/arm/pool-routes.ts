@@ -33,7 +33,7 @@ export function poolRoutes(app: FastifyInstance, o: ArmRoutesOptions, links: Ope
         subscriptionId: p.subscriptionId,
         ...(byGroup ? { resourceGroup: p.resourceGroupName! } : {}),
       };
-      const page = pools.list(filter, afterKey, o.config.listPageSize);
+      const page = await pools.list(filter, afterKey, o.config.listPageSize);
       const path = request.url.split("?")[0];
       return {
         value: page.items.map((pool) => poolToWire(pool, apiVersion, o.config.publicUrl)),
@@ -50,7 +50,7 @@ export function poolRoutes(app: FastifyInstance, o: ArmRoutesOptions, links: Ope
 
   route(app, POOL, schemas.pool, {
     GET: async (request, reply) => {
-      const pool = pools.get(refOf(request));
+      const pool = await pools.get(refOf(request));
       reply.header("etag", `"${pool.etag}"`);
       return poolToWire(pool, apiVersionOf(request), o.config.publicUrl);
     },
@@ -58,7 +58,7 @@ export function poolRoutes(app: FastifyInstance, o: ArmRoutesOptions, links: Ope
       const apiVersion = apiVersionOf(request);
       const ifMatch = headerOf(request, "if-match");
       const ifNoneMatch = headerOf(request, "if-none-match");
-      const result = pools.put(refOf(request), request.body, {
+      const result = await pools.put(refOf(request), request.body, {
         principal: request.principal!,
         apiVersion,
         ...(ifMatch === undefined ? {} : { ifMatch }),
@@ -71,7 +71,7 @@ export function poolRoutes(app: FastifyInstance, o: ArmRoutesOptions, links: Ope
     PATCH: async (request, reply) => {
       const apiVersion = apiVersionOf(request);
       const ifMatch = headerOf(request, "if-match");
-      const result = pools.patch(refOf(request), request.body, {
+      const result = await pools.patch(refOf(request), request.body, {
         principal: request.principal!,
         apiVersion,
         ...(ifMatch === undefined ? {} : { ifMatch }),
@@ -83,7 +83,7 @@ export function poolRoutes(app: FastifyInstance, o: ArmRoutesOptions, links: Ope
     DELETE: async (request, reply) => {
       const ifMatch = headerOf(request, "if-match");
       const ref = refOf(request);
-      const op = pools.delete(ref, {
+      const op = await pools.delete(ref, {
         apiVersion: apiVersionOf(request),
         ...(ifMatch === undefined ? {} : { ifMatch }),
       });

@@ -2,10 +2,18 @@
 // container of the session named by `identifier`, on the pool's targetPort. Bodies stream both ways (uploads,
 // chunked responses, SSE), WebSocket upgrades are piped at the socket level, the caller's Authorization never
 // reaches the container, and X-Forwarded-* say where the request came from as this server saw it.
-import { Agent, request as httpRequest, type IncomingMessage, type Server } from "node:http";
+import {
+  Agent,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+} from "node:http";
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { connect as tlsConnect } from "node:tls";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { FORWARDED_BY_HEADER } from "../../core/fleet/fleet-routing.ts";
 import type { LiveSandbox } from "../../core/sessions/session-manager.ts";
 import type { SessionPoolError } from "../../errors.ts";
 import { BadRequestError } from "../errors.ts";
@@ -17,7 +25,8 @@ import {
 } from "./dataplane-errors.ts";
 import { type TrustedProxies, unmapped } from "./proxy-trust.ts";
 
-const HOP_BY_HOP = new Set([
+/** Headers of one connection, never passed on by a proxy (RFC 9110 7.6.1). */
+export const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
   "proxy-authenticate",
@@ -26,12 +35,22 @@ const HOP_BY_HOP = new Set([
   "trailer",
   "transfer-encoding",
   "upgrade",
-  "authorization",
-  "host",
 ]);
+/** The caller's credential and the fleet's own header are this server's business, never the container's. */
+const NOT_FOR_CONTAINERS = new Set([...HOP_BY_HOP, "authorization", "host", FORWARDED_BY_HEADER]);
 
 /** Where a request has been: believed from a trusted proxy only, else replaced by what this server saw. */
-const FORWARDING = /^(?:x-forwarded-.*|forwarded|x-real-ip)$/;
+export const FORWARDING = /^(?:x-forwarded-.*|forwarded|x-real-ip)$/;
+
+/** The header names a request's Connection header lists: hop-by-hop as well. */
+export function connectionTokensOf(headers: IncomingHttpHeaders): Set<string> {
+  return new Set(
+    String(headers["connection"] ?? "")
+      .split(",")
+      .map((t) => t.trim().toLowerCase())
+      .filter((t) => t !== ""),
+  );
+}
 
 /**
  * Methods whose body servers commonly leave unread. A container that does not read one would take its bytes for
@@ -70,14 +89,9 @@ function forwardedHeaders(req: IncomingMessage, trust: TrustedProxies, prefix: s
   const peer = req.socket.remoteAddress === undefined ? undefined : unmapped(req.socket.remoteAddress);
   const trusted = trust.trusts(peer);
   const out: Record<string, string | string[]> = {};
-  const connectionTokens = new Set(
-    String(headers["connection"] ?? "")
-      .split(",")
-      .map((t) => t.trim().toLowerCase())
-      .filter((t) => t !== ""),
-  );
+  const connectionTokens = connectionTokensOf(headers);
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || connectionTokens.has(name)) continue;
+    if (value === undefined || NOT_FOR_CONTAINERS.has(name) || connectionTokens.has(name)) continue;
     // From anyone but a trusted proxy these are forgeries (a client claiming another address, scheme or host).
     if (!trusted && FORWARDING.test(name)) continue;
     out[name] = value;
@@ -112,7 +126,7 @@ export function assertForwardable(req: IncomingMessage): void {
  * request that never went through this proxy). A request without a body says nothing. Returns whether the
  * request needs a connection of its own.
  */
-function frameBody(req: IncomingMessage, headers: Record<string, string | string[]>): boolean {
+export function frameBody(req: IncomingMessage, headers: Record<string, string | string[]>): boolean {
   const chunked = req.headers["transfer-encoding"] !== undefined;
   const length = req.headers["content-length"];
   if (chunked) {
@@ -226,14 +240,48 @@ export function proxyUpgrade(
   trust: TrustedProxies,
 ): void {
   const { live } = target;
+  const headers = forwardedHeaders(req, trust, target.prefix);
+  headers["host"] = `${live.address}:${live.port}`;
+  pipeUpgrade(req, socket, head, {
+    host: live.address!,
+    port: live.port!,
+    path: target.path,
+    headers,
+    onDone: target.onDone,
+    unreachable: (why) =>
+      new SessionUnreachableError(
+        `The session's container did not answer the upgrade on port ${live.port}: ${why}`,
+      ),
+  });
+}
+
+/** Where pipeUpgrade sends an upgrade: a container, or another server of the fleet. */
+export interface UpgradeTarget {
+  host: string;
+  port: number;
+  /** Connect with TLS (an https:// fleet member). */
+  tls?: boolean;
+  /** The request target to send, with its query string. */
+  path: string;
+  /** The headers to send (Connection and Upgrade are set here). */
+  headers: Record<string, string | string[]>;
+  /** Called once when both connections are done. */
+  onDone: () => void;
+  /** The error answered when the target hangs up or fails before a status line. */
+  unreachable: (why: string) => SessionPoolError;
+}
+
+/** Sends an upgrade request's head to `target`, then pipes both sockets once it has answered (see proxyUpgrade). */
+export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: UpgradeTarget): void {
   // The client went away while its session was being allocated: nothing to pipe, and no 'close' is coming.
   if (socket.destroyed) {
     target.onDone();
     return;
   }
-  const upstream: Socket = connect({ host: live.address!, port: live.port! });
-  const headers = forwardedHeaders(req, trust, target.prefix);
-  headers["host"] = `${live.address}:${live.port}`;
+  const upstream: Socket = target.tls
+    ? tlsConnect({ host: target.host, port: target.port })
+    : connect({ host: target.host, port: target.port });
+  const headers = { ...target.headers };
   headers["connection"] = "Upgrade";
   delete headers["content-length"];
   if (req.headers.upgrade) headers["upgrade"] = req.headers.upgrade;
@@ -266,23 +314,15 @@ export function proxyUpgrade(
     }
     upstream.pipe(socket);
   };
-  upstream.once("connect", () => {
+  upstream.once(target.tls ? "secureConnect" : "connect", () => {
     upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
     upstream.on("data", onStatus);
   });
   // In the data plane's envelope, as a refused HTTP request through the proxy is answered.
   const badGateway = (why: string) => {
-    if (socket.writable && !answered) {
-      socket.end(
-        rawErrorResponse(
-          new SessionUnreachableError(
-            `The session's container did not answer the upgrade on port ${live.port}: ${why}`,
-          ),
-        ),
-      );
-    }
+    if (socket.writable && !answered) socket.end(rawErrorResponse(target.unreachable(why)));
   };
-  // The container hung up before a status line: nothing of its answer to relay.
+  // The target hung up before a status line: nothing of its answer to relay.
   upstream.on("end", () => badGateway("it closed the connection before a status line"));
   upstream.on("error", (err) => {
     badGateway(err.message);

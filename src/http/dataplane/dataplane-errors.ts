@@ -30,6 +30,37 @@ export class SessionUnreachableError extends SessionPoolError {
   }
 }
 
+/** Another server of the fleet, which holds the session, did not answer a request forwarded to it. */
+export class FleetMemberUnreachableError extends SessionPoolError {
+  static readonly codes = ["FleetMemberUnreachable"] as const;
+
+  constructor(memberId: string, why: string) {
+    super(
+      "FleetMemberUnreachable",
+      503,
+      `The session is served by the fleet's server '${memberId}', which did not answer (${why}); retry shortly.`,
+      { headers: { "retry-after": "2" } },
+    );
+  }
+}
+
+/**
+ * A request another server of the fleet forwarded here, which this server would forward on: never done (it could
+ * loop while the servers' views of the fleet disagree); the caller retries once the views agree again.
+ */
+export class FleetForwardLoopError extends SessionPoolError {
+  static readonly codes = ["FleetForwardLoop"] as const;
+
+  constructor(forwardedBy: string, memberId: string) {
+    super(
+      "FleetForwardLoop",
+      503,
+      `The request was forwarded here by the fleet's server '${forwardedBy}', but this server places the session on '${memberId}'; a request is forwarded once only. Retry shortly.`,
+      { headers: { "retry-after": "1" } },
+    );
+  }
+}
+
 /** A request body so transfer-coded that it could not reach a custom container unambiguously. */
 export class UnsupportedTransferEncodingError extends SessionPoolError {
   static readonly codes = ["UnsupportedTransferEncoding"] as const;

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import Type, { type Static } from "typebox";
 import type { Authenticator, Principal } from "../../auth/principal.ts";
 import { SessionNotFoundError, ValidationError } from "../../core/errors.ts";
+import type { FleetRouting } from "../../core/fleet/fleet-routing.ts";
 import type { McpKeys } from "../../core/mcp/mcp-keys.ts";
 import type { McpProtocol } from "../../core/mcp/mcp-protocol.ts";
 import { type PoolDoc, poolDocOf, poolKey } from "../../core/pools/pool-doc.ts";
@@ -80,6 +81,8 @@ export interface DataPlaneOptions {
   mcp?: { keys: McpKeys; protocol: McpProtocol };
   /** The memory all uploads in flight may hold together (default DEFAULT_UPLOAD_BUFFER_BYTES). */
   uploads?: ByteBudget;
+  /** Set when this server is one of a fleet: requests for other servers' sessions are forwarded there. */
+  fleet?: FleetRouting;
   config: {
     readonly publicUrl: string;
     /** Direct peers whose X-Forwarded-* the custom-container proxy keeps and extends (default: nobody). */
@@ -93,19 +96,23 @@ export interface DataPlaneOptions {
 export class DataPlaneContext {
   readonly o: DataPlaneOptions;
   // The pool a request addresses, looked up once per request (the hooks and handlers all need it).
-  readonly #pools = new WeakMap<FastifyRequest, StoredPool | undefined>();
+  readonly #pools = new WeakMap<FastifyRequest, Promise<StoredPool | undefined>>();
 
   constructor(o: DataPlaneOptions) {
     this.o = o;
   }
 
-  poolOf(request: FastifyRequest): StoredPool | undefined {
-    if (!this.#pools.has(request)) this.#pools.set(request, this.o.pools.findPool(keyOf(request)));
-    return this.#pools.get(request);
+  poolOf(request: FastifyRequest): Promise<StoredPool | undefined> {
+    let pool = this.#pools.get(request);
+    if (!pool) {
+      pool = this.o.pools.findPool(keyOf(request));
+      this.#pools.set(request, pool);
+    }
+    return pool;
   }
 
-  poolTypeOf(request: FastifyRequest): PoolDoc["properties"]["containerType"] | undefined {
-    const pool = this.poolOf(request);
+  async poolTypeOf(request: FastifyRequest): Promise<PoolDoc["properties"]["containerType"] | undefined> {
+    const pool = await this.poolOf(request);
     return pool ? poolDocOf(pool).properties.containerType : undefined;
   }
 

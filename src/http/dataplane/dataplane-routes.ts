@@ -18,6 +18,7 @@ import {
 } from "./dataplane-request.ts";
 import { executionRoutes } from "./execution-routes.ts";
 import { fileRoutes } from "./file-routes.ts";
+import { fleetForwarding } from "./fleet-forwarding.ts";
 import { mcpRoutes } from "./mcp-routes.ts";
 import { poolRoutes } from "./pool-routes.ts";
 import { proxyRoutes } from "./proxy-routes.ts";
@@ -39,6 +40,9 @@ export async function dataPlaneRoutes(app: FastifyInstance, o: DataPlaneOptions)
 async function sessionRoutesScope(app: FastifyInstance, ctx: DataPlaneContext): Promise<void> {
   const o = ctx.o;
   requireAuthentication(app, o.authenticator);
+  // onRequest hooks run in the order they are added: after authentication, before the custom-container proxy and
+  // before the body is read, a request for another server's session goes there (fleets only).
+  fleetForwarding(app, ctx);
   await app.register(multipart, {
     limits: { fileSize: UPLOAD_LIMIT_BYTES, files: 1, fields: 20 },
     throwFileSizeLimit: true,
@@ -51,7 +55,7 @@ async function sessionRoutesScope(app: FastifyInstance, ctx: DataPlaneContext): 
 
   app.addHook("preHandler", async (request) => {
     requirePoolScope(request.principal!, keyOf(request));
-    const pool = ctx.poolOf(request);
+    const pool = await ctx.poolOf(request);
     if (!pool || poolDocOf(pool).properties.provisioningState === "Deleting") {
       throw new SessionPoolNotFoundError((request.params as PoolParams).poolName);
     }

@@ -33,7 +33,7 @@ export function executionRoutes(app: FastifyInstance, ctx: DataPlaneContext): vo
     const apiVersion = apiVersionOf(request);
     // Streamed (docs/streaming.md): /executions only, and only synchronous ones; the others answer as before.
     const streamed = !legacy && wantsEventStream(request);
-    if (ctx.poolTypeOf(request) === "Shell") {
+    if ((await ctx.poolTypeOf(request)) === "Shell") {
       const shellInput = parseShellInput(request.body, { defaultMaxOutputChars: DEFAULT_MAX_OUTPUT_CHARS });
       const shellSession = await ctx.acquire(request, reply);
       const relay = streamed ? new Relay() : undefined;

@@ -109,7 +109,7 @@ export async function mcpRoutes(app: FastifyInstance, ctx: DataPlaneContext): Pr
   app.decorateRequest("mcpCaller", undefined);
   // Authentication before the body is read: an unauthenticated caller cannot make the server buffer 4 MiB.
   app.addHook("onRequest", async (request, reply) => {
-    const pool = ctx.poolOf(request);
+    const pool = await ctx.poolOf(request);
     if (!pool || poolDocOf(pool).properties.provisioningState === "Deleting") {
       throw new SessionPoolNotFoundError((request.params as PoolParams).poolName);
     }
@@ -154,7 +154,7 @@ export async function mcpRoutes(app: FastifyInstance, ctx: DataPlaneContext): Pr
         "Authentication is required: send the MCP server's API key as 'x-ms-apikey: <key>' (fetchMcpServerCredentials).",
       );
     }
-    if (!mcp.keys.verify(pool, apiKey)) {
+    if (!(await mcp.keys.verify(pool, apiKey))) {
       throw new AuthenticationError(
         "InvalidAuthenticationToken",
         "The x-ms-apikey is not this MCP server's current key (a rotated key is refused at once); fetch the current one with fetchMcpServerCredentials.",

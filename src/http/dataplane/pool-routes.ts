@@ -25,14 +25,14 @@ export function poolRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
   });
   api.get(PREFIX, { schema: schemas.session }, async (request) => ({
     name: request.params.poolName,
-    containerType: ctx.poolTypeOf(request),
+    containerType: await ctx.poolTypeOf(request),
     apiVersions: DATA_PLANE_API_VERSIONS,
   }));
   app.all(`${PREFIX}/*`, notARoute);
 
   api.get(`${PREFIX}/metadata`, { schema: schemas.session }, async (request) => {
     const meta = await ctx.o.sessions.metadata(keyOf(request));
-    const pool = ctx.poolOf(request)!;
+    const pool = (await ctx.poolOf(request))!;
     return {
       runtimes: meta.runtimes,
       preInstalledPackages: meta.packages,

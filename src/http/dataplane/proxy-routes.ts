@@ -22,6 +22,7 @@ import {
   type PoolParams,
   requirePoolScope,
 } from "./dataplane-request.ts";
+import { forwardUpgrade } from "./fleet-forwarding.ts";
 import { proxyPathOf } from "./proxy-path.ts";
 import { TrustedProxies } from "./proxy-trust.ts";
 
@@ -41,7 +42,7 @@ export async function forwardToContainer(
   reply: FastifyReply,
 ): Promise<FastifyReply | undefined> {
   if ((request.params as Partial<PoolParams>).poolName === undefined) return undefined;
-  if (ctx.poolTypeOf(request) !== "CustomContainer") return undefined;
+  if ((await ctx.poolTypeOf(request)) !== "CustomContainer") return undefined;
   // Cut from the raw URL by segments and decoded: the router's decoded pool name has another length than the
   // client's (`%73ecpool`), and `%2Emanagement/stopSession` is routed to the server's stopSession all the same.
   const path = proxyPathOf(request.url);
@@ -71,13 +72,14 @@ export function proxyRoutes(app: FastifyInstance, ctx: DataPlaneContext): void {
     const { subscriptionId, resourceGroup, poolName: name } = path;
     const key = poolKey({ subscriptionId, resourceGroup, name });
     requirePoolScope(await authenticateHeaders(authenticator, req.headers), key);
-    const pool = pools.findPool(key);
+    const pool = await pools.findPool(key);
     if (!pool || poolDocOf(pool).properties.containerType !== "CustomContainer") {
       throw new UpgradeNotProxiedError();
     }
     const url = new URL(req.url ?? "/", "http://upgrade.invalid");
     const identifier = checkIdentifier(url.searchParams.get("identifier") ?? undefined);
     assertUpgradable(req);
+    if (ctx.o.fleet && (await forwardUpgrade(ctx, req, socket, head, key, identifier))) return;
     const { live } = await sessions.acquire(key, identifier);
     proxyUpgrade(req, socket, head, target(live, path.path, path.prefix), trust);
   };

@@ -13,6 +13,7 @@ import {
   schemas,
 } from "./dataplane-request.ts";
 import { sessionToWire, usageToWire } from "./dataplane-wire.ts";
+import { withPeerSessions } from "./fleet-forwarding.ts";
 
 const LIST_SESSIONS_PAGE = 100;
 
@@ -28,7 +29,7 @@ export function sessionRoutes(app: FastifyInstance, ctx: DataPlaneContext): void
   });
   // A sessionpool extension: claim the identifier's session now, personalised with environment variables.
   api.put(`${PREFIX}/session`, { schema: schemas.session }, async (request, reply) => {
-    const env = parseEnvironmentRequest(request.body, sessions.secretNames(keyOf(request)));
+    const env = parseEnvironmentRequest(request.body, await sessions.secretNames(keyOf(request)));
     const { live, fresh } = await ctx.claim(request, reply, env);
     return reply.code(fresh ? 201 : 200).send(sessionToWire(live));
   });
@@ -49,13 +50,16 @@ export function sessionRoutes(app: FastifyInstance, ctx: DataPlaneContext): void
     if (!/^\d+$/.test(skipText))
       throw new ValidationError("InvalidSkip", "'skip' must be a whole number.", "skip");
     const skip = Number(skipText);
-    const all = sessions
+    let all = sessions
       .list(keyOf(request))
-      .sort((a, b) => a.rec.allocatedAt!.localeCompare(b.rec.allocatedAt!));
+      .sort((a, b) => a.rec.allocatedAt!.localeCompare(b.rec.allocatedAt!))
+      .map(sessionToWire);
+    // In a fleet, the other servers' sessions of the pool too.
+    if (ctx.o.fleet) all = await withPeerSessions(ctx, request, all);
     const page = all.slice(skip, skip + LIST_SESSIONS_PAGE);
     const next = skip + LIST_SESSIONS_PAGE < all.length;
     return {
-      sessions: page.map(sessionToWire),
+      sessions: page,
       ...(next
         ? {
             nextLink: `${ctx.endpoint(request)}/listSessions?api-version=${apiVersionOf(request)}&skip=${skip + LIST_SESSIONS_PAGE}`,

@@ -72,4 +72,20 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE sessions ADD COLUMN environment TEXT;
   `,
+  // 5: fleets. Which server's engine holds a session's sandbox; the servers' heartbeats; leases on fleet-wide jobs.
+  // Times in members and leases are milliseconds since the epoch.
+  `
+  ALTER TABLE sessions ADD COLUMN owner TEXT;
+  CREATE TABLE members (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    engine_up INTEGER NOT NULL,
+    ready TEXT NOT NULL,
+    allocated TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+  );
+  CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
+  `,
 ];

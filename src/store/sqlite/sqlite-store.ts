@@ -1,4 +1,5 @@
 // The embedded store: one SQLite file in the data dir, WAL mode, schema migrations versioned in code.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { storageFailure } from "../storage-errors.ts";
 import type {
@@ -6,6 +7,7 @@ import type {
   PoolListFilter,
   Store,
   StoredMcpKey,
+  StoredMember,
   StoredOperation,
   StoredPool,
   StoredSecret,
@@ -21,6 +23,9 @@ export class SqliteStore implements Store {
   readonly #pools = new Map<string, StoredPool>();
   #depth = 0;
   #closed = false;
+  /** The transaction now open (settles when it ends), and the async context its own calls run in. */
+  #open: Promise<unknown> | undefined;
+  readonly #inTransaction = new AsyncLocalStorage<true>();
 
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
@@ -39,7 +44,7 @@ export class SqliteStore implements Store {
     for (const [index, sql] of MIGRATIONS.entries()) {
       const version = index + 1;
       if (version <= current) continue;
-      this.transaction(() => {
+      this.#tx(() => {
         this.#db.exec(sql);
         this.#db.prepare("INSERT INTO schema_version (version) VALUES (?)").run(version);
       });
@@ -55,7 +60,59 @@ export class SqliteStore implements Store {
     return stmt;
   }
 
-  transaction<T>(fn: () => T): T {
+  /**
+   * SQLite has one connection: while a transaction awaits, another caller's statement would run inside it (and be
+   * rolled back with it). So a transaction holds the store: calls from outside its async context wait for it to end,
+   * and transactions run one at a time. Calls made when none is open run at once, with no extra turn of the loop.
+   */
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#inTransaction.getStore()) return fn();
+    while (this.#open) await this.#open.catch(() => undefined);
+    guarded(() => this.#db.exec("BEGIN IMMEDIATE"));
+    this.#depth = 1;
+    const run = (async () => {
+      try {
+        const result = await this.#inTransaction.run(true, fn);
+        guarded(() => this.#db.exec("COMMIT"));
+        return result;
+      } catch (err) {
+        this.#rollback();
+        throw storageFailure(err) ?? err;
+      } finally {
+        this.#depth = 0;
+      }
+    })();
+    this.#open = run;
+    try {
+      return await run;
+    } finally {
+      if (this.#open === run) this.#open = undefined;
+    }
+  }
+
+  /** Runs `fn` now unless a transaction is open and the caller is not part of it; then once it has ended. */
+  async #call<T>(fn: () => T): Promise<T> {
+    if (this.#open && !this.#inTransaction.getStore()) {
+      while (this.#open) await this.#open.catch(() => undefined);
+    }
+    return guarded(fn);
+  }
+
+  #rollback(): void {
+    // A COMMIT that failed for want of space (SQLITE_FULL, IOERR) may have rolled back already; then ROLLBACK
+    // itself fails ("no transaction is active") and must not hide the error that says what went wrong.
+    this.#pools.clear();
+    if (this.#db.isTransaction) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch {
+        // On a failing disk ROLLBACK can fail too (IOERR); SQLite rolls back by itself, and the caller's error says why.
+      }
+    }
+  }
+
+  /** One synchronous transaction (migrations and multi-statement writes); nested calls join the open one. */
+  #tx<T>(fn: () => T): T {
     return guarded(() => {
       if (this.#depth > 0) {
         this.#depth++;
@@ -72,16 +129,7 @@ export class SqliteStore implements Store {
         this.#db.exec("COMMIT");
         return result;
       } catch (err) {
-        // A COMMIT that failed for want of space (SQLITE_FULL, IOERR) may have rolled back already; then ROLLBACK
-        // itself fails ("no transaction is active") and must not hide the error that says what went wrong.
-        this.#pools.clear();
-        if (this.#db.isTransaction) {
-          try {
-            this.#db.exec("ROLLBACK");
-          } catch {
-            // On a failing disk ROLLBACK can fail too (IOERR); SQLite rolls back by itself, and `err` says why.
-          }
-        }
+        this.#rollback();
         throw err;
       } finally {
         this.#depth = 0;
@@ -94,10 +142,10 @@ export class SqliteStore implements Store {
    * only writer (putPool and deletePool drop the entry; a rolled-back transaction drops them all). Frozen, since
    * every caller shares the object.
    */
-  getPool(key: string): StoredPool | undefined {
+  getPool(key: string, _options?: { forUpdate?: boolean }): Promise<StoredPool | undefined> {
     const cached = this.#pools.get(key);
-    if (cached) return cached;
-    return guarded(() => {
+    if (cached && !this.#open) return Promise.resolve(cached);
+    return this.#call(() => {
       const row = this.#stmt("SELECT * FROM pools WHERE key = ?").get(key) as Row | undefined;
       if (!row) return undefined;
       const pool = deepFreeze(poolFromRow(row));
@@ -107,8 +155,8 @@ export class SqliteStore implements Store {
     });
   }
 
-  listPools(filter: PoolListFilter, page: { afterKey?: string; limit: number }): StoredPool[] {
-    return guarded(() => {
+  listPools(filter: PoolListFilter, page: { afterKey?: string; limit: number }): Promise<StoredPool[]> {
+    return this.#call(() => {
       const after = page.afterKey ?? "";
       const rows = filter.resourceGroup
         ? this.#stmt(
@@ -123,15 +171,15 @@ export class SqliteStore implements Store {
     });
   }
 
-  allPools(): StoredPool[] {
-    return guarded(() => {
+  allPools(): Promise<StoredPool[]> {
+    return this.#call(() => {
       return (this.#stmt("SELECT * FROM pools ORDER BY key").all() as Row[]).map(poolFromRow);
     });
   }
 
-  putPool(pool: StoredPool): void {
+  putPool(pool: StoredPool): Promise<void> {
     this.#pools.delete(pool.key);
-    guarded(() => {
+    return this.#call(() => {
       this.#stmt(
         `INSERT INTO pools (key, sub_lc, rg_lc, subscription_id, resource_group, name, doc, etag, generation, uid, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -154,10 +202,10 @@ export class SqliteStore implements Store {
     });
   }
 
-  deletePool(key: string): void {
+  deletePool(key: string): Promise<void> {
     this.#pools.delete(key);
-    guarded(() => {
-      this.transaction(() => {
+    return this.#call(() => {
+      this.#tx(() => {
         this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(key);
         this.#stmt("DELETE FROM pool_mcp_keys WHERE pool_key = ?").run(key);
         this.#stmt("DELETE FROM pools WHERE key = ?").run(key);
@@ -165,8 +213,8 @@ export class SqliteStore implements Store {
     });
   }
 
-  getSecrets(poolKey: string): StoredSecret[] {
-    return guarded(() => {
+  getSecrets(poolKey: string): Promise<StoredSecret[]> {
+    return this.#call(() => {
       const rows = this.#stmt(
         "SELECT name, sealed FROM pool_secrets WHERE pool_key = ? ORDER BY position",
       ).all(poolKey) as Row[];
@@ -174,9 +222,9 @@ export class SqliteStore implements Store {
     });
   }
 
-  replaceSecrets(poolKey: string, secrets: StoredSecret[]): void {
-    guarded(() => {
-      this.transaction(() => {
+  replaceSecrets(poolKey: string, secrets: StoredSecret[]): Promise<void> {
+    return this.#call(() => {
+      this.#tx(() => {
         this.#stmt("DELETE FROM pool_secrets WHERE pool_key = ?").run(poolKey);
         const insert = this.#stmt(
           "INSERT INTO pool_secrets (pool_key, position, name, sealed) VALUES (?, ?, ?, ?)",
@@ -186,8 +234,8 @@ export class SqliteStore implements Store {
     });
   }
 
-  getMcpKey(poolKey: string): StoredMcpKey | undefined {
-    return guarded(() => {
+  getMcpKey(poolKey: string): Promise<StoredMcpKey | undefined> {
+    return this.#call(() => {
       const row = this.#stmt("SELECT pool_uid, sealed FROM pool_mcp_keys WHERE pool_key = ?").get(poolKey) as
         | Row
         | undefined;
@@ -195,8 +243,8 @@ export class SqliteStore implements Store {
     });
   }
 
-  putMcpKey(poolKey: string, key: StoredMcpKey): void {
-    guarded(() => {
+  putMcpKey(poolKey: string, key: StoredMcpKey): Promise<void> {
+    return this.#call(() => {
       this.#stmt(
         `INSERT INTO pool_mcp_keys (pool_key, pool_uid, sealed) VALUES (?, ?, ?)
          ON CONFLICT (pool_key) DO UPDATE SET pool_uid = excluded.pool_uid, sealed = excluded.sealed`,
@@ -204,15 +252,15 @@ export class SqliteStore implements Store {
     });
   }
 
-  getOperation(id: string): StoredOperation | undefined {
-    return guarded(() => {
+  getOperation(id: string): Promise<StoredOperation | undefined> {
+    return this.#call(() => {
       const row = this.#stmt("SELECT * FROM operations WHERE id = ?").get(id) as Row | undefined;
       return row ? operationFromRow(row) : undefined;
     });
   }
 
-  putOperation(op: StoredOperation): void {
-    guarded(() => {
+  putOperation(op: StoredOperation): Promise<void> {
+    return this.#call(() => {
       this.#stmt(
         `INSERT INTO operations (id, pool_key, resource_id, kind, status, generation, location, api_version, start_time, end_time, error)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -234,8 +282,8 @@ export class SqliteStore implements Store {
     });
   }
 
-  listOperations(filter: { status?: OperationStatus; poolKey?: string }): StoredOperation[] {
-    return guarded(() => {
+  listOperations(filter: { status?: OperationStatus; poolKey?: string }): Promise<StoredOperation[]> {
+    return this.#call(() => {
       const rows = this.#stmt(
         "SELECT * FROM operations WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pool_key = ?2) ORDER BY start_time",
       ).all(filter.status ?? null, filter.poolKey ?? null) as Row[];
@@ -243,16 +291,16 @@ export class SqliteStore implements Store {
     });
   }
 
-  listSessions(poolKey: string): StoredSession[] {
-    return guarded(() => {
+  listSessions(poolKey: string): Promise<StoredSession[]> {
+    return this.#call(() => {
       return (
         this.#stmt("SELECT * FROM sessions WHERE pool_key = ? ORDER BY created_at, id").all(poolKey) as Row[]
       ).map(sessionFromRow);
     });
   }
 
-  allSessions(): StoredSession[] {
-    return guarded(() => {
+  allSessions(): Promise<StoredSession[]> {
+    return this.#call(() => {
       return (this.#stmt("SELECT * FROM sessions ORDER BY created_at, id").all() as Row[]).map(
         sessionFromRow,
       );
@@ -267,8 +315,8 @@ export class SqliteStore implements Store {
    * the agent says whether it ever ran anything. `durable` (the claim of a custom container, which has no agent to
    * ask) commits as every other write does.
    */
-  putSession(s: StoredSession, options: { durable?: boolean } = {}): void {
-    guarded(() => {
+  putSession(s: StoredSession, options: { durable?: boolean } = {}): Promise<void> {
+    return this.#call(() => {
       // Inside a transaction the commit is the transaction's, made as it says.
       if (this.#depth > 0 || options.durable) return this.#putSession(s);
       this.#db.exec("PRAGMA synchronous = NORMAL");
@@ -282,12 +330,12 @@ export class SqliteStore implements Store {
 
   #putSession(s: StoredSession): void {
     this.#stmt(
-      `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at, environment)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO sessions (id, pool_key, identifier, state, sandbox_id, generation, created_at, allocated_at, last_accessed_at, expires_at, environment, owner)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier, state = excluded.state,
            sandbox_id = excluded.sandbox_id, allocated_at = excluded.allocated_at,
            last_accessed_at = excluded.last_accessed_at, expires_at = excluded.expires_at,
-           environment = excluded.environment`,
+           environment = excluded.environment, owner = excluded.owner`,
     ).run(
       s.id,
       s.poolKey,
@@ -300,31 +348,109 @@ export class SqliteStore implements Store {
       s.lastAccessedAt ?? null,
       s.expiresAt ?? null,
       s.environment ?? null,
+      s.owner ?? null,
     );
   }
 
-  deleteSession(id: string): void {
-    guarded(() => {
+  deleteSession(id: string): Promise<void> {
+    return this.#call(() => {
       this.#stmt("DELETE FROM sessions WHERE id = ?").run(id);
     });
   }
 
-  getMeta(key: string): string | undefined {
-    return guarded(() => {
+  findSession(poolKey: string, identifier: string): Promise<StoredSession | undefined> {
+    return this.#call(() => {
+      const row = this.#stmt("SELECT * FROM sessions WHERE pool_key = ? AND identifier = ?").get(
+        poolKey,
+        identifier,
+      ) as Row | undefined;
+      return row ? sessionFromRow(row) : undefined;
+    });
+  }
+
+  // A fleet has one SQLite-backed member at most (the file is this process's), but the calls behave as in
+  // PostgreSQL so the fleet code needs no second path; the clock is this process's.
+  heartbeat(m: Omit<StoredMember, "heartbeatAt">): Promise<void> {
+    return this.#call(() => {
+      this.#stmt(
+        `INSERT INTO members (id, address, capacity, engine_up, ready, allocated, started_at, heartbeat_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET address = excluded.address, capacity = excluded.capacity,
+           engine_up = excluded.engine_up, ready = excluded.ready, allocated = excluded.allocated,
+           started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`,
+      ).run(
+        m.id,
+        m.address,
+        m.capacity,
+        m.engineUp ? 1 : 0,
+        JSON.stringify(m.ready),
+        JSON.stringify(m.allocated),
+        m.startedAt,
+        Date.now(),
+      );
+    });
+  }
+
+  liveMembers(withinMs: number): Promise<StoredMember[]> {
+    return this.#call(() => {
+      const rows = this.#stmt("SELECT * FROM members WHERE heartbeat_at > ? ORDER BY id").all(
+        Date.now() - withinMs,
+      ) as Row[];
+      return rows.map((r) => ({
+        id: String(r["id"]),
+        address: String(r["address"]),
+        capacity: Number(r["capacity"]),
+        engineUp: Number(r["engine_up"]) === 1,
+        ready: JSON.parse(String(r["ready"])) as Record<string, number>,
+        allocated: JSON.parse(String(r["allocated"])) as Record<string, number>,
+        startedAt: String(r["started_at"]),
+        heartbeatAt: new Date(Number(r["heartbeat_at"])).toISOString(),
+      }));
+    });
+  }
+
+  removeMember(id: string): Promise<void> {
+    return this.#call(() => {
+      this.#stmt("DELETE FROM members WHERE id = ?").run(id);
+    });
+  }
+
+  lease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    return this.#call(() => {
+      const now = Date.now();
+      const row = this.#stmt(
+        `INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+           WHERE leases.holder = excluded.holder OR leases.expires_at < ?4
+         RETURNING holder`,
+      ).get(name, holder, now + ttlMs, now) as Row | undefined;
+      return row !== undefined && String(row["holder"]) === holder;
+    });
+  }
+
+  releaseLease(name: string, holder: string): Promise<void> {
+    return this.#call(() => {
+      this.#stmt("DELETE FROM leases WHERE name = ? AND holder = ?").run(name, holder);
+    });
+  }
+
+  getMeta(key: string): Promise<string | undefined> {
+    return this.#call(() => {
       const row = this.#stmt("SELECT value FROM meta WHERE key = ?").get(key) as Row | undefined;
       return row ? String(row["value"]) : undefined;
     });
   }
 
-  setMeta(key: string, value: string): void {
-    guarded(() => {
+  setMeta(key: string, value: string): Promise<void> {
+    return this.#call(() => {
       this.#stmt(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ).run(key, value);
     });
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    while (this.#open) await this.#open.catch(() => undefined);
     if (this.#closed) return;
     this.#closed = true;
     this.#stmts.clear();
@@ -393,6 +519,7 @@ function sessionFromRow(r: Row): StoredSession {
     lastAccessedAt: opt(r["last_accessed_at"]),
     expiresAt: opt(r["expires_at"]),
     environment: opt(r["environment"]),
+    owner: opt(r["owner"]),
   };
 }
 
