@@ -39,6 +39,16 @@ export interface SpawnedServerInfo {
 const ROOT = resolve(import.meta.dirname, "..");
 const OUTPUT_KEEP_CHARS = 64 * 1024;
 
+/** How BenchServer.start runs a server that is one of a fleet (bench/fleet-rows.ts). */
+export interface StartOptions {
+  /** More serve flags (e.g. `--store postgres://...`). */
+  args?: string[];
+  /** The admin token (default: a random one); the servers of one fleet share it. */
+  token?: string;
+  /** Runs on the fresh data dir before the server starts (e.g. to copy the fleet's keys into it). */
+  prepare?: (dataDir: string) => void;
+}
+
 export interface BenchPool {
   name: string;
   /** The pool key as labels carry it ("sub/rg/name", lower case). */
@@ -99,8 +109,13 @@ export class BenchServer {
    * say which boundary it measured). A process of its own, as users run it: the bench's client does not share its
    * event loop, and its CPU time is the server's alone (cpuMs).
    */
-  static start(runtime: BenchRuntime): Promise<BenchServer> {
-    return BenchServer.#spawn(["--sandbox-runtime", runtime, "--log-level", "warn"], 60_000, runtime);
+  static start(runtime: BenchRuntime, options: StartOptions = {}): Promise<BenchServer> {
+    return BenchServer.#spawn(
+      ["--sandbox-runtime", runtime, "--log-level", "warn", ...(options.args ?? [])],
+      60_000,
+      runtime,
+      options,
+    );
   }
 
   /**
@@ -115,9 +130,16 @@ export class BenchServer {
     args: string[],
     startTimeoutMs: number,
     runtime: BenchRuntime | undefined,
+    options: StartOptions = {},
   ): Promise<BenchServer> {
     const dataDir = mkdtempSync(join(tmpdir(), "sessionpool-bench-"));
-    const token = randomBytes(24).toString("hex");
+    const token = options.token ?? randomBytes(24).toString("hex");
+    try {
+      options.prepare?.(dataDir);
+    } catch (err) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
     const child: ChildProcess = spawn(
       join(ROOT, "bin/sessionpool"),
       ["serve", "--port", "0", "--data-dir", dataDir, ...args],
@@ -165,6 +187,11 @@ export class BenchServer {
 
   get url(): string {
     return this.#server.url;
+  }
+
+  /** The server's data dir (its store, keys and instance id), removed by close(). */
+  get dataDir(): string {
+    return this.#dataDir;
   }
 
   /** CPU time (user + system) the server process has used so far, in ms. */

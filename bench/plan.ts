@@ -125,6 +125,7 @@ export const ROW_IDS = [
   "warm-claim-gvisor",
   "existing-exec",
   "existing-exec-gvisor",
+  "fleet-forwarded-exec",
   "mcp-tools-call",
   "streamed-exec",
   "personalised-claim",
@@ -183,6 +184,10 @@ const runtimeLabels = (runtime: BenchRuntime) =>
 export const ROW_LABELS: Record<RowId, { group: Group; label: string }> = {
   ...runtimeLabels("runc"),
   ...runtimeLabels("runsc"),
+  "fleet-forwarded-exec": {
+    group: "sessionpool",
+    label: "1+1 in an existing session, forwarded by another fleet server",
+  },
   "mcp-tools-call": {
     group: "sessionpool",
     label: "MCP tools/call: Python 1+1 in an existing environment",

@@ -297,6 +297,8 @@ export function computeRatios(rows: Row[]): Ratio[] {
   const http = latency(rows, "floor-http-keepalive", "p50Ms");
   const pipe = latency(rows, "floor-python-pipe", "p50Ms");
   const floor = http !== undefined && pipe !== undefined ? http + pipe : undefined;
+  const forwarded = latency(rows, "fleet-forwarded-exec", "p50Ms");
+  const local = value(rows, "fleet-forwarded-exec", "localP50Ms");
   return [
     ratio(
       "naive docker run p50 / warm claim p50",
@@ -338,6 +340,14 @@ export function computeRatios(rows: Row[]): Ratio[] {
       warm,
       floor,
       (v) => `${x(v)}x the physical floor`,
+    ),
+    // Informational (no target): the same session reached through another server of a fleet, alternated with it.
+    ratio(
+      "fleet: forwarded 1+1 p50 / the same session served locally p50",
+      forwarded,
+      local,
+      (v) =>
+        `the hop between servers costs ${v.toFixed(2)}x a local request (+${formatMs(forwarded! - local!)})`,
     ),
   ];
 }

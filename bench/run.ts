@@ -3,6 +3,7 @@
 // DIR/latest.json and DIR/latest.svg (DIR defaults to bench/results). Cleans up what it made, even on failure.
 // sessionpool's rows are measured under runc, then the runtime rows again under gVisor on a second server started
 // once the first has closed (never both at once: their sandboxes would compete for the same cores).
+// Between the two, a request forwarded within a fleet: two servers of their own on a private PostgreSQL.
 
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import { parseArgs } from "node:util";
 import { BenchServer } from "./bench-server.ts";
 import { renderChart } from "./chart.ts";
 import { measurePersonalisedClaim, measureStreamedExec } from "./extension-rows.ts";
+import { measureForwardedExec } from "./fleet-rows.ts";
 import { machineInfo } from "./machine.ts";
 import {
   measureHttpLoopback,
@@ -100,11 +102,14 @@ function imageMissing(): string | undefined {
 
 /** The server running now, if any: the signal handler closes it. */
 let server: BenchServer | undefined;
+/** The fleet row's two servers, while it runs (closing one twice is a no-op). */
+const fleetServers = new Set<BenchServer>();
 let cleaned: Promise<void> | undefined;
 const cleanup = () => {
   cleaned ??= (async () => {
     killAll();
     await server?.close();
+    for (const s of fleetServers) await s.close();
   })();
   return cleaned;
 };
@@ -184,6 +189,11 @@ try {
   } else {
     await step(["naive-docker-run"], "naive docker run", () => measureNaiveDockerRun(plan));
     await measureOnServer("runc", plan);
+    // Two servers of a fleet, after the runc server closed (every plan: about 7 s); under runc only: the hop it
+    // adds is HTTP between servers, the same whatever runtime the session's sandbox has.
+    await step(["fleet-forwarded-exec"], "a request forwarded within a fleet (runc)", () =>
+      measureForwardedExec(plan, "runc", (s) => fleetServers.add(s)),
+    );
     const gvisorMissing = await BenchServer.runtimeUnavailable("runsc");
     if (gvisorMissing === undefined) await measureOnServer("runsc", plan);
     else {

@@ -9,6 +9,7 @@ import { test } from "node:test";
 import { BenchServer } from "../../bench/bench-server.ts";
 import { ROW_IDS, type Row, RUNTIME_ROWS, runtimeRowId } from "../../bench/plan.ts";
 import type { BenchReport } from "../../bench/report.ts";
+import { postgresAvailable } from "../helpers/postgres.ts";
 import { ROOT, runToExit } from "../helpers/server.ts";
 
 const TIMEOUT_MS = 150_000;
@@ -49,6 +50,11 @@ test("bench --smoke reports every row and draws the chart", { timeout: TIMEOUT_M
       const row = report.rows.find((r) => r.id === id);
       assert.ok(row && hasNumbers(row), `${id} is measured: ${JSON.stringify(row)}`);
     }
+    // The fleet row is measured where this machine can start PostgreSQL: the request through A reached B's session.
+    const fleet = report.rows.find((r) => r.id === "fleet-forwarded-exec");
+    if (postgresAvailable())
+      assert.ok(fleet && hasNumbers(fleet), `fleet row is measured: ${JSON.stringify(fleet)}`);
+    else assert.match(fleet?.unavailable ?? "", /PostgreSQL/, "the fleet row says why it was not measured");
     // Where the engine has gVisor, its rows are measured, not merely explained away; where it has not, they say so.
     const gvisorMissing = await BenchServer.runtimeUnavailable("runsc");
     for (const id of RUNTIME_ROWS.map((r) => runtimeRowId(r, "runsc"))) {
