@@ -21,8 +21,9 @@
 #                (docker save | docker load); nothing is done when this engine already has REF with the same
 #                image id, only a tag when it has that id under another name.
 #
-# Networking: no default bridge (--bridge none), so the only networks are `none` and `host`; the fleet tests'
-# pools run their sandboxes with --network none. iptables, IP masquerading and IP forwarding are off: two
+# Networking: a default bridge of its own (sp-engine2, made here), never `--bridge none`: a dockerd started with
+# `--bridge none` deletes the host's docker0, which is the first engine's default bridge. The fleet tests' pools run
+# their sandboxes with --network none. iptables, IP masquerading and IP forwarding are off: two
 # dockerds that both manage iptables would fight over the same DOCKER, DOCKER-USER and DOCKER-ISOLATION chains
 # and the NAT table (each rewrites them at start and on network changes), and the first engine's sandbox
 # networks and the server's host firewall rules depend on those. Pools with egress or custom containers need
@@ -50,6 +51,9 @@ EXEC_ROOT=$RUN_DIR/exec
 PIDFILE=$RUN_DIR/docker.pid
 CONFIG=$RUN_DIR/daemon.json
 LOG=/var/log/sessionpool-engine2.log
+# its default bridge: a name and a private /24 of its own (containers of the fleet tests never join it)
+BRIDGE=sp-engine2
+BRIDGE_CIDR=10.213.213.1/24
 FIRST_DAEMON_JSON=${SESSIONPOOL_DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}
 WAIT=${SESSIONPOOL_ENGINE2_WAIT:-60}
 STOP_WAIT=${SESSIONPOOL_ENGINE2_STOP_WAIT:-60}
@@ -58,6 +62,14 @@ ENGINE1=${DOCKER_HOST:-unix:///var/run/docker.sock}
 [ "$ENGINE1" = "$ENGINE2" ] && ENGINE1=unix:///var/run/docker.sock
 
 log() { printf '[second-engine] %s\n' "$*" >&2; }
+
+# The bridge dockerd is given with --bridge must exist; made once, kept across restarts of this engine.
+ensure_bridge() {
+  ip link show "$BRIDGE" >/dev/null 2>&1 && return 0
+  ip link add "$BRIDGE" type bridge || die "could not create the bridge $BRIDGE"
+  ip addr add "$BRIDGE_CIDR" dev "$BRIDGE" || die "could not address the bridge $BRIDGE"
+  ip link set "$BRIDGE" up || die "could not bring the bridge $BRIDGE up"
+}
 die() {
   printf '[second-engine] error: %s\n' "$*" >&2
   exit 1
@@ -213,6 +225,7 @@ cmd_start() {
     log "starting dockerd on $ENGINE2 (data root $DATA_ROOT, log $LOG)"
     printf '\n--- %s second-engine.sh start ---\n' "$(date -u +%FT%TZ)" >>"$LOG"
     LOG_FROM=$(stat -c %s "$LOG")
+    ensure_bridge
     setsid nohup dockerd \
       --config-file "$CONFIG" \
       --host "$ENGINE2" \
@@ -221,7 +234,7 @@ cmd_start() {
       --pidfile "$PIDFILE" \
       --containerd-namespace sessionpool-engine2 \
       --containerd-plugins-namespace sessionpool-engine2-plugins \
-      --bridge none \
+      --bridge "$BRIDGE" \
       --iptables=false \
       --ip-masq=false \
       --ip-forward=false \

@@ -47,15 +47,34 @@ async function engineRuntimes(host: string): Promise<string[]> {
     .filter((r) => r !== "");
 }
 
+/** The first engine's default bridge as the host has it: its interface and address ("" when there is none). */
+async function firstEngineBridge(): Promise<string> {
+  const name = (
+    await run("docker", [
+      "network",
+      "inspect",
+      "bridge",
+      "--format",
+      '{{index .Options "com.docker.network.bridge.name"}}',
+    ])
+  ).stdout.trim();
+  return run("ip", ["-4", "-o", "addr", "show", "dev", name]).then(
+    (r) => r.stdout.trim().split(/\s+/).slice(1, 4).join(" "),
+    () => "",
+  );
+}
+
 describe("a second Docker engine on this host", {
   skip: secondEngineAvailable() ? false : SECOND_ENGINE_LACKS,
 }, () => {
   const dataDir = tempDir("sessionpool-engine2-");
   let engine: SecondEngine | undefined;
   let server: ChildServer | undefined;
+  let bridgeBefore = "";
 
   before(async () => {
     const image = await pythonImageRef();
+    bridgeBefore = await firstEngineBridge();
     engine = await startSecondEngine([image]);
     server = await spawnServer(
       ["--python-image", image, "--sandbox-runtime", TEST_RUNTIME],
@@ -81,6 +100,12 @@ describe("a second Docker engine on this host", {
       await engine?.stop().catch((err: unknown) => console.error(err));
       await run("rm", ["-rf", dataDir]).catch(() => {});
     }
+  });
+
+  it("leaves the first engine's default bridge as it was", async () => {
+    // A dockerd started with `--bridge none` deletes the host's docker0, the first engine's default bridge.
+    assert.notEqual(bridgeBefore, "", "the first engine has a default bridge");
+    assert.equal(await firstEngineBridge(), bridgeBefore);
   });
 
   it("runs a server's sandboxes in the second engine and none in the first", async () => {
