@@ -221,7 +221,7 @@ export class SessionAllocator {
     if (index >= 0) {
       const live = st.ready.splice(index, 1)[0]!;
       const warm = { ...live.rec };
-      if (personalised) this.#personalise(live, env, values);
+      const sent = personalised ? this.#personalise(live, env, values) : undefined;
       // Counted against the limit while its record is written.
       st.coldPending++;
       try {
@@ -242,6 +242,7 @@ export class SessionAllocator {
       }
       st.allocated.set(identifier, live);
       st.replaced.delete(identifier);
+      if (sent) this.#endIfRefused(live, sent);
       const ms = performance.now() - started;
       this.#ctx.d.metrics.claims.inc({ pool: metricsPool, result: "hit" });
       this.#ctx.d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "hit" }, ms / 1000);
@@ -259,8 +260,8 @@ export class SessionAllocator {
       const template = st.template ?? (await this.#factory.resolveTemplate(doc, pool, signal));
       st.template = template;
       const live = await this.#factory.create(pool, template, signal);
+      const sent = personalised ? this.#personalise(live, env, values) : undefined;
       try {
-        if (personalised) this.#personalise(live, env, values);
         await this.#assign(live, identifier, doc);
       } catch (err) {
         await this.#factory.remove(live);
@@ -268,6 +269,7 @@ export class SessionAllocator {
       }
       st.allocated.set(identifier, live);
       st.replaced.delete(identifier);
+      if (sent) this.#endIfRefused(live, sent);
       const ms = performance.now() - started;
       this.#ctx.d.metrics.claims.inc({ pool: metricsPool, result: "miss" });
       this.#ctx.d.metrics.allocationSeconds.observe({ pool: metricsPool, result: "miss" }, ms / 1000);
@@ -285,22 +287,39 @@ export class SessionAllocator {
    * sealed, in the session record the claim then writes. The claim does not wait for the agent's answer: requests
    * on the agent's connection are taken in order, so whatever the session is asked next finds them set, and the
    * agent refuses nothing the server has checked. Should it fail all the same (the sandbox gone under it), the
-   * session ends and its next request says it was replaced.
+   * session ends and its next request says it was replaced (#endIfRefused). Resolves with the agent's error, if any.
    */
-  #personalise(live: LiveSandbox, env: RequestedEnvironment, values: Record<string, string>): void {
-    agentOf(live)
+  #personalise(
+    live: LiveSandbox,
+    env: RequestedEnvironment,
+    values: Record<string, string>,
+  ): Promise<unknown> {
+    const sent = agentOf(live)
       .setEnvironment(values)
-      .catch((err) => {
-        this.#ctx.d.logger.warn(
-          { pool: live.rec.poolKey, session: live.rec.id, err },
-          "a session's variables could not be set; ending it",
-        );
-        const { identifier, poolKey } = live.rec;
-        if (identifier !== undefined) this.#ctx.pools.get(poolKey)?.replaced.add(identifier);
-        void this.#end(live, "failed");
-      });
+      .then(
+        () => undefined,
+        (err: unknown) => err ?? new Error("the agent refused the variables"),
+      );
     live.environment = env.applied;
     live.rec.environment = this.#ctx.d.sealer.seal(serializeEnvironment(env.entries));
+    return sent;
+  }
+
+  /**
+   * Ends the session if its agent refused the variables. Only once the session is allocated: the refusal may
+   * arrive while the claim's record is still being written, and ending it then would leave it allocated.
+   */
+  #endIfRefused(live: LiveSandbox, sent: Promise<unknown>): void {
+    void sent.then((err) => {
+      if (err === undefined) return;
+      this.#ctx.d.logger.warn(
+        { pool: live.rec.poolKey, session: live.rec.id, err },
+        "a session's variables could not be set; ending it",
+      );
+      const { identifier, poolKey } = live.rec;
+      if (identifier !== undefined) this.#ctx.pools.get(poolKey)?.replaced.add(identifier);
+      void this.#end(live, "failed");
+    });
   }
 
   async #assign(live: LiveSandbox, identifier: string, doc: PoolDoc): Promise<void> {
