@@ -1,9 +1,11 @@
-// Rows of the PostgreSQL store's tables as the Store interface's records (the columns are the embedded store's).
-import type { OperationStatus, StoredMember, StoredOperation, StoredPool, StoredSession } from "../store.ts";
+// Rows of the stores' tables as the Store interface's records: SQLite and PostgreSQL have the same columns; where
+// their drivers hand a value over differently (JSON text or parsed JSONB, 0/1 or a boolean, epoch milliseconds or
+// a Date), both are read.
+import type { OperationStatus, StoredMember, StoredOperation, StoredPool, StoredSession } from "./store.ts";
 
 export type Row = Record<string, unknown>;
 
-function opt(value: unknown): string | undefined {
+export function opt(value: unknown): string | undefined {
   return value === null || value === undefined ? undefined : String(value);
 }
 
@@ -62,13 +64,23 @@ export function memberFromRow(r: Row): StoredMember {
     id: String(r["id"]),
     address: String(r["address"]),
     capacity: Number(r["capacity"]),
-    engineUp: r["engine_up"] === true,
-    // JSONB arrives parsed.
-    ready: (r["ready"] ?? {}) as Record<string, number>,
-    allocated: (r["allocated"] ?? {}) as Record<string, number>,
+    engineUp: r["engine_up"] === true || Number(r["engine_up"]) === 1,
+    ready: counts(r["ready"]),
+    allocated: counts(r["allocated"]),
     startedAt: String(r["started_at"]),
-    heartbeatAt: heartbeatAt instanceof Date ? heartbeatAt.toISOString() : String(heartbeatAt),
+    heartbeatAt:
+      heartbeatAt instanceof Date
+        ? heartbeatAt.toISOString()
+        : typeof heartbeatAt === "number"
+          ? new Date(heartbeatAt).toISOString()
+          : String(heartbeatAt),
   };
+}
+
+/** Counts by pool key: JSON text (SQLite) or parsed JSONB (PostgreSQL). */
+function counts(value: unknown): Record<string, number> {
+  if (typeof value === "string") return JSON.parse(value) as Record<string, number>;
+  return (value ?? {}) as Record<string, number>;
 }
 
 export function deepFreeze<T>(value: T): T {

@@ -70,6 +70,25 @@ const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 16, 
  */
 const oneShot = new Agent({ keepAlive: false, maxSockets: 256, timeout: 60_000 });
 
+/** An upstream answer's headers as the client gets them: this hop's own framing dropped, `own` ones added first. */
+export function answerHeaders(
+  up: IncomingMessage,
+  own: Record<string, string | string[]> = {},
+): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = { ...own };
+  for (const [name, value] of Object.entries(up.headers)) {
+    if (
+      value !== undefined &&
+      name !== "connection" &&
+      name !== "keep-alive" &&
+      name !== "transfer-encoding"
+    ) {
+      headers[name] = value;
+    }
+  }
+  return headers;
+}
+
 export interface ProxyTarget {
   live: LiveSandbox;
   /** The path after the pool endpoint, with its query string ("/api/x?identifier=a"), canonically encoded. */
@@ -175,17 +194,7 @@ export function proxyHttp(
     insecureHTTPParser: true,
   });
   upstream.on("response", (up: IncomingMessage) => {
-    const responseHeaders: Record<string, string | string[]> = { ...own };
-    for (const [name, value] of Object.entries(up.headers)) {
-      if (
-        value !== undefined &&
-        name !== "connection" &&
-        name !== "keep-alive" &&
-        name !== "transfer-encoding"
-      ) {
-        responseHeaders[name] = value;
-      }
-    }
+    const responseHeaders = answerHeaders(up, own);
     res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders);
     // Flush headers at once so server-sent events reach the client before the first event.
     res.flushHeaders();

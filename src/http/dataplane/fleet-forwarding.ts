@@ -9,6 +9,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import { FORWARDED_BY_HEADER } from "../../core/fleet/fleet-routing.ts";
 import type { StoredMember } from "../../store/store.ts";
 import {
+  answerHeaders,
   assertForwardable,
   connectionTokensOf,
   FORWARDING,
@@ -170,17 +171,7 @@ function forwardHttp(
     agent: (ownConnection ? oneShot : agents)[scheme],
   });
   upstream.on("response", (up: IncomingMessage) => {
-    const responseHeaders: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(up.headers)) {
-      if (
-        value !== undefined &&
-        name !== "connection" &&
-        name !== "keep-alive" &&
-        name !== "transfer-encoding"
-      ) {
-        responseHeaders[name] = value;
-      }
-    }
+    const responseHeaders = answerHeaders(up);
     res.writeHead(up.statusCode ?? 502, up.statusMessage, responseHeaders);
     // At once, so that a streamed execution's events reach the client as the peer sends them.
     res.flushHeaders();

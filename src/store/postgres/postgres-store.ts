@@ -4,6 +4,14 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import pg from "pg";
 import type { Logger } from "pino";
 import { StoreSchemaError, StoreUnreachableError } from "../errors.ts";
+import {
+  deepFreeze,
+  memberFromRow,
+  operationFromRow,
+  poolFromRow,
+  type Row,
+  sessionFromRow,
+} from "../rows.ts";
 import type {
   OperationStatus,
   PoolListFilter,
@@ -17,14 +25,6 @@ import type {
 } from "../store.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import { brokeConnection, pgFailure } from "./pg-failures.ts";
-import {
-  deepFreeze,
-  memberFromRow,
-  operationFromRow,
-  poolFromRow,
-  type Row,
-  sessionFromRow,
-} from "./rows.ts";
 
 export interface PostgresStoreOptions {
   logger?: Logger;

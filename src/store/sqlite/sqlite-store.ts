@@ -1,6 +1,14 @@
 // The embedded store: one SQLite file in the data dir, WAL mode, schema migrations versioned in code.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import {
+  deepFreeze,
+  memberFromRow,
+  operationFromRow,
+  poolFromRow,
+  type Row,
+  sessionFromRow,
+} from "../rows.ts";
 import { storageFailure } from "../storage-errors.ts";
 import type {
   OperationStatus,
@@ -14,8 +22,6 @@ import type {
   StoredSession,
 } from "../store.ts";
 import { MIGRATIONS } from "./migrations.ts";
-
-type Row = Record<string, unknown>;
 
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
@@ -396,16 +402,7 @@ export class SqliteStore implements Store {
       const rows = this.#stmt("SELECT * FROM members WHERE heartbeat_at > ? ORDER BY id").all(
         Date.now() - withinMs,
       ) as Row[];
-      return rows.map((r) => ({
-        id: String(r["id"]),
-        address: String(r["address"]),
-        capacity: Number(r["capacity"]),
-        engineUp: Number(r["engine_up"]) === 1,
-        ready: JSON.parse(String(r["ready"])) as Record<string, number>,
-        allocated: JSON.parse(String(r["allocated"])) as Record<string, number>,
-        startedAt: String(r["started_at"]),
-        heartbeatAt: new Date(Number(r["heartbeat_at"])).toISOString(),
-      }));
+      return rows.map(memberFromRow);
     });
   }
 
@@ -468,65 +465,4 @@ function guarded<T>(fn: () => T): T {
   } catch (err) {
     throw storageFailure(err) ?? err;
   }
-}
-
-function opt(value: unknown): string | undefined {
-  return value === null || value === undefined ? undefined : String(value);
-}
-
-function poolFromRow(r: Row): StoredPool {
-  return {
-    key: String(r["key"]),
-    subscriptionId: String(r["subscription_id"]),
-    resourceGroup: String(r["resource_group"]),
-    name: String(r["name"]),
-    doc: JSON.parse(String(r["doc"])) as Record<string, unknown>,
-    etag: String(r["etag"]),
-    generation: Number(r["generation"]),
-    uid: String(r["uid"]),
-    createdAt: String(r["created_at"]),
-    updatedAt: String(r["updated_at"]),
-  };
-}
-
-function operationFromRow(r: Row): StoredOperation {
-  const error = opt(r["error"]);
-  return {
-    id: String(r["id"]),
-    poolKey: String(r["pool_key"]),
-    resourceId: String(r["resource_id"]),
-    kind: String(r["kind"]) as StoredOperation["kind"],
-    status: String(r["status"]) as OperationStatus,
-    generation: Number(r["generation"]),
-    location: String(r["location"]),
-    apiVersion: String(r["api_version"]),
-    startTime: String(r["start_time"]),
-    endTime: opt(r["end_time"]),
-    error: error === undefined ? undefined : (JSON.parse(error) as StoredOperation["error"]),
-  };
-}
-
-function sessionFromRow(r: Row): StoredSession {
-  return {
-    id: String(r["id"]),
-    poolKey: String(r["pool_key"]),
-    identifier: opt(r["identifier"]),
-    state: String(r["state"]) as StoredSession["state"],
-    sandboxId: opt(r["sandbox_id"]),
-    generation: Number(r["generation"]),
-    createdAt: String(r["created_at"]),
-    allocatedAt: opt(r["allocated_at"]),
-    lastAccessedAt: opt(r["last_accessed_at"]),
-    expiresAt: opt(r["expires_at"]),
-    environment: opt(r["environment"]),
-    owner: opt(r["owner"]),
-  };
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
-  }
-  return value;
 }
