@@ -7,7 +7,8 @@
 #
 # Runs scripts/setup.sh (install only), `npm run lint`, then Node 24's test runner (one file at a time,
 # spec reporter, 10 min per-test timeout); sandboxes run under gVisor where setup registered it, and the
-# isolation, hostile-code and fault suites run a second time under runc (RUNTIME_SUITES below). Exits non-zero if setup, lint or any test fails. The last
+# isolation, hostile-code and fault suites run a second time under runc (RUNTIME_SUITES below), and the suites that
+# reach the store through a whole server a third time on PostgreSQL (STORE_SUITES). Exits non-zero if setup, lint or any test fails. The last
 # line is a plain summary: "tests: N passed, N failed, N skipped".
 # Under CI=true a skipped test fails the run too, unless its skip reason starts with "lacks: " and names what this
 # machine lacks (`{ skip: "lacks: gVisor (runsc) registered with the engine" }`, `t.skip("lacks: ...")`), found by
@@ -79,14 +80,28 @@ RUNTIME_SUITES=(
   test/integration/storage-faults.test.ts
 )
 
+# The suites that reach the store through a whole server: the first pass runs them on SQLite (the default), the
+# second on PostgreSQL (test/helpers/server.ts gives each data dir a database of a private cluster).
+STORE_SUITES=(
+  test/http/arm-sdk.test.ts
+  test/http/arm-validation.test.ts
+  test/http/served-urls.test.ts
+  test/http/empty-body.test.ts
+  test/http/session-machinery.test.ts
+  test/http/session-jobs.test.ts
+  test/http/session-limit-race.test.ts
+  test/http/session-usage.test.ts
+)
+
 TAP=$(mktemp "${TMPDIR:-/tmp}/sessionpool-test.XXXXXX")
 TAP2=$(mktemp "${TMPDIR:-/tmp}/sessionpool-test.XXXXXX")
+TAP3=$(mktemp "${TMPDIR:-/tmp}/sessionpool-test.XXXXXX")
 # The fleet tests start a second engine and stop it again; should the run be cut short, stop it here, unless it ran
 # before the run (then it is someone else's).
 ENGINE2_BEFORE=no
 bash scripts/second-engine.sh status >/dev/null 2>&1 && ENGINE2_BEFORE=yes
 cleanup() {
-  rm -f "$TAP" "$TAP2"
+  rm -f "$TAP" "$TAP2" "$TAP3"
   if [ "$ENGINE2_BEFORE" = no ] && bash scripts/second-engine.sh status >/dev/null 2>&1; then
     bash scripts/second-engine.sh stop >/dev/null 2>&1 || true
   fi
@@ -123,6 +138,17 @@ elif [ "$gvisor" = 0 ]; then
   say "gVisor is not registered with the engine: the runtime suites ran under runc only"
 fi
 
+third=()
+for f in "${STORE_SUITES[@]}"; do
+  for g in "${files[@]}"; do [ "$f" = "$g" ] && third+=("$f"); done
+done
+if [ "${#third[@]}" -gt 0 ]; then
+  say "again on PostgreSQL: ${third[*]}"
+  SESSIONPOOL_TEST_STORE=postgres run_tests "$TAP3" "${third[@]}"
+  rc3=$?
+  [ "$rc3" = 0 ] || { status=1; test_rc=$rc3; }
+fi
+
 # The skipped tests whose reason does not start with "lacks: " (the capability this machine lacks, as the test
 # found by probing it), one "  suite > test: reason" line each, from TAP files.
 unexplained_skips() {
@@ -151,7 +177,7 @@ unexplained_skips() {
       print "  " path unescape(substr(line, 1, at - 1)) ": " (reason == "" ? "(no reason given)" : unescape(reason))
     }' "$@"
 }
-skips=$(unexplained_skips "$TAP" "$TAP2")
+skips=$(unexplained_skips "$TAP" "$TAP2" "$TAP3")
 if [ -n "$skips" ]; then
   if [ "${CI:-}" = true ]; then
     say "FAILED: under CI=true a test may skip only when its reason starts with \"lacks: \" (what this machine lacks):"
@@ -163,7 +189,7 @@ if [ -n "$skips" ]; then
 fi
 
 count_in() { awk -v k="# $1" '$1 " " $2 == k { n = $3 } END { print n + 0 }' "$2"; }
-count() { echo $(($(count_in "$1" "$TAP") + $(count_in "$1" "$TAP2"))); }
+count() { echo $(($(count_in "$1" "$TAP") + $(count_in "$1" "$TAP2") + $(count_in "$1" "$TAP3"))); }
 pass=$(count pass)
 fail=$(($(count fail) + $(count cancelled)))
 skipped=$(($(count skipped) + $(count todo)))

@@ -8,6 +8,7 @@ import pino from "pino";
 import { Agent, type Dispatcher, request } from "undici";
 import { waitForListening } from "../../bench/bench-server.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../../src/server.ts";
+import { startPostgres, type TestPostgres } from "./postgres.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const SUB = "00000000-0000-0000-0000-000000000000";
@@ -25,16 +26,36 @@ export function tempDir(prefix = "sessionpool-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/**
+ * SESSIONPOOL_TEST_STORE=postgres (scripts/test.sh's second pass of the store suites): in-process servers run on a
+ * PostgreSQL cluster of this test process, one database per data dir, so a restart on the same data dir finds the
+ * same database.
+ */
+let testPostgres: Promise<TestPostgres> | undefined;
+const databases = new Map<string, Promise<string>>();
+function testStore(dataDir: string): Promise<string> | undefined {
+  if (process.env["SESSIONPOOL_TEST_STORE"] !== "postgres") return undefined;
+  let url = databases.get(dataDir);
+  if (!url) {
+    testPostgres ??= startPostgres();
+    url = testPostgres.then((pg) => pg.createDatabase(`t${databases.size}_${process.pid}`));
+    databases.set(dataDir, url);
+  }
+  return url;
+}
+
 /** Starts a server in this process on a free loopback port. */
 export async function startTestServer(
   options: Partial<ServerOptions> & { keepDataDir?: boolean } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir();
   const { keepDataDir, ...rest } = options;
+  const store = options.store ?? (await testStore(dataDir));
   const server = await startServer({
     host: "127.0.0.1",
     port: 0,
     dataDir,
+    ...(store ? { store } : {}),
     adminToken: ADMIN_TOKEN,
     retryAfterSeconds: 0,
     logger: pino({ level: process.env["SESSIONPOOL_TEST_LOG"] ?? "silent" }),
