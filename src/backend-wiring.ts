@@ -102,6 +102,7 @@ export function dockerBackend(
             engineUp: () => sessions.engineHealth().up,
             markReplaced: (poolKey, identifier) => sessions.markReplaced(poolKey, identifier),
             membersChanged: () => sessions.reconcileAll(),
+            endMoved: (isOwn, before) => sessions.endMoved(isOwn, before),
           },
           logger: ctx.logger.child({ component: "fleet" }),
           ...(options.fleetHeartbeatMs ? { heartbeatMs: options.fleetHeartbeatMs } : {}),

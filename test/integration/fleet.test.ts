@@ -321,6 +321,41 @@ describe("a fleet of three servers on PostgreSQL and two engines", { skip }, () 
     assert.equal(await ownerOf(kept), instanceOf(B()));
   });
 
+  it("a server paused past the live window gives up the sessions the others started afresh meanwhile", async () => {
+    const id = "bravo-paused";
+    await until(
+      "a ready sandbox on b",
+      async () => (await metric(urlOf(B()), "sessionpool_pool_ready_sessions", poolKey)) > 0,
+    );
+    assert.equal((await exec(B(), id, "m = 1")).status, 200);
+    assert.equal(await ownerOf(id), instanceOf(B()));
+    const pid = B().server!.child.pid!;
+    process.kill(pid, "SIGSTOP");
+    try {
+      await until("b counted as gone", async () => (await fleetOf(A())).members.length === 2, 30_000);
+      let fresh: Reply | undefined;
+      await until(
+        `${id} started afresh on another server`,
+        async () => {
+          const r = await exec(A(), id, "m = 5\n'ok'");
+          if (r.status === 200) fresh = r;
+          return r.status === 200;
+        },
+        30_000,
+      );
+      assert.equal(fresh!.headers["x-sessionpool-session-replaced"], "true");
+      assert.notEqual(await ownerOf(id), instanceOf(B()));
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    // Back, B finds the record gone from under its copy and ends it: a request reaching B gets the new session.
+    await until(
+      "b forwards to the new session",
+      async () => resultOf(await exec(B(), id, "m")) === 5,
+      30_000,
+    );
+  });
+
   it("rides out a restart of PostgreSQL", async () => {
     await pg!.restart({ mode: "fast" });
     // New sessions need the store: they come back once the servers reconnect, with no restart of theirs.

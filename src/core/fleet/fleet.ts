@@ -25,6 +25,11 @@ export interface LocalSessions {
   markReplaced(poolKey: string, identifier: string): void;
   /** The live servers changed: shares of the pools' ready sandboxes changed with them. */
   membersChanged(): void;
+  /**
+   * Ends this server's sessions allocated before `before` (epoch ms) whose records are no longer this server's:
+   * another server took this one for gone and started them afresh. Returns how many it ended.
+   */
+  endMoved(isOwn: (sessionId: string) => boolean, before: number): Promise<number>;
 }
 
 export interface FleetOptions {
@@ -40,6 +45,8 @@ export interface FleetOptions {
 }
 
 const JANITOR_LEASE = "fleet-janitor";
+/** How often (in heartbeats) a server checks that the sessions it holds are still its own. */
+const OWNERSHIP_CHECK_BEATS = 3;
 /** "Heard from ever": a window longer than any member lives. */
 const EVER_MS = 10 * 365 * 24 * 3600 * 1000;
 
@@ -53,6 +60,7 @@ export class Fleet implements FleetRouting {
   #beating: Promise<void> | undefined;
   #closed = false;
   #janitor = false;
+  #beats = 0;
 
   constructor(options: FleetOptions) {
     this.#o = { heartbeatMs: 1000, liveWindowMs: 5000, ...options };
@@ -177,6 +185,7 @@ export class Fleet implements FleetRouting {
       }
       this.#janitor = await store.lease(JANITOR_LEASE, this.selfId, this.#o.liveWindowMs);
       if (this.#janitor) await this.#sweep();
+      if (++this.#beats % OWNERSHIP_CHECK_BEATS === 0) await this.#checkOwnership();
     } catch (err) {
       // The store is unreachable: the server keeps serving what it holds and tries again on the next beat.
       logger.warn({ err }, "fleet heartbeat failed");
@@ -199,6 +208,26 @@ export class Fleet implements FleetRouting {
     const recent = new Set((await store.liveMembers(this.#o.liveWindowMs * 10)).map((m) => m.id));
     for (const m of await store.liveMembers(EVER_MS)) {
       if (!recent.has(m.id)) await store.removeMember(m.id);
+    }
+  }
+
+  /**
+   * A server that could not write its heartbeat for longer than the window (paused, or cut off from the store)
+   * while it kept running was taken for gone: its sessions asked for meanwhile started afresh elsewhere. Its own
+   * copies must not go on answering requests that reach it directly, so it ends those whose records it no longer
+   * owns. Only sessions allocated well before the read (a claim's record is written before it is handed out).
+   */
+  async #checkOwnership(): Promise<void> {
+    const before = Date.now() - this.#o.liveWindowMs;
+    const own = new Set(
+      (await this.#o.store.allSessions()).filter((s) => s.owner === this.selfId).map((s) => s.id),
+    );
+    const ended = await this.#o.local.endMoved((id) => own.has(id), before);
+    if (ended > 0) {
+      this.#o.logger.warn(
+        { ended },
+        "ended sessions that other servers started afresh while this one was away",
+      );
     }
   }
 

@@ -221,6 +221,22 @@ export class SessionManager implements PoolProvisioner {
     this.#ctx.state(poolKey).replaced.add(identifier);
   }
 
+  /**
+   * A fleet took this server for gone and started some of its sessions afresh elsewhere: ends the ones allocated
+   * before `before` (epoch ms) whose records `isOwn` no longer finds. Returns how many it ended.
+   */
+  async endMoved(isOwn: (sessionId: string) => boolean, before: number): Promise<number> {
+    const moved: LiveSandbox[] = [];
+    for (const st of this.#ctx.pools.values()) {
+      for (const live of st.allocated.values()) {
+        const at = Date.parse(live.rec.allocatedAt ?? live.rec.createdAt);
+        if (at < before && !isOwn(live.rec.id)) moved.push(live);
+      }
+    }
+    await Promise.all(moved.map((live) => this.#end(live, "moved")));
+    return moved.length;
+  }
+
   /** Brings every pool this server knows to its ready target again (a fleet's members changed). */
   reconcileAll(): void {
     if (this.#ctx.closed) return;
