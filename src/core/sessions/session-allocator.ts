@@ -2,7 +2,6 @@
 // start, 429 at the pool's limit), single-flight per identifier; the idle clock; ending a session on request.
 import { isSessionPoolError } from "../../errors.ts";
 import { storageFailure } from "../../store/storage-errors.ts";
-import type { StoredPool } from "../../store/store.ts";
 import {
   PoolNotReadyError,
   SessionEnvironmentConflictError,
@@ -10,7 +9,7 @@ import {
   SessionStartError,
   ValidationError,
 } from "../errors.ts";
-import { type PoolDoc, poolDocOf } from "../pools/pool-doc.ts";
+import type { PoolDoc } from "../pools/pool-doc.ts";
 import type { SandboxFactory } from "./sandbox-factory.ts";
 import { agentOf, type EndSession, type LiveSandbox, type SessionContext } from "./session-context.ts";
 import {
@@ -135,23 +134,25 @@ export class SessionAllocator {
   /** Every request resets the idle clock (Timed pools). */
   touch(live: LiveSandbox): void {
     const now = this.#ctx.d.now();
-    void this.#touch(live, now);
-  }
-
-  async #touch(live: LiveSandbox, now: Date): Promise<void> {
-    let pool: StoredPool | undefined;
-    try {
-      pool = await this.#ctx.d.store.getPool(live.rec.poolKey);
-    } catch (err) {
-      this.#ctx.d.logger.warn(
-        { session: live.rec.id, err },
-        "could not read a session's pool to reset its idle clock",
-      );
+    // At once, from the pool's document as last read: the reaper must never see the clock before this request.
+    const doc = this.#ctx.pools.get(live.rec.poolKey)?.doc;
+    if (doc) {
+      void this.#touch(live, doc, now);
       return;
     }
-    if (!pool) return;
+    void this.#ctx.docOf(live.rec.poolKey).then(
+      (read) => (read ? this.#touch(live, read, now) : undefined),
+      (err: unknown) =>
+        this.#ctx.d.logger.warn(
+          { session: live.rec.id, err },
+          "could not read a session's pool to reset its idle clock",
+        ),
+    );
+  }
+
+  async #touch(live: LiveSandbox, doc: PoolDoc, now: Date): Promise<void> {
     live.rec.lastAccessedAt = now.toISOString();
-    live.rec.expiresAt = sessionExpiry(poolDocOf(pool), {
+    live.rec.expiresAt = sessionExpiry(doc, {
       allocatedAt: new Date(live.rec.allocatedAt ?? live.rec.createdAt),
       lastAccessedAt: now,
     }).toISOString();

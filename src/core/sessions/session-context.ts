@@ -101,6 +101,11 @@ export interface PoolState {
   controller: AbortController;
   /** Identifiers whose sandbox died under them: their next session says so. */
   replaced: Set<string>;
+  /**
+   * The pool's document as last read from the store (every claim and reconcile reads it): what a request's idle
+   * clock is reset with, at once, without a store round trip on the request's path.
+   */
+  doc: PoolDoc | undefined;
 }
 
 /** What a fleet tells this server about the pools it shares with the other servers (core/fleet). */
@@ -164,6 +169,7 @@ export class SessionContext {
         lastError: undefined,
         controller: new AbortController(),
         replaced: new Set(),
+        doc: undefined,
       };
       this.pools.set(key, st);
     }
@@ -200,7 +206,10 @@ export class SessionContext {
   /** The pool's stored document, or undefined when it is gone. */
   async docOf(poolKey: string): Promise<PoolDoc | undefined> {
     const pool = await this.d.store.getPool(poolKey);
-    return pool ? poolDocOf(pool) : undefined;
+    const doc = pool ? poolDocOf(pool) : undefined;
+    const st = this.pools.get(poolKey);
+    if (st && doc) st.doc = doc;
+    return doc;
   }
 
   /** The pool and its document for a data-plane request: SessionPoolNotFound when gone or being deleted. */
@@ -210,6 +219,8 @@ export class SessionContext {
     if (!pool) throw new SessionPoolNotFoundError(name);
     const doc = poolDocOf(pool);
     if (doc.properties.provisioningState === "Deleting") throw new SessionPoolNotFoundError(name);
+    const st = this.pools.get(poolKey);
+    if (st) st.doc = doc;
     return { pool, doc };
   }
 

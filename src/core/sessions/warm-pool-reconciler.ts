@@ -102,6 +102,7 @@ export class WarmPoolReconciler {
     const stored = await this.#ctx.d.store.getPool(st.key);
     if (!stored) return;
     const doc = poolDocOf(stored);
+    st.doc = doc;
     if (doc.properties.provisioningState === "Deleting") return;
     const signal = st.controller.signal;
     let template: SandboxTemplate;
