@@ -3,7 +3,7 @@
 // server reads the others' from the store. From that:
 //   - where a session's requests go (route): to the server whose engine holds its sandbox;
 //   - where a new session starts: here when this server has a ready sandbox for the pool, else on the server that
-//     has the most, else here (a cold start);
+//     has the most, else here (a cold start) unless this server is full and another has room;
 //   - how the pool's ready sandboxes are spread (readyShare): the pool's readySessionInstances split over the live
 //     servers whose engine answers;
 //   - the fleet-wide chores run by one server at a time, under a lease in the store (the janitor).
@@ -117,7 +117,15 @@ export class Fleet implements FleetRouting {
       const ready = m.ready[poolKey] ?? 0;
       if (ready > 0 && m.engineUp && ready > (best?.ready[poolKey] ?? 0)) best = m;
     }
-    return best ? { kind: "forward", member: best } : { kind: "local" };
+    if (best) return { kind: "forward", member: best };
+    // No ready sandbox anywhere: a cold start, here, unless this server is full (or its engine is down) and another
+    // has room.
+    if (local.capacity() > 0 && local.engineUp()) return { kind: "local" };
+    let roomiest: StoredMember | undefined;
+    for (const m of this.peers()) {
+      if (m.engineUp && m.capacity > (roomiest?.capacity ?? 0)) roomiest = m;
+    }
+    return roomiest ? { kind: "forward", member: roomiest } : { kind: "local" };
   }
 
   /**
