@@ -123,31 +123,30 @@ run_tests "$TAP" "${files[@]}"
 test_rc=$?
 [ "$test_rc" = 0 ] || status=1
 
-second=()
-if [ "$gvisor" = 1 ]; then
-  for f in "${RUNTIME_SUITES[@]}"; do
-    for g in "${files[@]}"; do [ "$f" = "$g" ] && second+=("$f"); done
+# Runs again, with SETTING (VAR=value) in the environment, those of SUITES that are among this run's files.
+run_again() { # TAP SETTING WHAT SUITE...
+  local tap=$1 setting=$2 what=$3 rc f g
+  shift 3
+  local again=()
+  for f in "$@"; do
+    for g in "${files[@]}"; do [ "$f" = "$g" ] && again+=("$f"); done
   done
-fi
-if [ "${#second[@]}" -gt 0 ]; then
-  say "again under runc: ${second[*]}"
-  SESSIONPOOL_TEST_RUNTIME=runc run_tests "$TAP2" "${second[@]}"
-  rc2=$?
-  [ "$rc2" = 0 ] || { status=1; test_rc=$rc2; }
-elif [ "$gvisor" = 0 ]; then
+  [ "${#again[@]}" -gt 0 ] || return 0
+  say "again $what: ${again[*]}"
+  (
+    export "${setting?}"
+    run_tests "$tap" "${again[@]}"
+  )
+  rc=$?
+  [ "$rc" = 0 ] || { status=1; test_rc=$rc; }
+}
+
+if [ "$gvisor" = 1 ]; then
+  run_again "$TAP2" SESSIONPOOL_TEST_RUNTIME=runc "under runc" "${RUNTIME_SUITES[@]}"
+else
   say "gVisor is not registered with the engine: the runtime suites ran under runc only"
 fi
-
-third=()
-for f in "${STORE_SUITES[@]}"; do
-  for g in "${files[@]}"; do [ "$f" = "$g" ] && third+=("$f"); done
-done
-if [ "${#third[@]}" -gt 0 ]; then
-  say "again on PostgreSQL: ${third[*]}"
-  SESSIONPOOL_TEST_STORE=postgres run_tests "$TAP3" "${third[@]}"
-  rc3=$?
-  [ "$rc3" = 0 ] || { status=1; test_rc=$rc3; }
-fi
+run_again "$TAP3" SESSIONPOOL_TEST_STORE=postgres "on PostgreSQL" "${STORE_SUITES[@]}"
 
 # The skipped tests whose reason does not start with "lacks: " (the capability this machine lacks, as the test
 # found by probing it), one "  suite > test: reason" line each, from TAP files.

@@ -4,11 +4,11 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { access, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { request } from "undici";
+import { freePort } from "./ports.ts";
 
 const run = promisify(execFile);
 
@@ -54,18 +54,6 @@ export async function ensureRegistryTools(): Promise<void> {
   if (!(await exists(REGISTRY_BINARY))) missing.push("docker-registry");
   if (!(await exists(HTPASSWD_BINARY))) missing.push("apache2-utils");
   if (missing.length > 0) await aptInstall(missing);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts a registry on a free loopback port and waits until it answers (401 without credentials). */
