@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { Principal } from "../../auth/principal.ts";
 import { isSessionPoolError } from "../../errors.ts";
 import type { Store, StoredOperation, StoredPool } from "../../store/store.ts";
-import { PoolBeingDeletedError, PoolNotFoundError, PreconditionFailedError } from "../errors.ts";
+import { PoolBeingDeletedError, PoolNotFoundError } from "../errors.ts";
 import { ARM_API_VERSIONS } from "./api-versions.ts";
 import {
   type PoolDoc,
@@ -16,6 +16,7 @@ import {
   poolResourceId,
   type SystemData,
 } from "./pool-doc.ts";
+import { checkPreconditions } from "./pool-preconditions.ts";
 import type { PoolSecrets } from "./pool-secrets.ts";
 import { type PoolChange, type PoolRules, parsePoolBody, poolFromPatch, poolFromPut } from "./pool-spec.ts";
 import { validatePoolName } from "./pool-validation.ts";
@@ -490,32 +491,6 @@ export class PoolService implements PoolLookup {
         .putOperation({ ...op, status: "Failed", endTime: this.#d.now().toISOString(), error })
         .catch((e) => this.#log(pool).error({ err: e }, "could not record the failed deletion"));
       this.#log(pool).error({ err: error }, "session pool deletion failed");
-    }
-  }
-}
-
-function checkPreconditions(
-  existing: StoredPool | undefined,
-  ifMatch: string | undefined,
-  ifNoneMatch: string | undefined,
-): void {
-  const unquote = (t: string) => t.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
-  if (ifMatch !== undefined) {
-    const wanted = ifMatch.split(",").map(unquote);
-    if (!existing || !(wanted.includes("*") || wanted.includes(existing.etag))) {
-      throw new PreconditionFailedError(
-        existing
-          ? `The If-Match condition did not hold: the session pool's current etag is "${existing.etag}".`
-          : "The If-Match condition did not hold: the session pool does not exist.",
-      );
-    }
-  }
-  if (ifNoneMatch !== undefined && existing) {
-    const wanted = ifNoneMatch.split(",").map(unquote);
-    if (wanted.includes("*") || wanted.includes(existing.etag)) {
-      throw new PreconditionFailedError(
-        "The If-None-Match condition did not hold: the session pool already exists.",
-      );
     }
   }
 }
