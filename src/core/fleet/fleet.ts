@@ -192,8 +192,14 @@ export class Fleet implements FleetRouting {
         local.membersChanged();
       }
       this.#janitor = await store.lease(JANITOR_LEASE, this.selfId, this.#o.liveWindowMs);
-      if (this.#janitor) await this.#sweep();
-      if (++this.#beats % OWNERSHIP_CHECK_BEATS === 0) await this.#checkOwnership();
+      const checkOwnership = ++this.#beats % OWNERSHIP_CHECK_BEATS === 0;
+      if (this.#janitor || checkOwnership) {
+        // One read of the session records serves both chores.
+        const readAt = Date.now();
+        const sessions = await store.allSessions();
+        if (this.#janitor) await this.#sweep(sessions);
+        if (checkOwnership) await this.#checkOwnership(sessions, readAt);
+      }
     } catch (err) {
       // The store is unreachable: the server keeps serving what it holds and tries again on the next beat.
       logger.warn({ err }, "fleet heartbeat failed");
@@ -205,10 +211,10 @@ export class Fleet implements FleetRouting {
    * (their records are dropped at once); its allocated sessions' records stay until they would have expired, so a
    * request for one is told its session was replaced; a server silent for ten live windows leaves the list.
    */
-  async #sweep(): Promise<void> {
+  async #sweep(sessions: readonly StoredSession[]): Promise<void> {
     const { store } = this.#o;
     const now = Date.now();
-    for (const rec of await store.allSessions()) {
+    for (const rec of sessions) {
       if (rec.owner === undefined || this.#byId.has(rec.owner)) continue;
       const expired = rec.expiresAt !== undefined && Date.parse(rec.expiresAt) < now;
       if (rec.state !== "allocated" || expired) await this.#forget(rec);
@@ -223,13 +229,12 @@ export class Fleet implements FleetRouting {
    * A server that could not write its heartbeat for longer than the window (paused, or cut off from the store)
    * while it kept running was taken for gone: its sessions asked for meanwhile started afresh elsewhere. Its own
    * copies must not go on answering requests that reach it directly, so it ends those whose records it no longer
-   * owns. Only sessions allocated well before the read (a claim's record is written before it is handed out).
+   * owns. Only sessions allocated well before the read at `readAt` (a claim's record is written before it is
+   * handed out).
    */
-  async #checkOwnership(): Promise<void> {
-    const before = Date.now() - this.#o.liveWindowMs;
-    const own = new Set(
-      (await this.#o.store.allSessions()).filter((s) => s.owner === this.selfId).map((s) => s.id),
-    );
+  async #checkOwnership(sessions: readonly StoredSession[], readAt: number): Promise<void> {
+    const before = readAt - this.#o.liveWindowMs;
+    const own = new Set(sessions.filter((s) => s.owner === this.selfId).map((s) => s.id));
     const ended = await this.#o.local.endMoved((id) => own.has(id), before);
     if (ended > 0) {
       this.#o.logger.warn(
