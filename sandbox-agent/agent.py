@@ -22,14 +22,16 @@ supervisor thread owns the kernel process, its pipes, the exec queue and the tim
 thread (shell_runner.py, started with the first `shell` request) runs shell commands one at a time. Standard
 library only, and nothing heavy imported: this process idles next to the kernel in every warm sandbox.
 
-Run it as `python3 -I -S agent.py`: it needs only the standard library, and skipping site-packages keeps it
-lighter (the kernel and the metadata child are started with the full environment all the same).
+Run it as `python3 -u agent.py`, the way spawn_kernel starts kernel.py: the first Python kernel is forked from
+the agent (kernel_process.fork_kernel), which is the interpreter a spawned one would be only with those options;
+with others (`-I`, `-S`, none) the agent spawns it afresh instead.
 
 Environment: SESSIONPOOL_AGENT_SOCKET (default /run/sessionpool/agent.sock), SESSIONPOOL_DATA_DIR (default
 /mnt/data), SESSIONPOOL_MAX_FILE_BYTES (default 1 GiB), SESSIONPOOL_KERNEL (default python), SESSIONPOOL_PRELOAD
 (read by the Python kernel).
 """
 
+import ctypes  # for make_undumpable; imported before the fork, so its pages are shared with the kernel
 import os
 import signal
 import sys
@@ -42,6 +44,7 @@ if AGENT_DIR not in sys.path:
 from connection import Connection, attach, serve  # noqa: E402
 from dispatch import Dispatcher  # noqa: E402
 from files import DEFAULT_MAX_FILE_BYTES  # noqa: E402
+from kernel_process import fork_kernel  # noqa: E402
 from protocol import log  # noqa: E402
 
 SOCKET_PATH = os.environ.get("SESSIONPOOL_AGENT_SOCKET") or "/run/sessionpool/agent.sock"
@@ -56,20 +59,17 @@ ATTACH_RETRY_MAX_S = 0.25
 def make_undumpable():
     """User code runs as the agent's own user, so it could otherwise ptrace the agent or open its /proc/<pid>/mem
     and fd/ and speak for it on the server's connection. A non-dumpable process's /proc entries belong to root and
-    attaching to it needs CAP_SYS_PTRACE, which a sandbox never has. The kernel and every other child are
-    dumpable again after their exec, as usual."""
+    attaching to it needs CAP_SYS_PTRACE, which a sandbox never has. The first kernel is forked before this call
+    (main), so it stays dumpable; every later child is dumpable again after its exec, as usual."""
     try:
-        import ctypes  # only here, once
-
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
             log(f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(ctypes.get_errno())}")
-    except (ImportError, OSError, AttributeError) as exc:
+    except (OSError, AttributeError) as exc:
         log(f"could not make the agent non-dumpable: {exc}")
 
 
 def main():
-    make_undumpable()
     for fd in (0, 1, 2):  # so that no pipe or socket of ours can land on a standard fd number
         try:
             os.fstat(fd)
@@ -80,7 +80,16 @@ def main():
         sys.exit(2)
     data_dir = os.path.realpath(DATA_DIR)
     os.makedirs(data_dir, exist_ok=True)
-    dispatcher = Dispatcher(data_dir, KERNEL, MAX_FILE_BYTES)
+    # Forked before any thread starts and before the agent is made non-dumpable (the kernel must stay dumpable
+    # like any process the session runs); kernel_process.fork_kernel says why.
+    first_kernel = None
+    if KERNEL == "python" and sys.orig_argv[1:-1] == ["-u"]:  # the options spawn_kernel gives: a fork is the same
+        try:
+            first_kernel = fork_kernel(data_dir)
+        except OSError as exc:
+            log(f"could not fork the interpreter, starting it afresh: {exc}")
+    make_undumpable()
+    dispatcher = Dispatcher(data_dir, KERNEL, MAX_FILE_BYTES, first_kernel)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     dispatcher.start()
     key = None  # only in this process's memory, which the session's code cannot read (make_undumpable)

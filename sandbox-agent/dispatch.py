@@ -25,10 +25,10 @@ INLINE_READ_BYTES = 4 << 20  # files up to this size are read into memory, large
 class Dispatcher:
     """What answers requests in this sandbox: the kernel's supervisor, the shell runner, the files, the metadata."""
 
-    def __init__(self, data_dir, kernel="python", max_file_bytes=DEFAULT_MAX_FILE_BYTES):
+    def __init__(self, data_dir, kernel="python", max_file_bytes=DEFAULT_MAX_FILE_BYTES, first_kernel=None):
         self.kernel = kernel
         # A Shell session has no interpreter: hello answers at once and exec is refused.
-        self.supervisor = None if kernel == "shell" else Supervisor(data_dir, kernel)
+        self.supervisor = None if kernel == "shell" else Supervisor(data_dir, kernel, first_kernel)
         self.shell = ShellRunner(data_dir)
         self.files = Files(data_dir, max_file_bytes)
         self.metadata = Metadata(kernel)

@@ -336,8 +336,19 @@ def seed_matplotlib_cache():
         pass
 
 
+def close_other_fds(keep):
+    """Closes every fd but these: whatever the agent held when it started or forked us is not the session's."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the listing's own fd, closed by now
+
+
 def main():
     ctrl_in, ctrl_out = int(sys.argv[1]), int(sys.argv[2])
+    close_other_fds({0, 1, 2, ctrl_in, ctrl_out})
     prefer_me_under_memory_pressure()
     seed_matplotlib_cache()
     os.chdir(sys.argv[3])

@@ -1,6 +1,8 @@
 """Starting a kernel process (python: kernel.py, node: node_kernel.js) with its pipes, and naming how it ended."""
 
 import errno
+import gc
+import io
 import os
 import signal
 import sys
@@ -63,6 +65,74 @@ def spawn_kernel(kernel, data_dir):
     for fd in (ctrl_in_w, ctrl_out_r, out_r, err_r):
         os.set_blocking(fd, False)
     return KernelProcess(pid, ctrl_in_w, ctrl_out_r, out_r, err_r)
+
+
+def fork_kernel(data_dir):
+    """The first Python kernel, forked from the agent instead of started afresh: the agent acts as its zygote.
+
+    The child shares the agent's pages until it writes to them: the interpreter's own data, every module both
+    import (the agent imports kernel.py's ahead, and gc.freeze() keeps the collector from touching their objects),
+    so an idle session holds about a third less memory, and the kernel is ready in a few milliseconds instead of a
+    whole interpreter start. Only before the agent starts any thread: a fork copies the calling thread alone, and a
+    lock another thread held would stay held in the child. Restarts (a timeout, a crash) use spawn_kernel.
+
+    The child is what spawn_kernel starts, `python3 -u kernel.py CTRL_IN CTRL_OUT DATA_DIR` in a session of its
+    own: the same flags and sys.path (both scripts sit in this directory), stdin /dev/null, stdout and stderr the
+    agent's pipes, fresh sys.std* streams, the agent's fds closed (kernel.py does it in both cases) and the agent's
+    own modules forgotten, so that a module of the same name in the data dir is the one user code imports. The
+    agent is still dumpable when it forks (agent.py makes itself non-dumpable right after), and nothing secret is
+    in its memory yet: it has not attached. test/integration/agent.test.ts compares the two kinds of kernel."""
+    import kernel  # noqa: PLC0415 - here, not at the top: node and shell sessions never load it
+
+    ctrl_in_r, ctrl_in_w = os.pipe()
+    ctrl_out_r, ctrl_out_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            become_kernel(kernel.main, data_dir, ctrl_in_r, ctrl_out_w, out_w, err_w)
+        finally:
+            os._exit(70)  # never back into the agent's code, whatever happened
+    for fd in (ctrl_in_r, ctrl_out_w, out_w, err_w):
+        os.close(fd)
+    for fd in (ctrl_in_w, ctrl_out_r, out_r, err_r):
+        os.set_blocking(fd, False)
+    return KernelProcess(pid, ctrl_in_w, ctrl_out_r, out_r, err_r)
+
+
+def become_kernel(kernel_main, data_dir, ctrl_in, ctrl_out, out_w, err_w):
+    """In the forked child: the process spawn_kernel would have started, then kernel.py's main()."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    fresh_stdio()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the agent's handler; kernel.py sets its own SIGINT one
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name, module in list(sys.modules.items()):
+        if os.path.dirname(os.path.abspath(getattr(module, "__file__", None) or "/")) == AGENT_DIR:
+            del sys.modules[name]
+    sys.argv = [KERNEL_PATH, str(ctrl_in), str(ctrl_out), data_dir]
+    kernel_main()
+
+
+def fresh_stdio():
+    """sys.stdin, stdout and stderr made anew over fds 0-2, as `python3 -u` makes them at its start: the agent's were
+    made for the files it was started with (a seekable one, say), not for the kernel's pipes."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        old = getattr(sys, name)
+        raw = io.FileIO(fd, "rb" if fd == 0 else "wb", closefd=False)
+        raw.name = f"<{name}>"
+        stream = io.TextIOWrapper(io.BufferedReader(raw) if fd == 0 else raw, encoding=old.encoding,
+                                  errors=old.errors, write_through=True)
+        stream.mode = "r" if fd == 0 else "w"
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 def kernel_command(kernel):

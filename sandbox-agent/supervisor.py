@@ -50,9 +50,10 @@ class ExecJob:
 class Supervisor:
     """Owns the kernel process: starts it, feeds it cells one at a time, reads its pipes, enforces timeouts."""
 
-    def __init__(self, data_dir, kernel="python"):
+    def __init__(self, data_dir, kernel="python", first_kernel=None):
         self.data_dir = data_dir
         self.kernel = kernel  # "python" or "node"
+        self._first_kernel = first_kernel  # a KernelProcess already started (kernel_process.fork_kernel), or None
         self.ready = threading.Event()  # the kernel is up and has run a no-op
         self.kernel_pid = None
         self._jobs = deque()
@@ -425,10 +426,14 @@ class Supervisor:
             self._pidfd = -1
 
     def _spawn(self):
+        kernel, self._first_kernel = self._first_kernel, None
         if self._stopping:
+            if kernel is not None:
+                kill_and_reap(kernel.pid)
             return
         try:
-            kernel = spawn_kernel(self.kernel, self.data_dir)
+            if kernel is None:
+                kernel = spawn_kernel(self.kernel, self.data_dir)
         except OSError as exc:
             log(f"could not start the interpreter: {exc}")
             self._schedule_respawn()

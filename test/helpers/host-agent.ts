@@ -43,7 +43,8 @@ export async function startHostAgent(options: HostAgentOptions = {}): Promise<Ho
   await mkdir(dirname(socketPath), { recursive: true });
   const key = agentKey("test secret", dir);
   const endpoint = await AgentEndpoint.listen(socketPath, { key, trustFirstAttach: true });
-  const child = spawn(PYTHON, [AGENT_PATH], {
+  // As the image runs it (scripts/build-images.sh): with `-u` the agent forks its first interpreter.
+  const child = spawn(PYTHON, ["-u", AGENT_PATH], {
     env: {
       ...process.env,
       // The Node.js kernel is found on PATH: put the node under test first.

@@ -114,6 +114,51 @@ describe("python agent", () => {
     assert.ok(isAlive(hello.pid));
   });
 
+  test("the first interpreter, forked from the agent, is what a restart starts afresh", async () => {
+    // A module named like one of the agent's own, in the data dir: the code must import it, not the agent's.
+    await writeFile(join(agent.dataDir, "files.py"), "MARK = 'user'\n");
+    const probe = [
+      "import ctypes, json, os, signal, sys",
+      "kinds = []",
+      "for fd in os.listdir('/proc/self/fd'):",
+      "    try: kinds.append(os.readlink(f'/proc/self/fd/{fd}').split(':[')[0])",
+      "    except OSError: pass",
+      "import files",
+      "print(json.dumps({",
+      "    'flags': repr(sys.flags), 'path': sys.path, 'argv': sys.argv, 'main': sys.modules['__main__'].__dict__ is globals(),",
+      "    'sessionLeader': os.getsid(0) == os.getpid(), 'dumpable': ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),",
+      "    'stdio': [(s.name, s.mode, s.encoding, s.errors, s.write_through, s.line_buffering, type(s.buffer).__name__) for s in (sys.stdin, sys.stdout, sys.stderr)],",
+      "    'fds': sorted(kinds), 'files': files.MARK, 'sigterm': signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,",
+      "    'agentModules': sorted(set(sys.modules) & {'agent', 'connection', 'dispatch', 'supervisor', 'kernel', 'kernel_process', 'protocol'}),",
+      "}))",
+    ].join("\n");
+    const forked = await run(agent, probe);
+    assertSucceeded(forked);
+    const seen = JSON.parse(forked.stdout) as Record<string, unknown>;
+    assert.deepEqual(
+      { ...seen, flags: undefined, path: undefined, stdio: undefined },
+      {
+        argv: [""],
+        main: true,
+        sessionLeader: true,
+        dumpable: 1, // the agent is not (agent.py make_undumpable); the session's own processes are
+        fds: ["/dev/null", "pipe", "pipe", "pipe", "pipe"], // stdin, stdout, stderr, the two control pipes
+        files: "user",
+        sigterm: true,
+        agentModules: [],
+        flags: undefined,
+        path: undefined,
+        stdio: undefined,
+      },
+    );
+    const pid = await currentPid(agent);
+    assert.equal((await run(agent, "import os\nos._exit(3)")).restarted, true);
+    const spawned = await run(agent, probe);
+    assertSucceeded(spawned);
+    assert.notEqual(await currentPid(agent), pid);
+    assert.deepEqual(JSON.parse(spawned.stdout), seen, "a spawned interpreter looks the same to the code");
+  });
+
   test("print(1+1) is captured on stdout", async () => {
     const result = await run(agent, "print(1+1)");
     assert.deepEqual(
