@@ -28,7 +28,7 @@ with others (`-I`, `-S`, none) the agent spawns it afresh instead.
 
 Environment: SESSIONPOOL_AGENT_SOCKET (default /run/sessionpool/agent.sock), SESSIONPOOL_DATA_DIR (default
 /mnt/data), SESSIONPOOL_MAX_FILE_BYTES (default 1 GiB), SESSIONPOOL_KERNEL (default python), SESSIONPOOL_PRELOAD
-(read by the Python kernel).
+(read by the Python kernel), SESSIONPOOL_FORK_KERNEL (default 1; 0: start the first Python kernel afresh too).
 """
 
 import ctypes  # for make_undumpable; imported before the fork, so its pages are shared with the kernel
@@ -51,6 +51,7 @@ SOCKET_PATH = os.environ.get("SESSIONPOOL_AGENT_SOCKET") or "/run/sessionpool/ag
 DATA_DIR = os.environ.get("SESSIONPOOL_DATA_DIR") or "/mnt/data"
 MAX_FILE_BYTES = int(os.environ.get("SESSIONPOOL_MAX_FILE_BYTES") or DEFAULT_MAX_FILE_BYTES)
 KERNEL = os.environ.get("SESSIONPOOL_KERNEL") or "python"
+FORK_KERNEL = os.environ.get("SESSIONPOOL_FORK_KERNEL", "1") != "0"
 KERNELS = ("python", "node", "shell")
 ATTACH_RETRY_FIRST_S = 0.002
 ATTACH_RETRY_MAX_S = 0.25
@@ -83,7 +84,9 @@ def main():
     # Forked before any thread starts and before the agent is made non-dumpable (the kernel must stay dumpable
     # like any process the session runs); kernel_process.fork_kernel says why.
     first_kernel = None
-    if KERNEL == "python" and sys.orig_argv[1:-1] == ["-u"]:  # the options spawn_kernel gives: a fork is the same
+    # Only with the options spawn_kernel gives (a fork is then the same interpreter), and unless the server says
+    # not to (SESSIONPOOL_FORK_KERNEL=0: under gVisor a forked interpreter holds more memory, not less).
+    if KERNEL == "python" and FORK_KERNEL and sys.orig_argv[1:-1] == ["-u"]:
         try:
             first_kernel = fork_kernel(data_dir)
         except OSError as exc:

@@ -152,10 +152,14 @@ describe("python agent", () => {
       },
     );
     const pid = await currentPid(agent);
+    // A fork keeps the agent's command line; a spawned interpreter has its own.
+    assert.match(await readFile(`/proc/${pid}/cmdline`, "utf8"), /agent\.py/);
     assert.equal((await run(agent, "import os\nos._exit(3)")).restarted, true);
     const spawned = await run(agent, probe);
     assertSucceeded(spawned);
-    assert.notEqual(await currentPid(agent), pid);
+    const next = await currentPid(agent);
+    assert.notEqual(next, pid);
+    assert.match(await readFile(`/proc/${next}/cmdline`, "utf8"), /kernel\.py/);
     assert.deepEqual(JSON.parse(spawned.stdout), seen, "a spawned interpreter looks the same to the code");
   });
 
@@ -834,6 +838,19 @@ describe("python agent lifecycle", () => {
     } finally {
       endpoint.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("SESSIONPOOL_FORK_KERNEL=0 starts the first interpreter afresh (gVisor sandboxes)", async () => {
+    const agent = await startAgent({ SESSIONPOOL_FORK_KERNEL: "0" });
+    try {
+      const { pid } = await agent.client.hello();
+      assert.match(await readFile(`/proc/${pid}/cmdline`, "utf8"), /kernel\.py/);
+      const result = await run(agent, "1 + 1");
+      assertSucceeded(result);
+      assert.equal(result.result, 2);
+    } finally {
+      await stopAgent(agent);
     }
   });
 

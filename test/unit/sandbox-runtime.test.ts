@@ -3,7 +3,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { PoolDoc } from "../../src/core/pools/pool-doc.ts";
-import { runtimeUnavailable } from "../../src/core/sessions/sandbox-template.ts";
+import {
+  DEFAULT_SANDBOX,
+  runtimeUnavailable,
+  templateFor,
+} from "../../src/core/sessions/sandbox-template.ts";
 import { chooseSandboxRuntimes, type EngineRuntime } from "../../src/runtime/sandbox-runtime.ts";
 
 const RUNC: EngineRuntime = { name: "runc", args: [] };
@@ -31,6 +35,7 @@ describe("chooseSandboxRuntimes", () => {
     );
     assert.equal(r.networkedUnavailable, undefined);
     assert.ok(r.pidsOverhead > 0, "gVisor's own threads get pids of their own");
+    assert.equal(r.forkInterpreter, false, "a forked interpreter holds more memory under gVisor, not less");
     const profile = JSON.parse(r.seccompProfile ?? "{}") as { syscalls: { names: string[] }[] };
     assert.ok(
       profile.syscalls.some((s) => s.names.includes("unshare")),
@@ -97,6 +102,19 @@ describe("chooseSandboxRuntimes", () => {
     ]) {
       assert.equal(runtimeUnavailable(pool("CustomContainer"), r), undefined);
       assert.equal(r.pidsOverhead, 0);
+      assert.equal(r.forkInterpreter, true);
     }
+  });
+});
+
+describe("the sandbox template", () => {
+  it("tells a PythonLTS agent whether to fork its interpreter, by runtime", () => {
+    const python = {
+      properties: { containerType: "PythonLTS", sessionNetworkConfiguration: { status: "EgressDisabled" } },
+    } as unknown as PoolDoc;
+    const fork = (r: ReturnType<typeof chooseSandboxRuntimes>) =>
+      templateFor(python, DEFAULT_SANDBOX, r, "sha256:x").spec.env?.["SESSIONPOOL_FORK_KERNEL"];
+    assert.equal(fork(chooseSandboxRuntimes("runc", [])), "1");
+    assert.equal(fork(chooseSandboxRuntimes("auto", [RUNC, GVISOR, GVISOR_NET])), "0");
   });
 });

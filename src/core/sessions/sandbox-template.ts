@@ -117,6 +117,7 @@ export function templateFor(
     env: {
       SESSIONPOOL_KERNEL: KERNELS[p.containerType] ?? "python",
       SESSIONPOOL_PRELOAD: p.containerType === "PythonLTS" ? defaults.pythonPreload.join(",") : "",
+      SESSIONPOOL_FORK_KERNEL: runtimes.forkInterpreter ? "1" : "0",
       MPLBACKEND: "Agg",
       HOME: "/tmp",
       MPLCONFIGDIR: "/tmp/matplotlib",
