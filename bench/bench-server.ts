@@ -55,6 +55,11 @@ export interface BenchPool {
   key: string;
   endpoint: string;
   armUrl: string;
+  /**
+   * The data plane's credential headers: the pool's own token (getAuthtoken), as a client of the pool holds, once
+   * the pool exists; the admin token until then.
+   */
+  credentials?: Record<string, string>;
 }
 
 export class BenchServer {
@@ -261,6 +266,7 @@ export class BenchServer {
   ): Promise<BenchPool> {
     const { pool, operationUrl } = await this.putPool(name, scale);
     await this.waitOperation(operationUrl, timeoutMs);
+    pool.credentials = { authorization: `Bearer ${await this.poolToken(pool)}` };
     return pool;
   }
 
@@ -355,13 +361,22 @@ export class BenchServer {
   }
 
   execute(pool: BenchPool, identifier: string, code = "1+1"): Promise<TimedReply> {
-    return this.client.send("POST", this.execUrl(pool, identifier), { code, timeoutInSeconds: 60 });
+    return this.client.send(
+      "POST",
+      this.execUrl(pool, identifier),
+      { code, timeoutInSeconds: 60 },
+      120_000,
+      pool.credentials,
+    );
   }
 
   async deleteSession(pool: BenchPool, identifier: string): Promise<void> {
     const r = await this.client.send(
       "DELETE",
       `${pool.endpoint}/session?api-version=${DATA_API}&identifier=${encodeURIComponent(identifier)}`,
+      undefined,
+      120_000,
+      pool.credentials,
     );
     if (r.status !== 204 && r.status !== 200 && r.status !== 404) {
       throw new Error(`DELETE session ${identifier} answered ${r.status}: ${r.text}`);

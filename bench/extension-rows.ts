@@ -77,6 +77,8 @@ export async function measurePersonalisedClaim(s: BenchServer, plan: Plan): Prom
         "PUT",
         `${pool.endpoint}/session?api-version=${DATA_API}&identifier=${id}`,
         { environmentVariables: ENV },
+        120_000,
+        pool.credentials,
       );
       if (put.status !== 201) throw new Error(`PUT /session answered ${put.status}: ${put.text}`);
       const first = await s.execute(pool, id, "import os; int(os.environ['TENANT'] == 'contoso') + 1");
@@ -117,7 +119,7 @@ export async function measureStreamedExec(s: BenchServer, plan: Plan): Promise<R
         url,
         { code: "1+1", timeoutInSeconds: 60 },
         60_000,
-        undefined,
+        pool.credentials,
         {
           accept: "text/event-stream",
         },
