@@ -82,10 +82,10 @@ def main():
     data_dir = os.path.realpath(DATA_DIR)
     os.makedirs(data_dir, exist_ok=True)
     # Forked before any thread starts and before the agent is made non-dumpable (the kernel must stay dumpable
-    # like any process the session runs); kernel_process.fork_kernel says why.
+    # like any process the session runs); kernel_process.fork_kernel says why. Only with the options spawn_kernel
+    # gives (a fork is then the same interpreter), and unless the server says not to (SESSIONPOOL_FORK_KERNEL=0:
+    # under gVisor a forked interpreter holds more memory, not less).
     first_kernel = None
-    # Only with the options spawn_kernel gives (a fork is then the same interpreter), and unless the server says
-    # not to (SESSIONPOOL_FORK_KERNEL=0: under gVisor a forked interpreter holds more memory, not less).
     if KERNEL == "python" and FORK_KERNEL and sys.orig_argv[1:-1] == ["-u"]:
         try:
             first_kernel = fork_kernel(data_dir)

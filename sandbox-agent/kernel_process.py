@@ -72,9 +72,10 @@ def fork_kernel(data_dir):
 
     The child shares the agent's pages until it writes to them: the interpreter's own data, every module both
     import (the agent imports kernel.py's ahead, and gc.freeze() keeps the collector from touching their objects),
-    so an idle session holds about a third less memory, and the kernel is ready in a few milliseconds instead of a
-    whole interpreter start. Only before the agent starts any thread: a fork copies the calling thread alone, and a
-    lock another thread held would stay held in the child. Restarts (a timeout, a crash) use spawn_kernel.
+    so an idle session holds about 2 MiB less under runc (a fifth of the two processes' memory), and the kernel is
+    ready in a few milliseconds instead of a whole interpreter start. Only before the agent starts any thread: a
+    fork copies the calling thread alone, and a lock another thread held would stay held in the child. Restarts (a
+    timeout, a crash) use spawn_kernel.
 
     The child is what spawn_kernel starts, `python3 -u kernel.py CTRL_IN CTRL_OUT DATA_DIR` in a session of its
     own: the same flags and sys.path (both scripts sit in this directory), stdin /dev/null, stdout and stderr the
