@@ -99,19 +99,28 @@ export interface ProxyTarget {
   onDone: () => void;
 }
 
-function first(value: string | string[] | undefined): string | undefined {
+export function first(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function forwardedHeaders(req: IncomingMessage, trust: TrustedProxies, prefix: string) {
+/**
+ * The request's headers for the next hop (a container, or another server of the fleet): those in `drop` and those
+ * the Connection header names left out, X-Forwarded-* from anyone but a trusted proxy left out as forgeries (a
+ * client claiming another address, scheme or host), then X-Forwarded-For, -Proto and -Host extended with this hop.
+ * `trusted`: whether the direct peer is a trusted proxy, for what a caller adds.
+ */
+export function nextHopHeaders(
+  req: IncomingMessage,
+  trust: TrustedProxies,
+  drop: ReadonlySet<string>,
+): { headers: Record<string, string | string[]>; trusted: boolean } {
   const { headers } = req;
   const peer = req.socket.remoteAddress === undefined ? undefined : unmapped(req.socket.remoteAddress);
   const trusted = trust.trusts(peer);
   const out: Record<string, string | string[]> = {};
   const connectionTokens = connectionTokensOf(headers);
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || NOT_FOR_CONTAINERS.has(name) || connectionTokens.has(name)) continue;
-    // From anyone but a trusted proxy these are forgeries (a client claiming another address, scheme or host).
+    if (value === undefined || drop.has(name) || connectionTokens.has(name)) continue;
     if (!trusted && FORWARDING.test(name)) continue;
     out[name] = value;
   }
@@ -121,8 +130,13 @@ function forwardedHeaders(req: IncomingMessage, trust: TrustedProxies, prefix: s
   out["x-forwarded-proto"] = (trusted ? first(headers["x-forwarded-proto"]) : undefined) ?? scheme;
   const host = (trusted ? first(headers["x-forwarded-host"]) : undefined) ?? headers.host;
   if (host !== undefined) out["x-forwarded-host"] = host;
+  return { headers: out, trusted };
+}
+
+function forwardedHeaders(req: IncomingMessage, trust: TrustedProxies, prefix: string) {
+  const { headers: out, trusted } = nextHopHeaders(req, trust, NOT_FOR_CONTAINERS);
   // A trusted proxy that mounts this server under a path of its own says so; the container sees both.
-  const priorPrefix = trusted ? (first(headers["x-forwarded-prefix"]) ?? "").replace(/\/+$/, "") : "";
+  const priorPrefix = trusted ? (first(req.headers["x-forwarded-prefix"]) ?? "").replace(/\/+$/, "") : "";
   out["x-forwarded-prefix"] = `${priorPrefix}${prefix}`;
   return out;
 }

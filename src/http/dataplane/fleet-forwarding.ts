@@ -11,10 +11,10 @@ import type { StoredMember } from "../../store/store.ts";
 import {
   answerHeaders,
   assertForwardable,
-  connectionTokensOf,
-  FORWARDING,
+  first,
   frameBody,
   HOP_BY_HOP,
+  nextHopHeaders,
   pipeUpgrade,
 } from "./custom-proxy.ts";
 import {
@@ -31,7 +31,7 @@ import {
   queryOf,
   requirePoolScope,
 } from "./dataplane-request.ts";
-import { TrustedProxies, unmapped } from "./proxy-trust.ts";
+import { TrustedProxies } from "./proxy-trust.ts";
 
 /** Routes about the whole pool: an `identifier` on them names no session to route by (but in a custom container pool). */
 const POOL_WIDE_ROUTES = new Set([PREFIX, `${PREFIX}/listSessions`, `${PREFIX}/metadata`]);
@@ -70,35 +70,15 @@ function peerOf(member: StoredMember): Peer {
   };
 }
 
-function first(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
 /**
  * The headers a forwarded request carries: the client's, Authorization and Host included (the peer authenticates
  * again, with the fleet's shared signing key), hop-by-hop ones dropped, X-Forwarded-* extended with this hop as
  * the custom-container proxy does (believed from a trusted proxy only), and who forwarded it.
  */
 function peerHeaders(req: IncomingMessage, trust: TrustedProxies, selfId: string) {
-  const { headers } = req;
-  const client = req.socket.remoteAddress === undefined ? undefined : unmapped(req.socket.remoteAddress);
-  const trusted = trust.trusts(client);
-  const tokens = connectionTokensOf(headers);
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || tokens.has(name)) continue;
-    if (!trusted && FORWARDING.test(name)) continue;
-    out[name] = value;
-  }
-  const prior = trusted ? first(headers["x-forwarded-for"]) : undefined;
-  out["x-forwarded-for"] = [prior, client].filter((v) => v !== undefined && v !== "").join(", ");
-  out["x-forwarded-proto"] =
-    (trusted ? first(headers["x-forwarded-proto"]) : undefined) ??
-    ("encrypted" in req.socket ? "https" : "http");
-  const host = (trusted ? first(headers["x-forwarded-host"]) : undefined) ?? headers.host;
-  if (host !== undefined) out["x-forwarded-host"] = host;
-  out[FORWARDED_BY_HEADER] = selfId;
-  return out;
+  const { headers } = nextHopHeaders(req, trust, HOP_BY_HOP);
+  headers[FORWARDED_BY_HEADER] = selfId;
+  return headers;
 }
 
 /** The id a forwarded request names as its sender, bounded (it is the client's header, echoed in an error). */
